@@ -1,0 +1,31 @@
+# Developer shortcuts; each target runs inside the project virtualenv (.venv),
+# which scripts/_venv.sh creates or refreshes on demand.
+#
+#   make check   ruff + mypy (fast, no database)
+#   make test    everything CI runs: scripts/test.sh (ruff, mypy, pytest)
+#   make demo    the crash/resume/time-travel demo: scripts/demo.sh
+#   make fix     let ruff fix what it can
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := source scripts/_venv.sh &&
+
+.PHONY: check test demo fix venv clean
+
+check:
+	$(VENV) ruff check . && mypy src/pgcheckpoint
+
+test:
+	bash scripts/test.sh
+
+demo:
+	bash scripts/demo.sh
+
+fix:
+	$(VENV) ruff check --fix .
+
+venv:
+	$(VENV) true
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

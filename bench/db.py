@@ -1,0 +1,148 @@
+"""PostgreSQL plumbing for the benchmark: DSNs, scratch databases, sizes, machine facts.
+
+Each saver gets a database of its own (``bench_official``, ``bench_pgcheckpoint``),
+dropped and recreated at the start of every run, so neither sees the other's rows,
+indexes or bloat. The floors get a third one (``bench_floor``) so their plain table
+never counts towards a saver's storage figure.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+FALLBACK_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASES = ("bench_official", "bench_pgcheckpoint", "bench_floor")
+PACKAGES = (
+    "pgcheckpoint",
+    "langgraph",
+    "langgraph-checkpoint",
+    "langgraph-checkpoint-postgres",
+    "langchain-core",
+    "psycopg",
+    "psycopg-binary",
+    "psycopg-pool",
+)
+
+# Summed over every ordinary table in the database outside the system schemas, so the
+# figure covers whatever tables, indexes and TOAST a saver chose, in whatever schema.
+STORAGE_SQL = """
+select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+where c.relkind in ('r', 'm')
+  and n.nspname not in ('pg_catalog', 'information_schema')
+  and n.nspname not like 'pg_toast%'
+  and n.nspname not like 'pg_temp%'
+"""
+
+
+def default_dsn() -> str:
+    """``DATABASE_URL``, else pgcheckpoint's embedded server, else a local trust login."""
+    env = os.environ.get("DATABASE_URL")
+    if env:
+        return env
+    try:
+        from pgcheckpoint.embedded import resolve_dsn  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return FALLBACK_DSN
+    return str(resolve_dsn())
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    """The same server and credentials, another database."""
+    return make_conninfo(dsn, dbname=dbname)
+
+
+def describe(dsn: str) -> str:
+    """Host, port and database of a DSN, without any password."""
+    parts = conninfo_to_dict(dsn)
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+def recreate_databases(admin_dsn: str, names: Iterable[str] = DATABASES) -> dict[str, str]:
+    """Drop and create each scratch database; return name -> DSN."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in names:
+            ident = sql.Identifier(name)
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(ident))
+            conn.execute(sql.SQL("create database {}").format(ident))
+    return {name: with_dbname(admin_dsn, name) for name in names}
+
+
+def storage_bytes(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(STORAGE_SQL).fetchone()
+    return int(row[0]) if row else 0
+
+
+def analyze(dsn: str) -> None:
+    """What autovacuum would have done to a database that had time to settle."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("analyze")
+
+
+def bulk_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection for populating fixtures fast: commits do not wait for the WAL flush.
+
+    Only the set-up uses it; every timed operation runs with the server's defaults.
+    """
+    return psycopg.connect(
+        dsn,
+        autocommit=True,
+        prepare_threshold=0,
+        options="-c synchronous_commit=off",
+        **kwargs,
+    )
+
+
+def package_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(dsn: str) -> dict[str, Any]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        settings = {}
+        for name in (
+            "server_version",
+            "shared_buffers",
+            "synchronous_commit",
+            "fsync",
+            "wal_level",
+        ):
+            row = conn.execute(sql.SQL("show {}").format(sql.Identifier(name))).fetchone()
+            settings[name] = str(row[0]) if row else "?"
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": settings.pop("server_version"),
+        "postgresql_settings": settings,
+        "server": describe(dsn),
+        "packages": package_versions(),
+    }

@@ -1,0 +1,266 @@
+"""End-to-end workloads: a real LangGraph ``StateGraph`` driven with no LLM.
+
+* ``agent``: START -> agent (AI message with a tool call) -> tools (tool result) ->
+  respond (AI answer) -> END, an ``add_messages`` reducer, many threads, several turns
+  per thread. Reported as supersteps per second for the official saver, pgcheckpoint,
+  ``InMemorySaver`` and no checkpointer at all. A superstep is one of the graph's steps
+  (the input step plus one per node), counted the same way for every contender; with no
+  checkpointer the caller carries the history itself, so the state grows the same way.
+* ``storage``: a two-message-per-turn chat (user, assistant), ~100 turns, final state
+  ~42 KB; bytes on disk per superstep at half and at full length. Constant bytes per
+  step means storage grows linearly with the conversation; doubling means quadratic.
+
+Node outputs are deterministic functions of the history length, so every contender
+stores the same bytes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, ExitStack
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+
+from bench.db import storage_bytes
+from bench.runner import Context, Measurement, aalternate_rounds, alternate_rounds, rate, run_async
+from bench.states import serialized_size, text
+
+MEMORY = "InMemorySaver"
+NONE = "no checkpointer"
+AGENT_NODES = 3
+CHAT_NODES = 1
+
+
+class ChatState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def _rng(state: ChatState) -> random.Random:
+    return random.Random(len(state["messages"]))
+
+
+def _agent(state: ChatState) -> dict[str, Any]:
+    n = len(state["messages"])
+    call = {"name": "lookup", "args": {"query": text(_rng(state), 40)}, "id": f"call-{n}"}
+    return {"messages": [AIMessage(content="", tool_calls=[call], id=f"m{n}")]}
+
+
+def _tools(state: ChatState) -> dict[str, Any]:
+    n = len(state["messages"])
+    last = state["messages"][-1]
+    call_id = (
+        last.tool_calls[0]["id"] if isinstance(last, AIMessage) and last.tool_calls else "none"
+    )
+    return {
+        "messages": [ToolMessage(content=text(_rng(state), 300), tool_call_id=call_id, id=f"m{n}")]
+    }
+
+
+def _respond(state: ChatState) -> dict[str, Any]:
+    n = len(state["messages"])
+    return {"messages": [AIMessage(content=text(_rng(state), 200), id=f"m{n}")]}
+
+
+# 55 characters of content make a ~200-byte serialized message, so 100 turns of user +
+# assistant end at a ~43 KB state: the issue's 42 KB chat.
+CHAT_BYTES = 55
+
+
+def _assistant(state: ChatState) -> dict[str, Any]:
+    n = len(state["messages"])
+    return {"messages": [AIMessage(content=text(_rng(state), CHAT_BYTES), id=f"m{n}")]}
+
+
+def agent_graph(checkpointer: Any) -> Any:
+    builder = StateGraph(ChatState)
+    builder.add_node("agent", _agent)
+    builder.add_node("tools", _tools)
+    builder.add_node("respond", _respond)
+    builder.add_edge(START, "agent")
+    builder.add_edge("agent", "tools")
+    builder.add_edge("tools", "respond")
+    builder.add_edge("respond", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def chat_graph(checkpointer: Any) -> Any:
+    builder = StateGraph(ChatState)
+    builder.add_node("assistant", _assistant)
+    builder.add_edge(START, "assistant")
+    builder.add_edge("assistant", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def _user(thread: str, turn: int, size: int = CHAT_BYTES) -> HumanMessage:
+    return HumanMessage(content=text(random.Random(f"{thread}:{turn}"), size), id=f"u{turn}")
+
+
+def _converse(graph: Any, thread: str, turns: int, *, stateless: bool, first_turn: int = 0) -> None:
+    """``turns`` user turns on one thread; ``stateless`` carries the history by hand."""
+    config = {"configurable": {"thread_id": thread}}
+    history: list[AnyMessage] = []
+    for turn in range(first_turn, first_turn + turns):
+        if stateless:
+            history = graph.invoke({"messages": [*history, _user(thread, turn)]})["messages"]
+        else:
+            graph.invoke({"messages": [_user(thread, turn)]}, config)
+
+
+async def _aconverse(graph: Any, thread: str, turns: int, *, stateless: bool) -> None:
+    config = {"configurable": {"thread_id": thread}}
+    history: list[AnyMessage] = []
+    for turn in range(turns):
+        if stateless:
+            result = await graph.ainvoke({"messages": [*history, _user(thread, turn)]})
+            history = result["messages"]
+        else:
+            await graph.ainvoke({"messages": [_user(thread, turn)]}, config)
+
+
+def _sizes(ctx: Context) -> tuple[int, int, int]:
+    """(rounds, threads per round, turns per thread)."""
+    sizes: tuple[int, int, int] = ctx.mode.pick((4, 3, 5), (8, 6, 10))
+    return sizes
+
+
+def run_agent_sync(ctx: Context) -> list[Measurement]:
+    if not ctx.wants("e2e.sync"):
+        return []
+    rounds, per_round, turns = _sizes(ctx)
+    steps = per_round * turns * (AGENT_NODES + 1)
+    with ExitStack() as stack:
+        graphs: dict[str, Any] = {
+            side.name: agent_graph(stack.enter_context(side.sync_saver())) for side in ctx.sides
+        }
+        graphs[MEMORY] = agent_graph(InMemorySaver())
+        graphs[NONE] = agent_graph(None)
+
+        def bind(name: str) -> Callable[[int], float]:
+            def run(r: int) -> float:
+                start = time.perf_counter()
+                for t in range(per_round):
+                    _converse(graphs[name], f"e2e-sync-{r}-{t}", turns, stateless=name == NONE)
+                return steps / (time.perf_counter() - start)
+
+            return run
+
+        _converse(graphs[MEMORY], "warm", 1, stateless=False)
+        for side in ctx.sides:
+            _converse(graphs[side.name], "warm", 1, stateless=False)
+        figures = alternate_rounds({name: bind(name) for name in graphs}, rounds)
+    return [_e2e_measurement("e2e.sync", "end-to-end agent graph (sync)", figures, turns)]
+
+
+def run_agent_async(ctx: Context) -> list[Measurement]:
+    if not ctx.wants("e2e.async"):
+        return []
+    measurement: Measurement = run_async(_run_agent_async(ctx))
+    return [measurement]
+
+
+async def _run_agent_async(ctx: Context) -> Measurement:
+    rounds, per_round, turns = _sizes(ctx)
+    steps = per_round * turns * (AGENT_NODES + 1)
+    async with AsyncExitStack() as stack:
+        graphs: dict[str, Any] = {
+            s.name: agent_graph(await stack.enter_async_context(s.async_saver())) for s in ctx.sides
+        }
+        graphs[MEMORY] = agent_graph(InMemorySaver())
+        graphs[NONE] = agent_graph(None)
+
+        def bind(name: str) -> Callable[[int], Awaitable[float]]:
+            async def run(r: int) -> float:
+                start = time.perf_counter()
+                for t in range(per_round):
+                    await _aconverse(
+                        graphs[name], f"e2e-async-{r}-{t}", turns, stateless=name == NONE
+                    )
+                return steps / (time.perf_counter() - start)
+
+            return run
+
+        for name in graphs:
+            await _aconverse(graphs[name], "warm", 1, stateless=name == NONE)
+        figures = await aalternate_rounds({name: bind(name) for name in graphs}, rounds)
+    return _e2e_measurement("e2e.async", "end-to-end agent graph (async)", figures, turns)
+
+
+def _e2e_measurement(
+    key: str, title: str, figures: Mapping[str, list[float]], turns: int
+) -> Measurement:
+    m = rate(key, f"{title}, supersteps/s", "steps/s", figures)
+    m.extra["turns_per_thread"] = turns
+    m.extra["ms_per_step"] = {name: 1e3 / v for name, v in m.values.items()}
+    return m
+
+
+# --- storage ----------------------------------------------------------------------------
+
+
+def run_storage(ctx: Context) -> list[Measurement]:
+    """Must run first, on freshly set-up databases: it reads whole-database sizes.
+
+    ``growth`` is the marginal cost of a superstep in the second half of the chat over
+    that in the first half: 1.0 when storage grows linearly with the conversation, 3.0
+    when it grows with its square (each step re-stores the whole history).
+    """
+    if not ctx.wants("storage"):
+        return []
+    threads: int = ctx.mode.pick(4, 10)
+    turns = 100
+    half = turns // 2
+    half_steps = threads * half * (CHAT_NODES + 1)
+    used: dict[str, dict[str, int]] = {"half": {}, "full": {}}
+    final_state = 0
+    for side in ctx.sides:
+        baseline = storage_bytes(side.dsn)
+        with side.sync_saver() as saver:
+            graph = chat_graph(saver)
+            for t in range(threads):
+                _converse(graph, f"chat-{t}", half, stateless=False)
+            used["half"][side.name] = storage_bytes(side.dsn) - baseline
+            for t in range(threads):
+                _converse(graph, f"chat-{t}", turns - half, stateless=False, first_turn=half)
+            used["full"][side.name] = storage_bytes(side.dsn) - baseline
+            state = graph.get_state({"configurable": {"thread_id": "chat-0"}})
+            final_state = serialized_size(state.values["messages"])
+    half_per_step = {name: b / half_steps for name, b in used["half"].items()}
+    full_per_step = {name: b / (2 * half_steps) for name, b in used["full"].items()}
+    growth = {
+        name: (used["full"][name] - b) / b if b else float("nan")
+        for name, b in used["half"].items()
+    }
+    common = {
+        "threads": threads,
+        "supersteps": 2 * half_steps,
+        "final_state_bytes": final_state,
+        "bytes_used": used,
+        "growth": growth,
+    }
+    kb = final_state / 1000
+    return [
+        Measurement(
+            "storage.half",
+            f"storage/superstep, chat at {half} turns",
+            "B/step",
+            half_per_step,
+            threads,
+            None,
+            dict(common),
+        ),
+        Measurement(
+            "storage.full",
+            f"storage/superstep, chat at {turns} turns ({kb:.0f} KB)",
+            "B/step",
+            full_per_step,
+            threads,
+            None,
+            dict(common),
+        ),
+    ]

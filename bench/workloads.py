@@ -1,0 +1,372 @@
+"""Single-operation workloads (put, put_writes, get_tuple, list, delete_thread) and floors.
+
+Each operation is described once (``MicroOp``): how to prepare its arguments for one
+side, and a one-line sync call and async call. The same descriptions drive the sync
+run (``PostgresSaver.from_conn_string``) and the async run (``AsyncPostgresSaver``), so
+the two cannot drift apart. Fixture threads are written through each side's own ``put``
+on a connection with ``synchronous_commit=off``; the timed calls use the defaults.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from bench.runner import Context, Measurement, Plan, aalternate, alternate, latency, run_async
+from bench.savers import Side
+from bench.states import (
+    PUT_PROFILES,
+    SMALL,
+    StateProfile,
+    Step,
+    ThreadBuilder,
+    payload_bytes,
+    thread_config,
+    three_writes,
+)
+
+Saver = Any
+Prepare = Callable[[Context, Side, Saver, int, str], list[Any]]
+
+
+def populate(
+    side: Side,
+    thread_ids: Sequence[str],
+    n: int,
+    *,
+    profile: StateProfile = SMALL,
+    writes: bool = False,
+) -> dict[str, list[Step]]:
+    """Write ``n`` checkpoints per thread (optionally with the 3 writes that led to each)."""
+    out: dict[str, list[Step]] = {}
+    with side.bulk_saver() as saver:
+        for thread_id in thread_ids:
+            steps = ThreadBuilder(thread_id, saver.get_next_version, profile).steps(n)
+            previous: Step | None = None
+            for i, step in enumerate(steps):
+                saver.put(step.config, step.checkpoint, step.metadata, step.new_versions)
+                if writes and previous is not None:
+                    saver.put_writes(previous.stored, three_writes(i), f"task-{i}")
+                previous = step
+            out[thread_id] = steps
+    return out
+
+
+def read_fixture(ctx: Context, side: Side, name: str, n: int) -> list[Step]:
+    """A thread of ``n`` 1 KB checkpoints with writes, shared by the sync and async runs."""
+    key = f"read:{side.name}:{name}"
+    if key not in ctx.cache:
+        thread_id = f"read-{name}"
+        ctx.cache[key] = populate(side, [thread_id], n, writes=True)[thread_id]
+    steps: list[Step] = ctx.cache[key]
+    return steps
+
+
+# --- argument preparation (pure set-up, untimed) -------------------------------------
+
+
+def _prepare_put(profile: StateProfile) -> Prepare:
+    def prepare(ctx: Context, side: Side, saver: Saver, n: int, tag: str) -> list[Any]:
+        builder = ThreadBuilder(f"put-{profile.name}-{tag}", saver.get_next_version, profile)
+        return builder.steps(n)
+
+    return prepare
+
+
+def _prepare_put_writes(ctx: Context, side: Side, saver: Saver, n: int, tag: str) -> list[Any]:
+    steps = populate(side, [f"writes-{tag}"], n)[f"writes-{tag}"]
+    return [(step.stored, three_writes(i), str(uuid.uuid4())) for i, step in enumerate(steps)]
+
+
+def _prepare_latest(ctx: Context, side: Side, saver: Saver, n: int, tag: str) -> list[Any]:
+    read_fixture(ctx, side, "short", 10)
+    return [thread_config("read-short")] * n
+
+
+def _prepare_by_id(ctx: Context, side: Side, saver: Saver, n: int, tag: str) -> list[Any]:
+    steps = read_fixture(ctx, side, "short", 10)
+    return [steps[4].stored] * n
+
+
+def _prepare_thousand(ctx: Context, side: Side, saver: Saver, n: int, tag: str) -> list[Any]:
+    read_fixture(ctx, side, "1000", 1_000)
+    return [thread_config("read-1000")] * n
+
+
+def _prepare_delete(ctx: Context, side: Side, saver: Saver, n: int, tag: str) -> list[Any]:
+    thread_ids = [f"delete-{tag}-{i}" for i in range(n)]
+    populate(side, thread_ids, 10, writes=True)
+    return thread_ids
+
+
+# --- the calls themselves (timed) ----------------------------------------------------
+
+
+def _put(saver: Saver, s: Step) -> object:
+    return saver.put(s.config, s.checkpoint, s.metadata, s.new_versions)
+
+
+async def _aput(saver: Saver, s: Step) -> object:
+    return await saver.aput(s.config, s.checkpoint, s.metadata, s.new_versions)
+
+
+def _put_writes(saver: Saver, a: tuple[Any, Any, str]) -> object:
+    return saver.put_writes(*a)
+
+
+async def _aput_writes(saver: Saver, a: tuple[Any, Any, str]) -> object:
+    return await saver.aput_writes(*a)
+
+
+def _get(saver: Saver, config: Any) -> object:
+    return saver.get_tuple(config)
+
+
+async def _aget(saver: Saver, config: Any) -> object:
+    return await saver.aget_tuple(config)
+
+
+def _list10(saver: Saver, config: Any) -> object:
+    return list(saver.list(config, limit=10))
+
+
+async def _alist10(saver: Saver, config: Any) -> object:
+    return [t async for t in saver.alist(config, limit=10)]
+
+
+def _list_all(saver: Saver, config: Any) -> object:
+    return list(saver.list(config))
+
+
+async def _alist_all(saver: Saver, config: Any) -> object:
+    return [t async for t in saver.alist(config)]
+
+
+def _delete(saver: Saver, thread_id: str) -> object:
+    return saver.delete_thread(thread_id)
+
+
+async def _adelete(saver: Saver, thread_id: str) -> object:
+    return await saver.adelete_thread(thread_id)
+
+
+@dataclass(frozen=True)
+class MicroOp:
+    key: str
+    title: str
+    quick: Plan
+    full: Plan
+    prepare: Prepare
+    call: Callable[[Saver, Any], object]
+    acall: Callable[[Saver, Any], Awaitable[object]]
+    floor: str
+
+
+_FAST_Q, _FAST_F = Plan(5, 20), Plan(10, 60)
+MICRO_OPS: tuple[MicroOp, ...] = (
+    MicroOp(
+        "put_1kb",
+        "put 1 KB",
+        _FAST_Q,
+        _FAST_F,
+        _prepare_put(PUT_PROFILES["1KB"]),
+        _put,
+        _aput,
+        "insert_1kb",
+    ),
+    MicroOp(
+        "put_100kb",
+        "put 100 KB",
+        Plan(5, 8),
+        Plan(10, 25),
+        _prepare_put(PUT_PROFILES["100KB"]),
+        _put,
+        _aput,
+        "insert_100kb",
+    ),
+    MicroOp(
+        "put_5mb",
+        "put 5 MB",
+        Plan(3, 2, 1),
+        Plan(6, 4, 1),
+        _prepare_put(PUT_PROFILES["5MB"]),
+        _put,
+        _aput,
+        "insert_5mb",
+    ),
+    MicroOp(
+        "put_writes",
+        "put_writes (3 writes)",
+        _FAST_Q,
+        _FAST_F,
+        _prepare_put_writes,
+        _put_writes,
+        _aput_writes,
+        "insert_1kb",
+    ),
+    MicroOp(
+        "get_latest",
+        "get_tuple latest (10-checkpoint thread)",
+        _FAST_Q,
+        _FAST_F,
+        _prepare_latest,
+        _get,
+        _aget,
+        "select1",
+    ),
+    MicroOp(
+        "get_by_id",
+        "get_tuple by id (10-checkpoint thread)",
+        _FAST_Q,
+        _FAST_F,
+        _prepare_by_id,
+        _get,
+        _aget,
+        "select1",
+    ),
+    MicroOp(
+        "list10",
+        "list(limit=10), 1,000 checkpoints",
+        Plan(5, 10),
+        Plan(10, 40),
+        _prepare_thousand,
+        _list10,
+        _alist10,
+        "select1",
+    ),
+    MicroOp(
+        "list_all",
+        "full list, 1,000 checkpoints",
+        Plan(3, 1, 1),
+        Plan(5, 2, 1),
+        _prepare_thousand,
+        _list_all,
+        _alist_all,
+        "select1",
+    ),
+    MicroOp(
+        "delete_thread",
+        "delete_thread (10 checkpoints + writes)",
+        Plan(4, 5),
+        Plan(10, 10),
+        _prepare_delete,
+        _delete,
+        _adelete,
+        "select1",
+    ),
+)
+
+
+def _check_answers(op: MicroOp, savers: dict[str, Saver], args: dict[str, list[Any]]) -> None:
+    """Both sides must give the same shape of answer, or the timing compares nothing."""
+    if op.key.startswith(("put", "delete")):
+        return  # these consume their arguments; they are checked by the read workloads
+    answers = {name: op.call(savers[name], items[0]) for name, items in args.items()}
+    if any(answer is None for answer in answers.values()):
+        raise RuntimeError(f"{op.key}: a saver found no checkpoint: {answers}")
+    if op.key.startswith("list"):
+        lengths = {name: len(answer) for name, answer in answers.items()}  # type: ignore[arg-type]
+        if len(set(lengths.values())) != 1:
+            raise RuntimeError(f"{op.key}: savers listed different counts: {lengths}")
+
+
+def _bind(op: MicroOp, saver: Saver, items: list[Any]) -> Callable[[int], object]:
+    return lambda i: op.call(saver, items[i])
+
+
+def _abind(op: MicroOp, saver: Saver, items: list[Any]) -> Callable[[int], Awaitable[object]]:
+    return lambda i: op.acall(saver, items[i])
+
+
+def run_sync(ctx: Context) -> list[Measurement]:
+    todo = [op for op in MICRO_OPS if ctx.wants(f"{op.key}.sync")]
+    if not todo:
+        return []
+    out: list[Measurement] = []
+    with ExitStack() as stack:
+        savers = {side.name: stack.enter_context(side.sync_saver()) for side in ctx.sides}
+        for op in todo:
+            plan = ctx.mode.plan(op.quick, op.full)
+            args = {
+                s.name: op.prepare(ctx, s, savers[s.name], plan.total, "sync") for s in ctx.sides
+            }
+            _check_answers(op, savers, args)
+            samples = alternate({n: _bind(op, savers[n], items) for n, items in args.items()}, plan)
+            out.append(latency(f"{op.key}.sync", f"{op.title} (sync)", samples, floor=op.floor))
+    return out
+
+
+async def _run_async(ctx: Context, todo: list[MicroOp]) -> list[Measurement]:
+    out: list[Measurement] = []
+    async with AsyncExitStack() as stack:
+        savers = {s.name: await stack.enter_async_context(s.async_saver()) for s in ctx.sides}
+        for op in todo:
+            plan = ctx.mode.plan(op.quick, op.full)
+            args = {
+                s.name: op.prepare(ctx, s, savers[s.name], plan.total, "async") for s in ctx.sides
+            }
+            ops = {n: _abind(op, savers[n], items) for n, items in args.items()}
+            samples = await aalternate(ops, plan)
+            floor = "select1_async" if op.floor == "select1" else op.floor
+            out.append(latency(f"{op.key}.async", f"{op.title} (async)", samples, floor=floor))
+    return out
+
+
+def run_async_ops(ctx: Context) -> list[Measurement]:
+    todo = [op for op in MICRO_OPS if ctx.wants(f"{op.key}.async")]
+    if not todo:
+        return []
+    result: list[Measurement] = run_async(_run_async(ctx, todo))
+    return result
+
+
+# --- floors: what PostgreSQL itself costs for the same round trip / bytes ----------------
+
+FLOOR_TABLE = """
+create table if not exists floor_blobs (
+    id bigint generated always as identity primary key,
+    payload bytea not null
+)"""
+FLOOR_INSERT = "insert into floor_blobs (payload) values (%s)"
+FLOOR_SIZES = {"insert_1kb": "1KB", "insert_100kb": "100KB", "insert_5mb": "5MB"}
+
+
+def run_floors(ctx: Context) -> list[Measurement]:
+    out: list[Measurement] = []
+    with psycopg.connect(ctx.floor_dsn, autocommit=True, prepare_threshold=0) as conn:
+        conn.execute(FLOOR_TABLE)
+        plan = ctx.mode.plan(Plan(5, 50), Plan(10, 100))
+        samples = alternate({"postgres": lambda i: conn.execute("select 1").fetchone()}, plan)
+        out.append(latency("floor.select1", "floor: SELECT 1 round trip", samples))
+        for key, size in FLOOR_SIZES.items():
+            payload = payload_bytes(PUT_PROFILES[size])
+            op = next(o for o in MICRO_OPS if o.floor == key)
+            plan = ctx.mode.plan(op.quick, op.full)
+            samples = alternate(
+                {"postgres": lambda i, p=payload: conn.execute(FLOOR_INSERT, (p,))}, plan
+            )
+            title = f"floor: INSERT {len(payload):,} bytes into a bytea table"
+            out.append(latency(f"floor.{key}", title, samples, bytes=len(payload)))
+        conn.execute("truncate floor_blobs")
+    out.append(run_async(_async_select1(ctx)))
+    return out
+
+
+async def _async_select1(ctx: Context) -> Measurement:
+    conn = await psycopg.AsyncConnection.connect(
+        ctx.floor_dsn, autocommit=True, prepare_threshold=0
+    )
+    async with conn:
+
+        async def once(i: int) -> object:
+            cur = await conn.execute("select 1")
+            return await cur.fetchone()
+
+        plan = ctx.mode.plan(Plan(5, 50), Plan(10, 100))
+        samples = await aalternate({"postgres": once}, plan)
+    return latency("floor.select1_async", "floor: SELECT 1 round trip (async)", samples)

@@ -1,0 +1,53 @@
+"""pgcheckpoint: a fast, durable, operable LangGraph checkpointer on PostgreSQL.
+
+Swap ``from langgraph.checkpoint.postgres import PostgresSaver`` for
+``from pgcheckpoint import PostgresSaver`` (and ``AsyncPostgresSaver``).
+"""
+
+from .aio import AsyncPostgresSaver
+from .chunking import ChunkingPolicy
+from .compression import CompressionPolicy
+from .errors import (
+    BlockedTypeError,
+    CodecError,
+    ConcurrentUpdateError,
+    ConfigurationError,
+    DeserializationError,
+    InvalidInputError,
+    MigrationError,
+    PgCheckpointError,
+    RetryExhaustedError,
+    SchemaError,
+    SerializationError,
+    StorageError,
+    TransferError,
+    TransientStorageError,
+)
+from .pooling import PoolSettings
+from .retry import RetryPolicy
+from .saver import PostgresSaver
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncPostgresSaver",
+    "BlockedTypeError",
+    "ChunkingPolicy",
+    "CodecError",
+    "CompressionPolicy",
+    "ConcurrentUpdateError",
+    "ConfigurationError",
+    "DeserializationError",
+    "InvalidInputError",
+    "MigrationError",
+    "PgCheckpointError",
+    "PoolSettings",
+    "PostgresSaver",
+    "RetryExhaustedError",
+    "RetryPolicy",
+    "SchemaError",
+    "SerializationError",
+    "StorageError",
+    "TransferError",
+    "TransientStorageError",
+]

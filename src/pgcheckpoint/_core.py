@@ -1,0 +1,357 @@
+"""The I/O-free half of both savers: validation, settings and operation plans.
+
+:class:`SaverCore` turns each ``BaseCheckpointSaver`` call into a
+:class:`~pgcheckpoint._plans.Plan`. ``PostgresSaver`` runs plans on a sync
+connection, ``AsyncPostgresSaver`` on an async one; neither holds logic of its
+own, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from . import codec
+from ._plans import Plan, PlanGen, Query
+from ._queries import Queries
+from .chunking import ChunkingPolicy
+from .compression import CompressionPolicy
+from .errors import ConfigurationError, InvalidInputError
+
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+
+# list() reads this many checkpoints per round trip, so a list of a huge thread
+# streams instead of loading every state at once.
+LIST_PAGE_SIZE = 200
+
+
+def default_serde() -> SerializerProtocol:
+    """LangGraph's serializer in strict mode: msgpack loads only allowlisted types."""
+    return JsonPlusSerializer(allowed_msgpack_modules=None)
+
+
+def check_schema_name(schema: Any) -> str:
+    if not isinstance(schema, str) or not schema or "\x00" in schema:
+        raise ConfigurationError(f"schema must be a non-empty string without NUL, got {schema!r}")
+    if len(schema.encode("utf-8")) > 63:
+        raise ConfigurationError(f"schema name {schema!r} is longer than PostgreSQL's 63 bytes")
+    return schema
+
+
+def _string_list(values: Any, what: str) -> list[str]:
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise InvalidInputError(f"{what} must be a list of strings, got {type(values).__name__}")
+    return [codec.text_id(v, f"each of {what}") for v in values]
+
+
+@dataclass(slots=True)
+class _Lister:
+    """The state of one list() call as it pages through the results."""
+
+    core: SaverCore
+    params: dict[str, Any]
+    where: list[str]
+    remaining: int | None
+    in_ns: bool
+    after: tuple[str, str, str] | None = None
+    done: bool = False
+
+    def next_plan(self) -> Plan[list[CheckpointTuple]] | None:
+        if self.done or self.remaining == 0:
+            return None
+        size = LIST_PAGE_SIZE if self.remaining is None else min(self.remaining, LIST_PAGE_SIZE)
+        params = dict(self.params, limit=size)
+        where = list(self.where)
+        if self.after is not None:
+            cid, thread_id, ns = self.after
+            where.append("where_page_in_ns" if self.in_ns else "where_page")
+            params.update(page_id=cid, page_thread=thread_id, page_ns=ns)
+        sql = self.core.queries.select_checkpoints(where)
+        core = self.core
+
+        def make() -> PlanGen[list[CheckpointTuple]]:
+            rows = yield Query(sql, params, fetch="all")
+            page = codec.decode_checkpoints(core.codec, codec.split_select(rows or []))
+            self._advance(page, size)
+            return page
+
+        return Plan("list", make)
+
+    def _advance(self, page: list[CheckpointTuple], size: int) -> None:
+        if self.remaining is not None:
+            self.remaining -= len(page)
+        if len(page) < size:
+            self.done = True
+        elif page:
+            conf = page[-1].config["configurable"]
+            self.after = (conf["checkpoint_id"], conf["thread_id"], conf["checkpoint_ns"])
+
+
+class SaverCore(BaseCheckpointSaver[str]):
+    """Settings and plans shared by :class:`PostgresSaver` and :class:`AsyncPostgresSaver`."""
+
+    def __init__(
+        self,
+        *,
+        schema: str = "public",
+        serde: SerializerProtocol | None = None,
+        compression: CompressionPolicy | None = None,
+        chunking: ChunkingPolicy | None = None,
+    ) -> None:
+        super().__init__(serde=serde or default_serde())
+        self.schema = check_schema_name(schema)
+        self.queries = Queries(self.schema)
+        self.compression = compression or CompressionPolicy()
+        self.chunking = chunking or ChunkingPolicy()
+        self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+
+    @property
+    def codec(self) -> codec.Codec:
+        """The codec for the current serde (``with_allowlist`` clones swap the serde)."""
+        if self._codec.serde is not self.serde:
+            self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+        return self._codec
+
+    # --- writes -------------------------------------------------------------
+    def _put_plan(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> Plan[RunnableConfig]:
+        where = codec.target(config)
+        if not isinstance(new_versions, Mapping):
+            raise InvalidInputError(f"new_versions must be a dict, got {type(new_versions).__name__}")
+        if not isinstance(metadata, Mapping):
+            raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
+        meta = get_serializable_checkpoint_metadata(config, metadata)
+        encoded = codec.encode_put(self.codec, where, checkpoint, meta, new_versions)
+        sql = self.queries["put_checkpoint"]
+
+        def make() -> PlanGen[RunnableConfig]:
+            yield Query(sql, encoded.params)
+            return encoded.config
+
+        return Plan("put", make)
+
+    def _put_writes_plan(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> Plan[None] | None:
+        where = codec.target(config)
+        if isinstance(writes, str | bytes) or not isinstance(writes, Sequence):
+            raise InvalidInputError(f"writes must be a list of pairs, got {type(writes).__name__}")
+        upsert, params = codec.encode_writes(self.codec, where, writes, task_id, task_path)
+        if not params["channels"]:
+            return None
+        sql = self.queries["put_writes_upsert" if upsert else "put_writes_insert"]
+
+        def make() -> PlanGen[None]:
+            yield Query(sql, params)
+
+        return Plan("put_writes", make)
+
+    # --- reads --------------------------------------------------------------
+    def _get_plan(self, config: RunnableConfig) -> Plan[CheckpointTuple | None]:
+        where = codec.target(config)
+        params: dict[str, Any] = {
+            "thread_id": where.thread_id,
+            "checkpoint_ns": where.checkpoint_ns,
+            "limit": 1,
+        }
+        names = ["where_thread", "where_ns"]
+        if where.checkpoint_id is not None:
+            names.append("where_id")
+            params["checkpoint_id"] = where.checkpoint_id
+        sql = self.queries.select_checkpoints(names)
+
+        def make() -> PlanGen[CheckpointTuple | None]:
+            rows = yield Query(sql, params, fetch="all")
+            found = codec.decode_checkpoints(self.codec, codec.split_select(rows or []))
+            return found[0] if found else None
+
+        return Plan("get_tuple", make)
+
+    def _lister(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> _Lister:
+        params: dict[str, Any] = {}
+        names: list[str] = []
+        in_ns = False
+        if config is not None:
+            where = codec.target(config)
+            names.append("where_thread")
+            params["thread_id"] = where.thread_id
+            conf = config["configurable"]
+            if conf.get("checkpoint_ns") is not None:
+                names.append("where_ns")
+                params["checkpoint_ns"] = where.checkpoint_ns
+                in_ns = True
+            if where.checkpoint_id is not None:
+                names.append("where_id")
+                params["checkpoint_id"] = where.checkpoint_id
+        if filter:
+            names.append("where_filter")
+            params["filter"] = codec.metadata_json(filter, "filter")
+        if before is not None:
+            conf = before.get("configurable") if isinstance(before, Mapping) else None
+            before_id = conf.get("checkpoint_id") if isinstance(conf, Mapping) else None
+            if before_id is None:
+                raise InvalidInputError('before must be a config with a "checkpoint_id"')
+            names.append("where_before")
+            params["before"] = codec.text_id(before_id, "before checkpoint_id")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise InvalidInputError(f"limit must be a non-negative int or None, got {limit!r}")
+        return _Lister(self, params, names, limit, in_ns)
+
+    def _delta_plan(
+        self, config: RunnableConfig, channels: Sequence[str]
+    ) -> Plan[dict[str, DeltaChannelHistory]]:
+        where = codec.target(config)
+        wanted = _string_list(channels, "channels")
+        queries = self.queries
+
+        def make() -> PlanGen[dict[str, DeltaChannelHistory]]:
+            if not wanted:
+                return {}
+            checkpoint_id = where.checkpoint_id
+            base = {"thread_id": where.thread_id, "checkpoint_ns": where.checkpoint_ns}
+            if checkpoint_id is None:
+                rows = yield Query(queries["latest_id"], base, fetch="all")
+                if not rows:
+                    return {c: {"writes": []} for c in wanted}
+                checkpoint_id = rows[0][0]
+            params = dict(base, checkpoint_id=checkpoint_id, channels=wanted)
+            # Unprepared: the walk's best plan depends on the channel array.
+            rows = yield Query(queries["delta_history"], params, fetch="all", prepare=False)
+            delta = codec.split_delta(rows or [])
+            chunks: dict[bytes, tuple[bool, bytes]] = {}
+            hashes = delta.chunk_hashes()
+            if hashes:
+                found = yield Query(
+                    queries["fetch_chunks"],
+                    {"thread_id": where.thread_id, "hashes": hashes},
+                    fetch="all",
+                )
+                chunks = {bytes(h): (z, bytes(d)) for h, z, d in found or []}
+            return codec.decode_delta(self.codec, delta, wanted, chunks)
+
+        return Plan("get_delta_channel_history", make)
+
+    # --- deletes and copies -------------------------------------------------
+    def _delete_thread_plan(self, thread_id: Any) -> Plan[None]:
+        tid = codec.text_id(thread_id, "thread_id")
+        sql = self.queries["delete_thread"]
+
+        def make() -> PlanGen[None]:
+            yield Query(sql, {"thread_id": tid})
+
+        return Plan("delete_thread", make)
+
+    def _gc(self, thread_ids: list[str]) -> PlanGen[None]:
+        """Drop blobs and chunks no checkpoint of these threads needs (inside a transaction)."""
+        params = {"thread_ids": thread_ids}
+        yield Query(self.queries["gc_blobs"], params, prepare=False)
+        yield Query(self.queries["gc_chunks"], params, prepare=False)
+
+    def _delete_for_runs_plan(self, run_ids: Sequence[str]) -> Plan[None]:
+        runs = _string_list(run_ids, "run_ids")
+        q = self.queries
+
+        def make() -> PlanGen[None]:
+            if not runs:
+                return
+            rows = yield Query(q["threads_of_runs"], {"run_ids": runs}, fetch="all")
+            threads = sorted(r[0] for r in rows or [])
+            if not threads:
+                return
+            yield Query(q["lock_threads"], {"thread_ids": threads}, fetch="all")
+            yield Query(q["delete_runs"], {"run_ids": runs, "thread_ids": threads})
+            yield from self._gc(threads)
+
+        return Plan("delete_for_runs", make, transaction=True)
+
+    def _copy_thread_plan(self, source: Any, target: Any) -> Plan[None]:
+        src = codec.text_id(source, "source_thread_id")
+        dst = codec.text_id(target, "target_thread_id")
+        if src == dst:
+            raise InvalidInputError(f"cannot copy thread {src!r} onto itself")
+        q = self.queries
+
+        def make() -> PlanGen[None]:
+            rows = yield Query(q["thread_exists"], {"thread_id": src}, fetch="all")
+            if not rows or not rows[0][0]:
+                raise InvalidInputError(f"source thread {src!r} has no checkpoints to copy")
+            rows = yield Query(q["thread_exists"], {"thread_id": dst}, fetch="all")
+            if rows and rows[0][0]:
+                raise InvalidInputError(
+                    f"target thread {dst!r} already has checkpoints; delete it first"
+                )
+            yield Query(q["copy_thread"], {"source": src, "target": dst})
+
+        return Plan("copy_thread", make, transaction=True)
+
+    def _prune_plan(self, thread_ids: Sequence[str], strategy: str) -> Plan[None]:
+        threads = sorted(set(_string_list(thread_ids, "thread_ids")))
+        if strategy not in PRUNE_STRATEGIES:
+            raise InvalidInputError(
+                f"unknown prune strategy {strategy!r}; expected one of {', '.join(PRUNE_STRATEGIES)}"
+            )
+        q = self.queries
+
+        def make() -> PlanGen[None]:
+            if not threads:
+                return
+            params = {"thread_ids": threads}
+            if strategy == "delete":
+                yield Query(q["delete_threads"], params)
+                return
+            yield Query(q["lock_threads"], params, fetch="all")
+            yield Query(q["prune_keep_latest"], params, prepare=False)
+            yield from self._gc(threads)
+
+        return Plan("prune", make, transaction=True)
+
+    # --- versions -----------------------------------------------------------
+    def get_next_version(self, current: str | None, channel: None = None) -> str:
+        """The next channel version: ``<counter, 32 digits>.<random>``.
+
+        The same format as the official saver's, so imported threads keep
+        working; the random part keeps versions made on two forks of one
+        checkpoint distinct, since a version names one stored value.
+        """
+        if current is None:
+            counter = 0
+        elif isinstance(current, int):
+            counter = current
+        else:
+            try:
+                counter = int(str(current).split(".")[0])
+            except ValueError as exc:
+                raise InvalidInputError(f"cannot read channel version {current!r}") from exc
+        return f"{counter + 1:032}.{random.random():016}"

@@ -1,0 +1,233 @@
+"""``AsyncPostgresSaver``: the asyncio checkpointer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from psycopg_pool import AsyncConnectionPool
+
+from ._connections import AsyncRunner, AsyncSource
+from ._core import SaverCore
+from .chunking import ChunkingPolicy
+from .compression import CompressionPolicy
+from .errors import ConfigurationError
+from .migrations import setup_plan, status_plan
+from .pooling import PoolSettings
+from .retry import RetryPolicy
+
+T = TypeVar("T")
+
+
+class AsyncPostgresSaver(SaverCore):
+    """A LangGraph checkpointer on PostgreSQL, for async graphs (``ainvoke``/``astream``).
+
+    Give it a psycopg ``AsyncConnection`` or a psycopg_pool
+    ``AsyncConnectionPool``, or build one with :meth:`from_conn_string`; await
+    :meth:`setup` once. Its sync methods work from other threads (they hand the
+    call to the saver's event loop), as the official saver's do.
+
+    Example::
+
+        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+            await saver.setup()
+            graph = builder.compile(checkpointer=saver)
+    """
+
+    def __init__(
+        self,
+        conn: AsyncSource,
+        *,
+        schema: str = "public",
+        serde: SerializerProtocol | None = None,
+        compression: CompressionPolicy | None = None,
+        chunking: ChunkingPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        prepared_statements: bool = True,
+    ) -> None:
+        super().__init__(schema=schema, serde=serde, compression=compression, chunking=chunking)
+        self.conn = conn
+        self._runner = AsyncRunner(
+            conn, retry=retry or RetryPolicy(), prepared_statements=prepared_statements
+        )
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls,
+        conn_string: str | None = None,
+        *,
+        pool: PoolSettings | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AsyncPostgresSaver]:
+        """A saver on a new async connection pool, closed when the block ends.
+
+        ``conn_string`` defaults to ``DATABASE_URL``, then to the embedded
+        PostgreSQL. Other keyword arguments go to the constructor.
+        """
+        from .embedded import resolve_dsn
+
+        settings = pool or PoolSettings()
+        kwargs.setdefault("prepared_statements", settings.prepared_statements)
+        dsn = await asyncio.to_thread(resolve_dsn, conn_string)
+        async with AsyncConnectionPool(dsn, open=False, **settings.pool_kwargs()) as p:
+            yield cls(p, **kwargs)
+
+    # --- schema -------------------------------------------------------------
+    async def setup(self) -> None:
+        """Create or upgrade the schema. Idempotent and safe to call from many processes."""
+        await self._runner.run(setup_plan(self.schema))
+
+    async def migration_status(self) -> dict[int, str]:
+        """Applied migration versions with their checksums."""
+        return await self._runner.run(status_plan(self.schema))
+
+    # --- the checkpoint contract -------------------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names (its ``checkpoint_id``, or the latest)."""
+        return await self._runner.run(self._get_plan(config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Checkpoints newest first; see :meth:`PostgresSaver.list`."""
+        lister = self._lister(config, filter, before, limit)
+        while (plan := lister.next_plan()) is not None:
+            for item in await self._runner.run(plan):
+                yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint (and the channel values in ``new_versions``) atomically."""
+        return await self._runner.run(self._put_plan(config, checkpoint, metadata, new_versions))
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's pending writes against the checkpoint in ``config``."""
+        plan = self._put_writes_plan(config, writes, task_id, task_path)
+        if plan is not None:
+            await self._runner.run(plan)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete a thread: every checkpoint, value and write, atomically."""
+        await self._runner.run(self._delete_thread_plan(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) written by the given runs."""
+        await self._runner.run(self._delete_for_runs_plan(run_ids))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a whole thread, history included, to a new thread id."""
+        await self._runner.run(self._copy_thread_plan(source_thread_id, target_thread_id))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """See :meth:`PostgresSaver.prune`."""
+        await self._runner.run(self._prune_plan(thread_ids, strategy))
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Writes and seed of each channel along the parent chain, in one walk."""
+        return await self._runner.run(self._delta_plan(config, channels))
+
+    # --- sync, handed to the saver's loop ----------------------------------
+    def _bridge(self, coro: Awaitable[T]) -> T:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            raise ConfigurationError(
+                "the sync methods of AsyncPostgresSaver need the event loop it was made in; "
+                "use PostgresSaver in sync code"
+            )
+        try:
+            if asyncio.get_running_loop() is loop:
+                raise ConfigurationError(
+                    "sync call of AsyncPostgresSaver from its own event loop would deadlock; "
+                    "await the a* method instead"
+                )
+        except RuntimeError:
+            pass
+
+        async def wrap() -> T:
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(wrap(), loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._bridge(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        lister = self._lister(config, filter, before, limit)
+        while (plan := lister.next_plan()) is not None:
+            yield from self._bridge(self._runner.run(plan))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._bridge(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._bridge(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._bridge(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._bridge(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._bridge(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._bridge(self.aprune(thread_ids, strategy=strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._bridge(self.aget_delta_channel_history(config=config, channels=channels))

@@ -1,0 +1,550 @@
+"""Rows to and from LangGraph objects (pure, no I/O).
+
+Everything stored goes through the saver's serde (``dumps_typed`` /
+``loads_typed``), then optionally through zstd or content-defined chunking; the
+stored ``type`` column records what was done (``msgpack``, ``msgpack+zstd``,
+``msgpack+cdc``) so any row reads back whatever settings wrote it.
+
+Small primitive channel values (``None``, ``bool``, ``int``, ``float``, short
+``str``) stay inline in the checkpoint's own bytes: they cost less there than
+as rows of their own, and the decision depends only on the value, so a value
+that is carried unchanged into later checkpoints is looked for where it was
+first written.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.event_hooks import SerdeEvent, register_serde_event_listener
+
+from . import chunking, compression
+from .chunking import ChunkingPolicy
+from .compression import ZSTD_SUFFIX, CompressionPolicy
+from .errors import (
+    BlockedTypeError,
+    DeserializationError,
+    InvalidInputError,
+    PgCheckpointError,
+    SerializationError,
+)
+
+CDC_SUFFIX = "+cdc"
+INLINE_STR_MAX = 256
+_INLINE_TYPES = (type(None), bool, int, float)
+
+# --- strict deserialization -------------------------------------------------
+# LangGraph's msgpack hook logs and returns the raw fields of a type that is
+# not in the allowlist. We collect those events while we decode, and refuse.
+_blocked: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "pgcheckpoint_blocked", default=None
+)
+
+
+def _on_serde_event(event: SerdeEvent) -> None:
+    sink = _blocked.get()
+    if sink is not None and event["kind"] in ("msgpack_blocked", "msgpack_method_blocked"):
+        name = f"{event['module']}.{event['name']}"
+        if "method" in event:
+            name += f".{event['method']}"
+        sink.append(name)
+
+
+register_serde_event_listener(_on_serde_event)
+
+
+def loads(serde: SerializerProtocol, type_: str, data: bytes | None, where: str) -> Any:
+    """Deserialize one stored value, refusing types the allowlist blocks."""
+    sink: list[str] = []
+    token = _blocked.set(sink)
+    try:
+        value = serde.loads_typed((type_, data if data is not None else b""))
+    except PgCheckpointError:
+        raise
+    except Exception as exc:
+        raise DeserializationError(f"cannot deserialize {where} ({type_}): {exc}") from exc
+    finally:
+        _blocked.reset(token)
+    if sink:
+        raise BlockedTypeError(sorted(set(sink)), where)
+    return value
+
+
+def dumps(serde: SerializerProtocol, value: Any, where: str) -> tuple[str, bytes]:
+    try:
+        type_, data = serde.dumps_typed(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot serialize {where}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return type_, data
+
+
+# --- input validation -------------------------------------------------------
+
+
+def text_id(value: Any, what: str, *, allow_empty: bool = False) -> str:
+    """A thread id, namespace or checkpoint id as stored: ``str``, ``int`` or ``UUID``."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    elif type(value).__name__ == "UUID":
+        text = str(value)
+    else:
+        raise InvalidInputError(
+            f"{what} must be a str, int or UUID, got {type(value).__name__}: {value!r}"
+        )
+    if "\x00" in text:
+        raise InvalidInputError(f"{what} contains a NUL byte (\\x00), which PostgreSQL cannot store")
+    if not text and not allow_empty:
+        raise InvalidInputError(f"{what} must not be empty")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a config points: thread, namespace and (optionally) checkpoint."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str | None
+
+
+def target(config: RunnableConfig | None) -> Target:
+    """Validate a RunnableConfig and read its thread_id / checkpoint_ns / checkpoint_id."""
+    if not isinstance(config, Mapping):
+        raise InvalidInputError(f"config must be a dict, got {type(config).__name__}")
+    conf = config.get("configurable")
+    if not isinstance(conf, Mapping):
+        raise InvalidInputError(
+            'config has no "configurable" dict; expected {"configurable": {"thread_id": ...}}'
+        )
+    if conf.get("thread_id") is None:
+        raise InvalidInputError('config["configurable"] has no "thread_id"')
+    ns = conf.get("checkpoint_ns")
+    cid = conf.get("checkpoint_id")
+    return Target(
+        thread_id=text_id(conf["thread_id"], "thread_id"),
+        checkpoint_ns=text_id(ns if ns is not None else "", "checkpoint_ns", allow_empty=True),
+        checkpoint_id=text_id(cid, "checkpoint_id") if cid else None,
+    )
+
+
+def _check_json(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInputError(f"metadata {path} contains a NUL byte (\\x00)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"metadata {path} is {value}, which JSON cannot hold")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidInputError(f"metadata {path} has a non-string key {k!r}")
+            if "\x00" in k:
+                raise InvalidInputError(f"metadata {path} has a key with a NUL byte")
+            _check_json(v, f"{path}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_json(v, f"{path}[{i}]")
+    elif not isinstance(value, bool | int) and value is not None:
+        raise InvalidInputError(
+            f"metadata {path} is a {type(value).__name__}, which is not JSON; "
+            "metadata must be JSON (str, number, bool, None, list, dict)"
+        )
+
+
+def metadata_json(metadata: Mapping[str, Any], what: str = "metadata") -> str:
+    """Metadata as JSON text for a jsonb parameter, with a clear error for what JSON can't hold."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"{what} must be a dict, got {type(metadata).__name__}")
+    _check_json(metadata, "" if what == "metadata" else what)
+    return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+# --- encoding ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """Serde plus the storage policies: turns values into stored bytes and back."""
+
+    serde: SerializerProtocol
+    compression: CompressionPolicy = field(default_factory=CompressionPolicy)
+    chunking: ChunkingPolicy = field(default_factory=ChunkingPolicy)
+
+    # values -----------------------------------------------------------------
+    def pack(self, type_: str, data: bytes) -> tuple[str, bytes]:
+        """Compress serialized bytes when the policy says so."""
+        packed = compression.maybe_compress(data, self.compression)
+        if packed is None:
+            return type_, data
+        return type_ + ZSTD_SUFFIX, packed
+
+    def unpack(self, type_: str, data: bytes | None, where: str) -> Any:
+        if type_.endswith(ZSTD_SUFFIX):
+            return loads(
+                self.serde, type_[: -len(ZSTD_SUFFIX)], compression.decompress(data or b""), where
+            )
+        return loads(self.serde, type_, data, where)
+
+    def encode_blob(self, value: Any, where: str, chunks_out: dict[bytes, tuple[bool, bytes]]) -> tuple[str, bytes | None, bytes | None]:
+        """(type, value, chunk_refs) for a channel value; new chunks go to ``chunks_out``."""
+        type_, data = dumps(self.serde, value, where)
+        policy = self.chunking
+        if not policy.enabled or len(data) < policy.threshold:
+            type_, data = self.pack(type_, data)
+            return type_, data, None
+        refs = bytearray()
+        for piece in chunking.split(data, policy):
+            h = chunking.digest(piece)
+            refs += h
+            if h not in chunks_out:
+                packed = compression.maybe_compress(piece, self.compression)
+                chunks_out[h] = (True, packed) if packed is not None else (False, piece)
+        return type_ + CDC_SUFFIX, None, bytes(refs)
+
+    def decode_blob(
+        self,
+        type_: str,
+        value: bytes | None,
+        refs: bytes | None,
+        chunks: Mapping[bytes, tuple[bool, bytes]],
+        where: str,
+    ) -> Any:
+        if type_.endswith(CDC_SUFFIX):
+            parts = []
+            for h in chunking.split_refs(refs or b""):
+                found = chunks.get(h)
+                if found is None:
+                    raise DeserializationError(
+                        f"cannot read {where}: chunk {h.hex()} is missing from the database"
+                    )
+                compressed, data = found
+                parts.append(compression.decompress(data) if compressed else data)
+            return loads(self.serde, type_[: -len(CDC_SUFFIX)], b"".join(parts), where)
+        return self.unpack(type_, value, where)
+
+
+def is_inline(value: Any) -> bool:
+    """Whether a channel value is kept inside the checkpoint's own bytes."""
+    if type(value) in _INLINE_TYPES:
+        return True
+    return type(value) is str and len(value) <= INLINE_STR_MAX
+
+
+@dataclass(slots=True)
+class EncodedPut:
+    """The parameters of ``put_checkpoint``."""
+
+    params: dict[str, Any]
+    config: RunnableConfig
+
+
+def parse_ts(ts: Any) -> datetime | None:
+    if not isinstance(ts, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def encode_put(
+    codec: Codec,
+    where: Target,
+    checkpoint: Checkpoint,
+    metadata: CheckpointMetadata,
+    new_versions: Mapping[str, Any],
+) -> EncodedPut:
+    """Everything ``put`` sends, computed before any I/O so a bad value writes nothing."""
+    if not isinstance(checkpoint, Mapping) or "id" not in checkpoint:
+        raise InvalidInputError('checkpoint must be a dict with an "id"')
+    checkpoint_id = text_id(checkpoint["id"], "checkpoint id")
+    values = checkpoint.get("channel_values") or {}
+    versions = checkpoint.get("channel_versions") or {}
+    if not isinstance(values, Mapping) or not isinstance(versions, Mapping):
+        raise InvalidInputError("checkpoint channel_values and channel_versions must be dicts")
+
+    inline: dict[str, Any] = {}
+    channels: list[str] = []
+    channel_versions: list[str | None] = []
+    blob_channels: list[str] = []
+    blob_versions: list[str] = []
+    blob_types: list[str] = []
+    blob_values: list[bytes | None] = []
+    blob_refs: list[bytes | None] = []
+    chunks: dict[bytes, tuple[bool, bytes]] = {}
+    for name, value in values.items():
+        channel = text_id(name, "channel name")
+        channels.append(channel)
+        if is_inline(value):
+            inline[channel] = value
+            channel_versions.append(None)
+            continue
+        if channel not in versions:
+            raise InvalidInputError(
+                f"channel {channel!r} has a value but no entry in channel_versions"
+            )
+        version = str(versions[channel])
+        channel_versions.append(version)
+        if channel in new_versions:
+            type_, data, refs = codec.encode_blob(value, f"channel {channel!r}", chunks)
+            blob_channels.append(channel)
+            blob_versions.append(version)
+            blob_types.append(type_)
+            blob_values.append(data)
+            blob_refs.append(refs)
+
+    skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+    skeleton["channel_values"] = inline
+    type_, data = codec.pack(*dumps(codec.serde, skeleton, "checkpoint"))
+    params: dict[str, Any] = {
+        "thread_id": where.thread_id,
+        "checkpoint_ns": where.checkpoint_ns,
+        "checkpoint_id": checkpoint_id,
+        "parent_checkpoint_id": where.checkpoint_id,
+        "type": type_,
+        "checkpoint": data,
+        "metadata": metadata_json(metadata),
+        "created_at": parse_ts(checkpoint.get("ts")),
+        "channels": channels,
+        "versions": channel_versions,
+        "blob_channels": blob_channels,
+        "blob_versions": blob_versions,
+        "blob_types": blob_types,
+        "blob_values": blob_values,
+        "blob_refs": blob_refs,
+        "chunk_hashes": list(chunks),
+        "chunk_compressed": [c for c, _ in chunks.values()],
+        "chunk_data": [d for _, d in chunks.values()],
+    }
+    config: RunnableConfig = {
+        "configurable": {
+            "thread_id": where.thread_id,
+            "checkpoint_ns": where.checkpoint_ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+    return EncodedPut(params, config)
+
+
+def encode_writes(
+    codec: Codec,
+    where: Target,
+    writes: Sequence[tuple[str, Any]],
+    task_id: Any,
+    task_path: Any,
+) -> tuple[bool, dict[str, Any]]:
+    """(upsert?, parameters) of ``put_writes``."""
+    if where.checkpoint_id is None:
+        raise InvalidInputError('put_writes needs config["configurable"]["checkpoint_id"]')
+    task = text_id(task_id, "task_id")
+    path = text_id(task_path if task_path is not None else "", "task_path", allow_empty=True)
+    idx: list[int] = []
+    channels: list[str] = []
+    types: list[str] = []
+    values: list[bytes] = []
+    for i, item in enumerate(writes):
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise InvalidInputError(f"write #{i} must be a (channel, value) pair, got {item!r}")
+        channel = text_id(item[0], f"channel of write #{i}")
+        type_, data = codec.pack(*dumps(codec.serde, item[1], f"write #{i} to {channel!r}"))
+        idx.append(WRITES_IDX_MAP.get(channel, i))
+        channels.append(channel)
+        types.append(type_)
+        values.append(data)
+    upsert = bool(channels) and all(c in WRITES_IDX_MAP for c in channels)
+    return upsert, {
+        "thread_id": where.thread_id,
+        "checkpoint_ns": where.checkpoint_ns,
+        "checkpoint_id": where.checkpoint_id,
+        "task_id": task,
+        "task_path": path,
+        "idx": idx,
+        "channels": channels,
+        "types": types,
+        "values": values,
+    }
+
+
+# --- decoding ---------------------------------------------------------------
+
+BlobKey = tuple[str, str, str, str]  # thread_id, checkpoint_ns, channel, version
+
+
+@dataclass(slots=True)
+class SelectResult:
+    """The rows of one ``select_checkpoints`` page, sorted out by kind."""
+
+    checkpoints: list[tuple[Any, ...]]
+    blobs: dict[BlobKey, tuple[str, bytes | None, bytes | None]]
+    chunks: dict[str, dict[bytes, tuple[bool, bytes]]]
+
+
+def split_select(rows: Iterable[tuple[Any, ...]]) -> SelectResult:
+    cps: list[tuple[Any, ...]] = []
+    blobs: dict[BlobKey, tuple[str, bytes | None, bytes | None]] = {}
+    chunks: dict[str, dict[bytes, tuple[bool, bytes]]] = {}
+    for row in rows:
+        kind = row[0]
+        if kind == "c":
+            cps.append(row)
+        elif kind == "b":
+            blobs[(row[2], row[3], row[4], row[5])] = (row[6], row[7], row[8])
+        else:
+            chunks.setdefault(row[2], {})[bytes(row[8])] = (row[9], bytes(row[7]))
+    cps.sort(key=lambda r: cast(int, r[1]))
+    return SelectResult(cps, blobs, chunks)
+
+
+def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def decode_checkpoints(codec: Codec, result: SelectResult) -> list[CheckpointTuple]:
+    """CheckpointTuples from a split ``select_checkpoints`` page."""
+    out: list[CheckpointTuple] = []
+    for row in result.checkpoints:
+        (_, _, thread_id, ns, cid, parent, type_, data, _, _, metadata, channels, versions,
+         w_tasks, w_channels, w_types, w_values, w_paths) = row
+        skeleton = codec.unpack(type_, data, f"checkpoint {cid}")
+        if not isinstance(skeleton, dict):
+            raise DeserializationError(f"checkpoint {cid} did not decode to a dict")
+        values = dict(skeleton.get("channel_values") or {})
+        chunks = result.chunks.get(thread_id, {})
+        for channel, version in zip(channels, versions, strict=True):
+            if version is None:
+                continue
+            blob = result.blobs.get((thread_id, ns, channel, version))
+            if blob is None:
+                raise DeserializationError(
+                    f"checkpoint {cid} of thread {thread_id!r} references channel {channel!r} "
+                    f"version {version!r}, which is missing from the database"
+                )
+            btype, bvalue, brefs = blob
+            if btype == "empty":
+                continue
+            values[channel] = codec.decode_blob(
+                btype, bvalue, brefs, chunks, f"channel {channel!r} of checkpoint {cid}"
+            )
+        skeleton["channel_values"] = values
+        pending: list[PendingWrite] = []
+        if w_tasks:
+            for task, channel, wtype, wvalue in zip(w_tasks, w_channels, w_types, w_values, strict=True):
+                pending.append(
+                    (task, channel, codec.unpack(wtype, wvalue, f"write to {channel!r} of {cid}"))
+                )
+        out.append(
+            CheckpointTuple(
+                config=_config(thread_id, ns, cid),
+                checkpoint=cast(Checkpoint, skeleton),
+                metadata=cast(CheckpointMetadata, metadata),
+                parent_config=_config(thread_id, ns, parent) if parent else None,
+                pending_writes=pending,
+            )
+        )
+    return out
+
+
+@dataclass(slots=True)
+class DeltaRows:
+    """The rows of ``delta_history`` sorted out by kind."""
+
+    walk: list[tuple[Any, ...]]
+    writes: list[tuple[Any, ...]]
+    blobs: dict[tuple[int, str], tuple[str, bytes | None, bytes | None]]
+
+    def chunk_hashes(self) -> list[bytes]:
+        hashes: set[bytes] = set()
+        for _, _, refs in self.blobs.values():
+            if refs:
+                hashes.update(chunking.split_refs(refs))
+        return sorted(hashes)
+
+
+def split_delta(rows: Iterable[tuple[Any, ...]]) -> DeltaRows:
+    walk, writes = [], []
+    blobs: dict[tuple[int, str], tuple[str, bytes | None, bytes | None]] = {}
+    for row in rows:
+        kind = row[0]
+        if kind == "a":
+            walk.append(row)
+        elif kind == "w":
+            writes.append(row)
+        else:
+            blobs[(row[1], row[3])] = (row[4], row[5], row[6])
+    walk.sort(key=lambda r: cast(int, r[1]))
+    return DeltaRows(walk, writes, blobs)
+
+
+def decode_delta(
+    codec: Codec,
+    rows: DeltaRows,
+    channels: Sequence[str],
+    chunks: Mapping[bytes, tuple[bool, bytes]],
+) -> dict[str, DeltaChannelHistory]:
+    """``get_delta_channel_history``'s answer from the rows of ``delta_history``."""
+    seeds: dict[str, Any] = {}
+    for row in rows.walk:
+        depth, cid, ch_names, ch_versions, remaining = row[1], row[2], row[7], row[8], row[9]
+        skeleton_values: dict[str, Any] | None = None
+        for channel, version in zip(ch_names, ch_versions, strict=True):
+            if channel not in remaining or channel in seeds:
+                continue
+            if version is None:
+                if skeleton_values is None:
+                    skeleton = codec.unpack(row[13], row[14], f"checkpoint {cid}")
+                    skeleton_values = dict(skeleton.get("channel_values") or {})
+                seeds[channel] = skeleton_values.get(channel)
+            else:
+                blob = rows.blobs.get((depth, channel))
+                if blob is None:
+                    raise DeserializationError(
+                        f"checkpoint {cid}: value of channel {channel!r} is missing"
+                    )
+                if blob[0] != "empty":
+                    seeds[channel] = codec.decode_blob(
+                        blob[0], blob[1], blob[2], chunks, f"channel {channel!r} of {cid}"
+                    )
+    # Oldest checkpoint first; inside one, the order live execution applied them.
+    ordered = sorted(
+        rows.writes,
+        key=lambda r: (-cast(int, r[1]), writes_sort_key(r[11] or "", r[10], r[12])),
+    )
+    history: dict[str, DeltaChannelHistory] = {c: {"writes": []} for c in channels}
+    for r in ordered:
+        channel = r[3]
+        if channel in history:
+            history[channel]["writes"].append(
+                (r[10], channel, codec.unpack(r[4], r[5], f"write to {channel!r} of {r[2]}"))
+            )
+    for channel, value in seeds.items():
+        if channel in history:
+            history[channel]["seed"] = value
+    return history

@@ -1,0 +1,83 @@
+"""Which errors are worth retrying, and how long to wait (pure, no I/O).
+
+Retry is decided by SQLSTATE class, as DBOS and most PostgreSQL drivers do:
+connection exceptions (08), insufficient resources (53), the server shutting
+down or restarting (57P01-57P03), serialization failures (40001) and deadlocks
+(40P01), plus a connection lost with no SQLSTATE at all. Waits grow
+exponentially with full jitter, until a deadline.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import psycopg
+
+from .errors import ConfigurationError
+
+_TRANSIENT_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+_TRANSIENT_CLASSES = ("08", "53")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that may pass if the operation is retried."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    if state is None:
+        # No SQLSTATE: the connection broke (closed, reset, timed out) before
+        # or while the server answered.
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return state in _TRANSIENT_STATES or state.startswith(_TRANSIENT_CLASSES)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    Attributes:
+        enabled: retry at all.
+        deadline: give up (raising ``RetryExhaustedError``) once this many
+            seconds have passed since the first attempt.
+        initial_delay / max_delay: bounds of the wait before a retry, seconds.
+        multiplier: growth of the wait bound per attempt.
+        jitter: draw each wait uniformly from [0, bound] ("full jitter"), so
+            clients that failed together do not come back together.
+    """
+
+    enabled: bool = True
+    deadline: float = 30.0
+    initial_delay: float = 0.05
+    max_delay: float = 2.0
+    multiplier: float = 2.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.deadline < 0 or self.initial_delay < 0 or self.max_delay < self.initial_delay:
+            raise ConfigurationError(
+                "retry needs deadline >= 0 and 0 <= initial_delay <= max_delay, got "
+                f"deadline={self.deadline}, initial_delay={self.initial_delay}, "
+                f"max_delay={self.max_delay}"
+            )
+        if self.multiplier < 1:
+            raise ConfigurationError(f"retry multiplier must be >= 1, got {self.multiplier}")
+
+
+@dataclass(slots=True)
+class Backoff:
+    """The state of one operation's retries."""
+
+    policy: RetryPolicy
+    rng: random.Random = field(default_factory=random.Random)
+    attempts: int = 0
+
+    def next_delay(self, elapsed: float) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` to give up."""
+        self.attempts += 1
+        if not self.policy.enabled or elapsed >= self.policy.deadline:
+            return None
+        p = self.policy
+        bound = min(p.max_delay, p.initial_delay * p.multiplier ** (self.attempts - 1))
+        delay = self.rng.uniform(0, bound) if p.jitter else bound
+        return min(delay, max(0.0, p.deadline - elapsed))

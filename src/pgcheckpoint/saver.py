@@ -1,0 +1,210 @@
+"""``PostgresSaver``: the synchronous checkpointer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from psycopg_pool import ConnectionPool
+
+from ._connections import SyncRunner, SyncSource
+from ._core import SaverCore
+from .chunking import ChunkingPolicy
+from .compression import CompressionPolicy
+from .migrations import setup_plan, status_plan
+from .pooling import PoolSettings
+from .retry import RetryPolicy
+
+
+class PostgresSaver(SaverCore):
+    """A LangGraph checkpointer on PostgreSQL, for sync graphs (``invoke``/``stream``).
+
+    Give it a psycopg ``Connection`` (``autocommit=True`` recommended) or a
+    psycopg_pool ``ConnectionPool``, or build one with :meth:`from_conn_string`.
+    Call :meth:`setup` once before use. Its ``a*`` methods also work, by running
+    the sync ones in a worker thread; async applications should prefer
+    :class:`~pgcheckpoint.AsyncPostgresSaver`.
+
+    Example::
+
+        with PostgresSaver.from_conn_string("postgresql://localhost/app") as saver:
+            saver.setup()
+            graph = builder.compile(checkpointer=saver)
+    """
+
+    def __init__(
+        self,
+        conn: SyncSource,
+        *,
+        schema: str = "public",
+        serde: SerializerProtocol | None = None,
+        compression: CompressionPolicy | None = None,
+        chunking: ChunkingPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        prepared_statements: bool = True,
+    ) -> None:
+        super().__init__(schema=schema, serde=serde, compression=compression, chunking=chunking)
+        self.conn = conn
+        self._runner = SyncRunner(
+            conn, retry=retry or RetryPolicy(), prepared_statements=prepared_statements
+        )
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(
+        cls,
+        conn_string: str | None = None,
+        *,
+        pool: PoolSettings | None = None,
+        **kwargs: Any,
+    ) -> Iterator[PostgresSaver]:
+        """A saver on a new connection pool, closed when the block ends.
+
+        ``conn_string`` defaults to ``DATABASE_URL``, then to the embedded
+        PostgreSQL (``pip install 'pgcheckpoint[embedded]'``). Other keyword
+        arguments go to the constructor.
+        """
+        from .embedded import resolve_dsn
+
+        settings = pool or PoolSettings()
+        kwargs.setdefault("prepared_statements", settings.prepared_statements)
+        with ConnectionPool(resolve_dsn(conn_string), open=True, **settings.pool_kwargs()) as p:
+            yield cls(p, **kwargs)
+
+    # --- schema -------------------------------------------------------------
+    def setup(self) -> None:
+        """Create or upgrade the schema. Idempotent and safe to call from many processes."""
+        self._runner.run(setup_plan(self.schema))
+
+    def migration_status(self) -> dict[int, str]:
+        """Applied migration versions with their checksums."""
+        return self._runner.run(status_plan(self.schema))
+
+    # --- the checkpoint contract -------------------------------------------
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names (its ``checkpoint_id``, or the latest)."""
+        return self._runner.run(self._get_plan(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first: of a thread (and namespace), or of all threads if
+        ``config`` is None; ``filter`` matches metadata, ``before`` and ``limit`` page."""
+        lister = self._lister(config, filter, before, limit)
+        while (plan := lister.next_plan()) is not None:
+            yield from self._runner.run(plan)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint (and the channel values in ``new_versions``) atomically."""
+        return self._runner.run(self._put_plan(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's pending writes against the checkpoint in ``config``."""
+        plan = self._put_writes_plan(config, writes, task_id, task_path)
+        if plan is not None:
+            self._runner.run(plan)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread: every checkpoint, value and write, atomically."""
+        self._runner.run(self._delete_thread_plan(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) written by the given runs."""
+        self._runner.run(self._delete_for_runs_plan(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a whole thread, history included, to a new thread id."""
+        self._runner.run(self._copy_thread_plan(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: keep each namespace's newest checkpoint (and the ancestors
+        its DeltaChannels need); ``delete``: delete the threads."""
+        self._runner.run(self._prune_plan(thread_ids, strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Writes and seed of each channel along the parent chain, in one walk."""
+        return self._runner.run(self._delta_plan(config, channels))
+
+    # --- async, on a worker thread -----------------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        lister = self._lister(config, filter, before, limit)
+        while (plan := lister.next_plan()) is not None:
+            for item in await asyncio.to_thread(self._runner.run, plan):
+                yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await asyncio.to_thread(
+            self.get_delta_channel_history, config=config, channels=channels
+        )

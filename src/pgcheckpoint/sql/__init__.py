@@ -1,0 +1,1 @@
+"""The SQL pgcheckpoint runs: named statements parsed once from queries.sql."""

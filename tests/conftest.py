@@ -1,0 +1,167 @@
+"""Shared fixtures: a real PostgreSQL for every test, with no set-up.
+
+The server comes from ``PGCHECKPOINT_TEST_DSN`` or ``DATABASE_URL`` when set,
+otherwise an embedded PostgreSQL is started once per session in a temporary
+directory. As in procrastinate's test suite, the schema is migrated once into a
+template database and each test gets its own clone of it (``db_url``), which
+is dropped afterwards, so tests never see each other's rows and cloning costs
+milliseconds instead of a migration run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+if TYPE_CHECKING:
+    from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
+
+DSN_ENV_VARS = ("PGCHECKPOINT_TEST_DSN", "DATABASE_URL")
+DB_PREFIX = "pgc_test_"
+
+
+def dsn_for_database(dsn: str, dbname: str) -> str:
+    """``dsn`` pointed at database ``dbname`` (a URL stays a URL)."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(dsn)
+        return urlunsplit(parts._replace(path="/" + dbname))
+    return make_conninfo(dsn, dbname=dbname)
+
+
+class Databases:
+    """Creates and drops databases on the test server through short autocommit sessions."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+
+    def _execute(self, statement: sql.Composed) -> None:
+        # CREATE/DROP DATABASE cannot run in a transaction block.
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            conn.execute(statement)
+
+    def create(self, template: str = "template0") -> str:
+        """Create a database cloned from ``template``; return its name."""
+        name = f"{DB_PREFIX}{uuid.uuid4().hex[:12]}"
+        self._execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+        return name
+
+    def drop(self, name: str) -> None:
+        """Drop ``name``, disconnecting anything still attached to it."""
+        self._execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+    def url(self, name: str) -> str:
+        return dsn_for_database(self.server_url, name)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A URL for database ``postgres`` on the server the tests use."""
+    for var in DSN_ENV_VARS:
+        if os.environ.get(var):
+            yield os.environ[var]
+            return
+
+    from pgcheckpoint.embedded import start_embedded
+
+    # A short path under /tmp rather than pytest's tmp_path: the unix socket
+    # lives in the data directory and socket paths are limited to ~100 bytes.
+    root = tempfile.mkdtemp(prefix="pgc-test-")
+    server = start_embedded(os.path.join(root, "pgdata"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def databases(pg_server_url: str) -> Databases:
+    """Helper to create and drop extra databases on the test server."""
+    return Databases(pg_server_url)
+
+
+@pytest.fixture(scope="session")
+def template_db(databases: Databases) -> Iterator[str]:
+    """Name of a database holding the fully migrated schema, made once per session."""
+    from pgcheckpoint import PostgresSaver
+
+    name = databases.create()
+    try:
+        with PostgresSaver.from_conn_string(databases.url(name)) as saver:
+            saver.setup()
+        yield name
+    finally:
+        databases.drop(name)
+
+
+@pytest.fixture
+def db_url(databases: Databases, template_db: str) -> Iterator[str]:
+    """URL of a fresh, migrated database for this test only."""
+    name = databases.create(template=template_db)
+    try:
+        yield databases.url(name)
+    finally:
+        databases.drop(name)
+
+
+@pytest.fixture
+def empty_db_url(databases: Databases) -> Iterator[str]:
+    """URL of a fresh database with no pgcheckpoint schema (for migration tests)."""
+    name = databases.create()
+    try:
+        yield databases.url(name)
+    finally:
+        databases.drop(name)
+
+
+@pytest.fixture
+def make_db_url(databases: Databases, template_db: str) -> Iterator[Callable[[bool], str]]:
+    """Factory for more databases in one test: ``make_db_url(migrated)``."""
+    created: list[str] = []
+
+    def make(migrated: bool = True) -> str:
+        name = databases.create(template=template_db if migrated else "template0")
+        created.append(name)
+        return databases.url(name)
+
+    try:
+        yield make
+    finally:
+        for name in created:
+            databases.drop(name)
+
+
+@pytest.fixture
+def saver(db_url: str) -> Iterator[PostgresSaver]:
+    """A set-up ``PostgresSaver`` on this test's database."""
+    from pgcheckpoint import PostgresSaver
+
+    with PostgresSaver.from_conn_string(db_url) as s:
+        s.setup()
+        yield s
+
+
+@pytest.fixture
+async def asaver(db_url: str) -> AsyncIterator[AsyncPostgresSaver]:
+    """A set-up ``AsyncPostgresSaver`` on this test's database."""
+    from pgcheckpoint import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(db_url) as s:
+        await s.setup()
+        yield s
