@@ -22,15 +22,18 @@ from ._connections import AsyncRunner, AsyncSource
 from ._core import SaverCore
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
+from .health import HealthAsync
 from .errors import ConfigurationError
 from .migrations import setup_plan, status_plan
 from .pooling import PoolSettings
+from .retention import RetentionAsync
 from .retry import RetryPolicy
+from .threads import ThreadsAsync
 
 T = TypeVar("T")
 
 
-class AsyncPostgresSaver(SaverCore):
+class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, SaverCore):
     """A LangGraph checkpointer on PostgreSQL, for async graphs (``ainvoke``/``astream``).
 
     Give it a psycopg ``AsyncConnection`` or a psycopg_pool

@@ -22,12 +22,15 @@ from ._connections import SyncRunner, SyncSource
 from ._core import SaverCore
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
+from .health import HealthSync
 from .migrations import setup_plan, status_plan
 from .pooling import PoolSettings
+from .retention import RetentionSync
 from .retry import RetryPolicy
+from .threads import ThreadsSync
 
 
-class PostgresSaver(SaverCore):
+class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, SaverCore):
     """A LangGraph checkpointer on PostgreSQL, for sync graphs (``invoke``/``stream``).
 
     Give it a psycopg ``Connection`` (``autocommit=True`` recommended) or a
