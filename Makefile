@@ -13,7 +13,7 @@ VENV := source scripts/_venv.sh &&
 .PHONY: check test demo fix venv clean
 
 check:
-	$(VENV) ruff check . && mypy src/pgcheckpoint
+	$(VENV) rc=0; ruff check . || rc=1; mypy src/pgcheckpoint || rc=1; exit $$rc
 
 test:
 	bash scripts/test.sh

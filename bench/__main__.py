@@ -94,14 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         sides=sides, floor_dsn=dsns["bench_floor"], mode=Mode(quick=args.quick), only=only
     )
     measurements: list[Measurement] = []
-    for title, section in SECTIONS:
-        t0 = time.perf_counter()
-        got = section(ctx)
-        if got:
-            console.print(
-                f"[dim]{title}: {len(got)} rows in {time.perf_counter() - t0:.1f} s[/dim]"
-            )
-        measurements.extend(got)
+    section_s: dict[str, float] = {}
+    try:
+        for title, section in SECTIONS:
+            t0 = time.perf_counter()
+            got = section(ctx)
+            if got:
+                section_s[title] = time.perf_counter() - t0
+                console.print(f"[dim]{title}: {len(got)} rows in {section_s[title]:.1f} s[/dim]")
+            measurements.extend(got)
+    finally:
+        ctx.close()
     meta: dict[str, Any] = {
         "mode": "quick" if args.quick else "default",
         "self_test": args.self_test,
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(dsn),
         "sides": {side.name: side.label for side in sides},
         "elapsed_s": time.perf_counter() - started,
+        "section_s": section_s,
     }
     report.print_report(measurements, meta, console)
     if args.markdown:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import AsyncExitStack
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
@@ -134,26 +134,22 @@ def run_agent_sync(ctx: Context) -> list[Measurement]:
         return []
     rounds, per_round, turns = _sizes(ctx)
     steps = per_round * turns * (AGENT_NODES + 1)
-    with ExitStack() as stack:
-        graphs: dict[str, Any] = {
-            side.name: agent_graph(stack.enter_context(side.sync_saver())) for side in ctx.sides
-        }
-        graphs[MEMORY] = agent_graph(InMemorySaver())
-        graphs[NONE] = agent_graph(None)
+    graphs: dict[str, Any] = {name: agent_graph(s) for name, s in ctx.sync_savers().items()}
+    graphs[MEMORY] = agent_graph(InMemorySaver())
+    graphs[NONE] = agent_graph(None)
 
-        def bind(name: str) -> Callable[[int], float]:
-            def run(r: int) -> float:
-                start = time.perf_counter()
-                for t in range(per_round):
-                    _converse(graphs[name], f"e2e-sync-{r}-{t}", turns, stateless=name == NONE)
-                return steps / (time.perf_counter() - start)
+    def bind(name: str) -> Callable[[int], float]:
+        def run(r: int) -> float:
+            start = time.perf_counter()
+            for t in range(per_round):
+                _converse(graphs[name], f"e2e-sync-{r}-{t}", turns, stateless=name == NONE)
+            return steps / (time.perf_counter() - start)
 
-            return run
+        return run
 
-        _converse(graphs[MEMORY], "warm", 1, stateless=False)
-        for side in ctx.sides:
-            _converse(graphs[side.name], "warm", 1, stateless=False)
-        figures = alternate_rounds({name: bind(name) for name in graphs}, rounds)
+    for name in graphs:
+        _converse(graphs[name], "warm", 1, stateless=name == NONE)
+    figures = alternate_rounds({name: bind(name) for name in graphs}, rounds)
     return [_e2e_measurement("e2e.sync", "end-to-end agent graph (sync)", figures, turns)]
 
 
@@ -212,7 +208,7 @@ def run_storage(ctx: Context) -> list[Measurement]:
     """
     if not ctx.wants("storage"):
         return []
-    threads: int = ctx.mode.pick(4, 10)
+    threads: int = ctx.mode.pick(3, 10)
     turns = 100
     half = turns // 2
     half_steps = threads * half * (CHAT_NODES + 1)
@@ -220,16 +216,15 @@ def run_storage(ctx: Context) -> list[Measurement]:
     final_state = 0
     for side in ctx.sides:
         baseline = storage_bytes(side.dsn)
-        with side.sync_saver() as saver:
-            graph = chat_graph(saver)
-            for t in range(threads):
-                _converse(graph, f"chat-{t}", half, stateless=False)
-            used["half"][side.name] = storage_bytes(side.dsn) - baseline
-            for t in range(threads):
-                _converse(graph, f"chat-{t}", turns - half, stateless=False, first_turn=half)
-            used["full"][side.name] = storage_bytes(side.dsn) - baseline
-            state = graph.get_state({"configurable": {"thread_id": "chat-0"}})
-            final_state = serialized_size(state.values["messages"])
+        graph = chat_graph(ctx.sync_savers()[side.name])
+        for t in range(threads):
+            _converse(graph, f"chat-{t}", half, stateless=False)
+        used["half"][side.name] = storage_bytes(side.dsn) - baseline
+        for t in range(threads):
+            _converse(graph, f"chat-{t}", turns - half, stateless=False, first_turn=half)
+        used["full"][side.name] = storage_bytes(side.dsn) - baseline
+        state = graph.get_state({"configurable": {"thread_id": "chat-0"}})
+        final_state = serialized_size(state.values["messages"])
     half_per_step = {name: b / half_steps for name, b in used["half"].items()}
     full_per_step = {name: b / (2 * half_steps) for name, b in used["full"].items()}
     growth = {

@@ -14,6 +14,7 @@ import gc
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,6 +75,21 @@ class Context:
     mode: Mode
     only: Sequence[str] = ()
     cache: dict[str, Any] = field(default_factory=dict)
+    _stack: ExitStack = field(default_factory=ExitStack)
+    _savers: dict[str, Any] | None = None
+
+    def sync_savers(self) -> dict[str, Any]:
+        """One sync saver per side, opened once and shared by every sync workload.
+
+        Opening per workload would have pgcheckpoint's pool (``from_conn_string`` makes
+        one) fill in the background while the first samples are timed.
+        """
+        if self._savers is None:
+            self._savers = {s.name: self._stack.enter_context(s.sync_saver()) for s in self.sides}
+        return self._savers
+
+    def close(self) -> None:
+        self._stack.close()
 
     def wants(self, key: str) -> bool:
         from fnmatch import fnmatch

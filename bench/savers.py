@@ -16,7 +16,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from bench.db import bulk_connection
 
@@ -42,6 +42,9 @@ class Side:
     @contextmanager
     def sync_saver(self) -> Iterator[BaseCheckpointSaver[Any]]:
         with self.sync_cls.from_conn_string(self.dsn) as saver:
+            pool = getattr(saver, "conn", None)
+            if isinstance(pool, ConnectionPool):
+                pool.wait()  # a pool still filling would steal CPU from the first samples
             yield saver
 
     @contextmanager
@@ -53,6 +56,9 @@ class Side:
     @asynccontextmanager
     async def async_saver(self) -> AsyncIterator[BaseCheckpointSaver[Any]]:
         async with self.async_cls.from_conn_string(self.dsn) as saver:
+            pool = getattr(saver, "conn", None)
+            if isinstance(pool, AsyncConnectionPool):
+                await pool.wait()
             yield saver
 
     @asynccontextmanager

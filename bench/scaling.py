@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import AsyncExitStack
 from typing import Any
 
 from bench.db import analyze
@@ -50,24 +50,21 @@ def run_scaling(ctx: Context) -> list[Measurement]:
             populate(side, [f"scale-{n}"], n, profile=TINY)
         analyze(side.dsn)
     long_populate_s = time.perf_counter() - started
-    with ExitStack() as stack:
-        savers = {side.name: stack.enter_context(side.sync_saver()) for side in ctx.sides}
-        for n in lengths:
-            for m in _measure(ctx, savers, f"scale-{n}", f"t{n}", f"{n:,}-checkpoint thread"):
-                m.extra["populate_s"] = long_populate_s
-                out.append(m)
+    savers = ctx.sync_savers()
+    for n in lengths:
+        for m in _measure(ctx, savers, f"scale-{n}", f"t{n}", f"{n:,}-checkpoint thread"):
+            m.extra["populate_s"] = long_populate_s
+            out.append(m)
     started = time.perf_counter()
     for side in ctx.sides:
         populate(side, [f"crowd-{i}" for i in range(crowd)], 3, profile=TINY)
         analyze(side.dsn)
     populate_s = time.perf_counter() - started
-    with ExitStack() as stack:
-        savers = {side.name: stack.enter_context(side.sync_saver()) for side in ctx.sides}
-        title = f"10-checkpoint thread among {crowd:,} other threads"
-        for m in _measure(ctx, savers, "scale-10", "crowded", title):
-            m.extra["other_threads"] = crowd
-            m.extra["populate_s"] = populate_s
-            out.append(m)
+    title = f"10-checkpoint thread among {crowd:,} other threads"
+    for m in _measure(ctx, savers, "scale-10", "crowded", title):
+        m.extra["other_threads"] = crowd
+        m.extra["populate_s"] = populate_s
+        out.append(m)
     return out
 
 

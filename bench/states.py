@@ -173,11 +173,13 @@ class ThreadBuilder:
     _parent_id: str | None = field(init=False, default=None)
     _step: int = field(init=False, default=-1)
     _keep: int | None = field(init=False, default=None)
+    _made: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"{self.seed}:{self.thread_id}")
         self._messages = list(seed_messages(self.profile, self.seed))
         self._checkpoint = empty_checkpoint()
+        self._made = len(self._messages)
         self._keep = self.profile.window
         if self.profile.steady:
             self._keep = len(self._messages)
@@ -188,12 +190,15 @@ class ThreadBuilder:
 
     def next_step(self) -> Step:
         profile = self.profile
+        # Number messages by how many the thread ever had, not by the (windowed) list
+        # length: ids stay unique and the human/AI/tool cycle keeps turning.
         message = make_message(
             self._rng,
-            len(self._messages),
+            self._made,
             chat_bytes=profile.chat_bytes,
             tool_bytes=profile.tool_bytes,
         )
+        self._made += 1
         messages = [*self._messages, message]
         if self._keep is not None:
             messages = messages[-self._keep :]

@@ -290,6 +290,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.steps < 4:
         parser.error("--steps must be at least 4")
+    if args.step_seconds < 0.1:
+        parser.error("--step-seconds must be at least 0.1 (the demo needs time to crash a step)")
     if not 1 <= args.kill_after < args.steps:
         parser.error("--kill-after must be between 1 and --steps - 1")
     return args

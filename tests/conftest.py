@@ -10,9 +10,11 @@ milliseconds instead of a migration run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
 
 DSN_ENV_VARS = ("PGCHECKPOINT_TEST_DSN", "DATABASE_URL")
 DB_PREFIX = "pgc_test_"
+# Test databases are named pgc_test_<unix time>_<random>. A session killed before
+# its finalizers ran leaves its databases behind; the next session drops those
+# older than this (no session lives that long: the whole suite takes minutes).
+STALE_AFTER_SECONDS = 3 * 3600
 
 
 def dsn_for_database(dsn: str, dbname: str) -> str:
@@ -51,7 +57,7 @@ class Databases:
 
     def create(self, template: str = "template0") -> str:
         """Create a database cloned from ``template``; return its name."""
-        name = f"{DB_PREFIX}{uuid.uuid4().hex[:12]}"
+        name = f"{DB_PREFIX}{int(time.time())}_{uuid.uuid4().hex[:12]}"
         self._execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(template)
@@ -67,6 +73,19 @@ class Databases:
 
     def url(self, name: str) -> str:
         return dsn_for_database(self.server_url, name)
+
+    def drop_stale(self) -> None:
+        """Drop test databases that crashed sessions left behind."""
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", [DB_PREFIX + "%"]
+            ).fetchall()
+        cutoff = time.time() - STALE_AFTER_SECONDS
+        for (name,) in rows:
+            stamp, sep, _ = name[len(DB_PREFIX) :].partition("_")
+            if sep and stamp.isdigit() and int(stamp) < cutoff:
+                with contextlib.suppress(psycopg.Error):
+                    self.drop(name)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +112,9 @@ def pg_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def databases(pg_server_url: str) -> Databases:
     """Helper to create and drop extra databases on the test server."""
-    return Databases(pg_server_url)
+    dbs = Databases(pg_server_url)
+    dbs.drop_stale()
+    return dbs
 
 
 @pytest.fixture(scope="session")

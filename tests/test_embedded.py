@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,6 +141,23 @@ def test_killed_process_does_not_keep_the_server_alive(data_dir: Path) -> None:
     assert server.pid == holder_pid, "the killed process's server should be reused"
     server.stop()
     assert not server.running
+
+
+def test_start_again_after_the_server_died(data_dir: Path) -> None:
+    first = start_embedded(data_dir)
+    os.kill(first.pid, signal.SIGQUIT)  # PostgreSQL's "immediate shutdown", like a crash
+    deadline = time.monotonic() + 30
+    while first.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not first.running
+    second = start_embedded(data_dir)
+    try:
+        assert second.pid != first.pid
+        assert select_one(second.url) == 1
+    finally:
+        first.stop()
+        second.stop()
+    assert not second.running
 
 
 def test_resolve_dsn_precedence(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:

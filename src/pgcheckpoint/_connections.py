@@ -1,15 +1,35 @@
 """Where plans meet PostgreSQL: the sync and async runners.
 
 Everything that touches a connection goes through a runner, so retry, error
-translation and (later) metrics live in one place. A runner wraps either one
-connection (guarded by a lock: a psycopg connection runs one statement at a
-time) or a pool (no lock: each call takes its own connection, so concurrent
-callers run in parallel; the official saver locks even around its pool).
+translation, metrics hooks and failover live in one place. A runner wraps
+either one connection (guarded by a lock: a psycopg connection runs one
+statement at a time) or a pool (no lock: each call takes its own connection,
+so concurrent callers run in parallel; the official saver locks even around
+its pool).
+
+Failure handling, in order (see docs/resilience.md):
+* a connection that failed mid-statement (no SQLSTATE, class 08, 57P0x) is
+  closed before it goes back to the pool, so the pool discards it and never
+  hands it out again;
+* transient errors of idempotent plans are retried with jittered backoff until
+  the policy's deadline, on a fresh pooled connection; libpq picks the host of
+  a multi-host DSN (``target_session_attrs=read-write`` follows a failover);
+* while the pool is empty and reconnecting (after a restart or failover) the
+  runner does not wait for the pool's own reconnect backoff (1, 2, 4, 8 s...):
+  once an attempt of an operation has failed on the connection, its later
+  attempts wait briefly for the pool and otherwise open a plain connection of
+  their own (same conninfo and settings, at most ``max_size`` at a time, closed
+  after use), so the first operation after the database returns succeeds at
+  the runner's next retry, not at the pool's next reconnect;
+* "prepared statement does not exist / already exists" (a transaction-mode
+  PgBouncer older than 1.21) switches prepared statements off for the runner
+  and retries, once, with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,16 +38,20 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ._plans import Plan, Query
+from .concurrency import PipelinePlan, QueryMany
 from .errors import (
     ConfigurationError,
     RetryExhaustedError,
     StorageError,
     TransientStorageError,
 )
+from .metrics import OperationHook, OperationResult, bytes_in
 from .retry import Backoff, RetryPolicy, is_transient
+
+logger = logging.getLogger("pgcheckpoint")
 
 T = TypeVar("T")
 
@@ -46,38 +70,166 @@ def translate(exc: BaseException, operation: str) -> BaseException:
     return StorageError(message)
 
 
+# SQLSTATEs of a server that does not know the prepared statement the driver
+# expects (or already has one by that name): the sign of a transaction-mode
+# pooler (PgBouncer < 1.21) moving us between server connections.
+_PREPARED_STATES = frozenset({"26000", "42P05"})
+
+
+def breaks_connection(exc: BaseException) -> bool:
+    """Whether the connection that raised ``exc`` must not be used again."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+# How long an attempt waits for the pool once the operation has seen the
+# connection fail, before it opens a connection of its own (see module doc).
+RECOVERY_WAIT = 0.2
+
+
+def _direct_args(
+    pool: ConnectionPool[Any] | AsyncConnectionPool[Any],
+) -> tuple[str, dict[str, Any]] | None:
+    """The conninfo and settings of a plain connection that is an exact stand-in
+    for one of ``pool``'s (fixed conninfo and kwargs, no ``configure`` callback)."""
+    kwargs = pool.kwargs if pool.kwargs is not None else {}
+    if not isinstance(pool.conninfo, str) or not isinstance(kwargs, dict):
+        return None
+    if getattr(pool, "_configure", None) is not None:
+        return None
+    return pool.conninfo, kwargs
+
+
+def _pipelined(plan: Plan[Any]) -> bool:
+    return isinstance(plan, PipelinePlan)
+
+
+class _Stats:
+    """Counters of one operation, kept only while hooks are installed."""
+
+    __slots__ = ("attempts", "read", "tokens", "written")
+
+    def __init__(self, tokens: list[Any]) -> None:
+        self.tokens = tokens
+        self.attempts = 0
+        self.written = 0
+        self.read = 0
+
+
 class _RunnerBase:
-    """What both runners share: settings and the retry decision."""
+    """What both runners share: settings, hooks and the retry decision."""
 
     def __init__(self, *, retry: RetryPolicy, prepared_statements: bool) -> None:
         self.retry = retry
         self.prepared_statements = prepared_statements
+        self.hooks: tuple[OperationHook, ...] = ()
 
     def _prepare(self, query: Query) -> bool | None:
         if not self.prepared_statements or query.prepare is False:
             return False
         return None
 
+    def _start(self, plan: Plan[Any]) -> _Stats | None:
+        if not self.hooks:
+            return None
+        return _Stats([hook.start(plan.name) for hook in self.hooks])
+
+    def _finish(
+        self, stats: _Stats | None, plan: Plan[Any], started: float, error: BaseException | None
+    ) -> None:
+        if stats is None:
+            return
+        result = OperationResult(
+            operation=plan.name,
+            seconds=time.monotonic() - started,
+            attempts=stats.attempts,
+            error=None if error is None else type(error).__name__,
+            bytes_written=stats.written,
+            bytes_read=stats.read,
+        )
+        for hook, token in zip(self.hooks, stats.tokens, strict=False):
+            try:
+                hook.finish(token, result)
+            except Exception:  # a metrics failure must never fail the operation
+                logger.exception("pgcheckpoint metrics hook %r failed", hook)
+
+    def _sent(self, stats: _Stats | None, query: Query) -> None:
+        if stats is not None:
+            if isinstance(query, QueryMany):
+                stats.written += sum(bytes_in(p) for p in query.params_seq)
+            elif query.params is not None:
+                stats.written += bytes_in(query.params)
+
+    def _received(self, stats: _Stats | None, rows: list[tuple[Any, ...]]) -> None:
+        if stats is not None:
+            stats.read += sum(bytes_in(row) for row in rows)
+
     def _after_failure(
-        self, exc: BaseException, plan: Plan[Any], backoff: Backoff, started: float, can_retry: bool
+        self,
+        exc: BaseException,
+        plan: Plan[Any],
+        backoff: Backoff,
+        started: float,
+        can_retry: bool,
+        stats: _Stats | None,
     ) -> float:
         """The delay before retrying ``plan``, or raise the error to give up."""
+        if (
+            isinstance(exc, psycopg.Error)
+            and exc.sqlstate in _PREPARED_STATES
+            and self.prepared_statements
+            and can_retry
+        ):
+            logger.warning(
+                "pgcheckpoint: the server lost a prepared statement (%s); a transaction-mode "
+                "pooler such as PgBouncer is probably in between. Prepared statements are now "
+                "off for this saver; pass prepared_statements=False to skip this.",
+                exc.sqlstate,
+            )
+            self.prepared_statements = False
+            return 0.0
         err = translate(exc, plan.name)
         if not (isinstance(err, TransientStorageError) and plan.idempotent and can_retry):
             raise err from exc
         elapsed = time.monotonic() - started
         delay = backoff.next_delay(elapsed)
         if delay is None:
-            if backoff.attempts <= 1 or not self.retry.enabled:
+            if backoff.attempts <= 1 or not backoff.policy.enabled:
                 raise err from exc
             raise RetryExhaustedError(plan.name, backoff.attempts, elapsed, exc) from exc
+        logger.info(
+            "pgcheckpoint: %s attempt %d failed (%s); retrying in %.3fs",
+            plan.name,
+            backoff.attempts,
+            err,
+            delay,
+        )
+        if stats is not None:
+            for hook, token in zip(self.hooks, stats.tokens, strict=False):
+                try:
+                    hook.retry(token, plan.name, exc)
+                except Exception:
+                    logger.exception("pgcheckpoint metrics hook %r failed", hook)
         return delay
+
+    def _wait_limit(self, policy: RetryPolicy, started: float, pool_timeout: float) -> float:
+        """How long to wait for a pooled connection: never past the retry deadline."""
+        if not policy.enabled:
+            return pool_timeout
+        remaining = policy.deadline - (time.monotonic() - started)
+        return max(0.05, min(pool_timeout, remaining))
 
 
 class SyncRunner(_RunnerBase):
     """Runs plans on a psycopg ``Connection`` or ``ConnectionPool``."""
 
-    def __init__(self, source: SyncSource, *, retry: RetryPolicy, prepared_statements: bool) -> None:
+    def __init__(
+        self, source: SyncSource, *, retry: RetryPolicy, prepared_statements: bool
+    ) -> None:
         super().__init__(retry=retry, prepared_statements=prepared_statements)
         if not isinstance(source, psycopg.Connection | ConnectionPool):
             raise ConfigurationError(
@@ -86,42 +238,96 @@ class SyncRunner(_RunnerBase):
             )
         self.source = source
         self._lock = threading.Lock()
+        size = source.max_size if isinstance(source, ConnectionPool) else 1
+        self._direct = threading.BoundedSemaphore(size)
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        if isinstance(self.source, ConnectionPool):
-            with self.source.connection() as conn:
-                yield conn
-        else:
+    def connection(
+        self, timeout: float | None = None, recovering: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for one attempt (see the module doc for ``recovering``)."""
+        pool = self.source
+        if not isinstance(pool, ConnectionPool):
             with self._lock:
-                yield self.source
+                yield pool
+            return
+        direct_args = _direct_args(pool) if recovering else None
+        fallback = direct_args is not None
+        try:
+            conn = pool.getconn(
+                min(timeout or RECOVERY_WAIT, RECOVERY_WAIT) if fallback else timeout
+            )
+        except PoolTimeout:
+            if direct_args is None or not self._direct.acquire(blocking=False):
+                raise
+            try:
+                conninfo, kwargs = direct_args
+                with pool.connection_class.connect(conninfo, **kwargs) as direct:
+                    yield direct
+            finally:
+                self._direct.release()
+            return
+        try:
+            yield conn
+        except BaseException as exc:
+            # Closed here, the pool discards it instead of reusing it.
+            if breaks_connection(exc) and not conn.closed:
+                conn.close()
+            raise
+        finally:
+            pool.putconn(conn)
 
     def _can_retry(self) -> bool:
         return isinstance(self.source, ConnectionPool) or not self.source.closed
 
-    def run(self, plan: Plan[T]) -> T:
-        backoff = Backoff(self.retry)
+    def run(self, plan: Plan[T], *, retry: RetryPolicy | None = None) -> T:
+        """Run ``plan``, retrying transient failures under ``retry`` (default: the runner's)."""
+        policy = retry or self.retry
+        backoff = Backoff(policy)
         started = time.monotonic()
+        stats = self._start(plan)
+        recovering = False
+        pool_timeout = self.source.timeout if isinstance(self.source, ConnectionPool) else 0.0
         while True:
             try:
-                with self.connection() as conn:
-                    return self._execute(conn, plan)
+                if stats is not None:
+                    stats.attempts += 1
+                limit = self._wait_limit(policy, started, pool_timeout) if pool_timeout else None
+                with self.connection(limit, recovering) as conn:
+                    result = self._execute(conn, plan, stats)
+                self._finish(stats, plan, started, None)
+                return result
             except psycopg.Error as exc:
-                delay = self._after_failure(exc, plan, backoff, started, self._can_retry())
+                recovering = recovering or breaks_connection(exc)
+                try:
+                    delay = self._after_failure(
+                        exc, plan, backoff, started, self._can_retry(), stats
+                    )
+                except BaseException as final:
+                    self._finish(stats, plan, started, final)
+                    raise
+            except BaseException as exc:
+                self._finish(stats, plan, started, exc)
+                raise
             time.sleep(delay)
 
-    def _execute(self, conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
+    def _execute(self, conn: psycopg.Connection[Any], plan: Plan[T], stats: _Stats | None) -> T:
         if plan.own_transactions:
-            return self._execute_own(conn, plan)
+            return self._execute_own(conn, plan, stats)
+        if _pipelined(plan):
+            # One network flush for BEGIN and every statement up to the first
+            # one whose rows the plan needs, instead of one round trip each.
+            with conn.pipeline(), conn.transaction():
+                return self._drive(conn, plan, stats)
         tx = conn.transaction() if plan.transaction or not conn.autocommit else nullcontext()
         with tx:
-            return self._drive(conn, plan)
+            return self._drive(conn, plan, stats)
 
-    def _execute_own(self, conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
+    def _execute_own(self, conn: psycopg.Connection[Any], plan: Plan[T], stats: _Stats | None) -> T:
         was_autocommit = conn.autocommit
         conn.autocommit = True
         try:
-            return self._drive(conn, plan)
+            return self._drive(conn, plan, stats)
         finally:
             if not conn.closed:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -130,19 +336,26 @@ class SyncRunner(_RunnerBase):
                     conn.execute(plan.cleanup.sql, plan.cleanup.params, prepare=False)
                 conn.autocommit = was_autocommit
 
-    def _drive(self, conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
+    def _drive(self, conn: psycopg.Connection[Any], plan: Plan[T], stats: _Stats | None) -> T:
         gen = plan.make()
         with conn.cursor(row_factory=tuple_row) as cur:
             try:
                 query = next(gen)
                 while True:
-                    cur.execute(
-                        query.sql,
-                        query.params,
-                        prepare=self._prepare(query),
-                        binary=query.params is not None,
-                    )
-                    rows = cur.fetchall() if query.fetch == "all" else None
+                    self._sent(stats, query)
+                    if isinstance(query, QueryMany):
+                        cur.executemany(query.sql, query.params_seq)
+                        rows = None
+                    else:
+                        cur.execute(
+                            query.sql,
+                            query.params,
+                            prepare=self._prepare(query),
+                            binary=query.params is not None,
+                        )
+                        rows = cur.fetchall() if query.fetch == "all" else None
+                        if rows is not None:
+                            self._received(stats, rows)
                     query = gen.send(rows)
             except StopIteration as stop:
                 result: T = stop.value
@@ -163,45 +376,101 @@ class AsyncRunner(_RunnerBase):
             )
         self.source = source
         self._lock: asyncio.Lock | None = None
+        self._direct_in_use = 0  # plain connections open while the pool recovers
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if isinstance(self.source, AsyncConnectionPool):
-            async with self.source.connection() as conn:
-                yield conn
-        else:
+    async def connection(
+        self, timeout: float | None = None, recovering: bool = False
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for one attempt (see the module doc for ``recovering``)."""
+        pool = self.source
+        if not isinstance(pool, AsyncConnectionPool):
             if self._lock is None:
                 self._lock = asyncio.Lock()
             async with self._lock:
-                yield self.source
+                yield pool
+            return
+        direct_args = _direct_args(pool) if recovering else None
+        fallback = direct_args is not None
+        try:
+            conn = await pool.getconn(
+                min(timeout or RECOVERY_WAIT, RECOVERY_WAIT) if fallback else timeout
+            )
+        except PoolTimeout:
+            if direct_args is None or self._direct_in_use >= pool.max_size:
+                raise
+            self._direct_in_use += 1
+            try:
+                conninfo, kwargs = direct_args
+                direct = await pool.connection_class.connect(conninfo, **kwargs)
+                async with direct:
+                    yield direct
+            finally:
+                self._direct_in_use -= 1
+            return
+        try:
+            yield conn
+        except BaseException as exc:
+            if breaks_connection(exc) and not conn.closed:
+                await conn.close()
+            raise
+        finally:
+            await pool.putconn(conn)
 
     def _can_retry(self) -> bool:
         return isinstance(self.source, AsyncConnectionPool) or not self.source.closed
 
-    async def run(self, plan: Plan[T]) -> T:
-        backoff = Backoff(self.retry)
+    async def run(self, plan: Plan[T], *, retry: RetryPolicy | None = None) -> T:
+        """Run ``plan``, retrying transient failures under ``retry`` (default: the runner's)."""
+        policy = retry or self.retry
+        backoff = Backoff(policy)
         started = time.monotonic()
+        stats = self._start(plan)
+        recovering = False
+        pool = self.source if isinstance(self.source, AsyncConnectionPool) else None
         while True:
             try:
-                async with self.connection() as conn:
-                    return await self._execute(conn, plan)
+                if stats is not None:
+                    stats.attempts += 1
+                limit = self._wait_limit(policy, started, pool.timeout) if pool else None
+                async with self.connection(limit, recovering) as conn:
+                    result = await self._execute(conn, plan, stats)
+                self._finish(stats, plan, started, None)
+                return result
             except psycopg.Error as exc:
-                delay = self._after_failure(exc, plan, backoff, started, self._can_retry())
+                recovering = recovering or breaks_connection(exc)
+                try:
+                    delay = self._after_failure(
+                        exc, plan, backoff, started, self._can_retry(), stats
+                    )
+                except BaseException as final:
+                    self._finish(stats, plan, started, final)
+                    raise
+            except BaseException as exc:
+                self._finish(stats, plan, started, exc)
+                raise
             await asyncio.sleep(delay)
 
-    async def _execute(self, conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
+    async def _execute(
+        self, conn: psycopg.AsyncConnection[Any], plan: Plan[T], stats: _Stats | None
+    ) -> T:
         if plan.own_transactions:
-            return await self._execute_own(conn, plan)
+            return await self._execute_own(conn, plan, stats)
+        if _pipelined(plan):
+            async with conn.pipeline(), conn.transaction():
+                return await self._drive(conn, plan, stats)
         if plan.transaction or not conn.autocommit:
             async with conn.transaction():
-                return await self._drive(conn, plan)
-        return await self._drive(conn, plan)
+                return await self._drive(conn, plan, stats)
+        return await self._drive(conn, plan, stats)
 
-    async def _execute_own(self, conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
+    async def _execute_own(
+        self, conn: psycopg.AsyncConnection[Any], plan: Plan[T], stats: _Stats | None
+    ) -> T:
         was_autocommit = conn.autocommit
         await conn.set_autocommit(True)
         try:
-            return await self._drive(conn, plan)
+            return await self._drive(conn, plan, stats)
         finally:
             if not conn.closed:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -210,19 +479,28 @@ class AsyncRunner(_RunnerBase):
                     await conn.execute(plan.cleanup.sql, plan.cleanup.params, prepare=False)
                 await conn.set_autocommit(was_autocommit)
 
-    async def _drive(self, conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
+    async def _drive(
+        self, conn: psycopg.AsyncConnection[Any], plan: Plan[T], stats: _Stats | None
+    ) -> T:
         gen = plan.make()
         async with conn.cursor(row_factory=tuple_row) as cur:
             try:
                 query: Query = next(gen)
                 while True:
-                    await cur.execute(
-                        query.sql,
-                        query.params,
-                        prepare=self._prepare(query),
-                        binary=query.params is not None,
-                    )
-                    rows = await cur.fetchall() if query.fetch == "all" else None
+                    self._sent(stats, query)
+                    if isinstance(query, QueryMany):
+                        await cur.executemany(query.sql, query.params_seq)
+                        rows = None
+                    else:
+                        await cur.execute(
+                            query.sql,
+                            query.params,
+                            prepare=self._prepare(query),
+                            binary=query.params is not None,
+                        )
+                        rows = await cur.fetchall() if query.fetch == "all" else None
+                        if rows is not None:
+                            self._received(stats, rows)
                     query = gen.send(rows)
             except StopIteration as stop:
                 result: T = stop.value

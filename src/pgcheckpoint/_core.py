@@ -128,6 +128,26 @@ class SaverCore(BaseCheckpointSaver[str]):
         return self._codec
 
     # --- writes -------------------------------------------------------------
+    def _encode_put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> tuple[dict[str, Any], RunnableConfig, CheckpointMetadata]:
+        """Validate and encode ``put``'s arguments: (statement parameters, returned config,
+        stored metadata)."""
+        where = codec.target(config)
+        if not isinstance(new_versions, Mapping):
+            raise InvalidInputError(
+                f"new_versions must be a dict, got {type(new_versions).__name__}"
+            )
+        if not isinstance(metadata, Mapping):
+            raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
+        meta = get_serializable_checkpoint_metadata(config, metadata)
+        encoded = codec.encode_put(self.codec, where, checkpoint, meta, new_versions)
+        return encoded.params, encoded.config, meta
+
     def _put_plan(
         self,
         config: RunnableConfig,
@@ -135,20 +155,12 @@ class SaverCore(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
-        where = codec.target(config)
-        if not isinstance(new_versions, Mapping):
-            raise InvalidInputError(f"new_versions must be a dict, got {type(new_versions).__name__}")
-        if not isinstance(metadata, Mapping):
-            raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
-        meta = get_serializable_checkpoint_metadata(config, metadata)
-        encoded = codec.encode_put(self.codec, where, checkpoint, meta, new_versions)
-        sql = self.queries["put_checkpoint"]
+        # The fork guard (one writer per thread) lives in concurrency.py.
+        from .concurrency import needs_guard, put_plan
 
-        def make() -> PlanGen[RunnableConfig]:
-            yield Query(sql, encoded.params)
-            return encoded.config
-
-        return Plan("put", make)
+        params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
+        step = meta.get("step") if needs_guard(meta, params) else None
+        return put_plan(self, params, out, step)
 
     def _put_writes_plan(
         self,
@@ -217,8 +229,8 @@ class SaverCore(BaseCheckpointSaver[str]):
             names.append("where_filter")
             params["filter"] = codec.metadata_json(filter, "filter")
         if before is not None:
-            conf = before.get("configurable") if isinstance(before, Mapping) else None
-            before_id = conf.get("checkpoint_id") if isinstance(conf, Mapping) else None
+            b_conf = before.get("configurable") if isinstance(before, Mapping) else None
+            before_id = b_conf.get("checkpoint_id") if isinstance(b_conf, Mapping) else None
             if before_id is None:
                 raise InvalidInputError('before must be a config with a "checkpoint_id"')
             names.append("where_before")
@@ -320,7 +332,8 @@ class SaverCore(BaseCheckpointSaver[str]):
         threads = sorted(set(_string_list(thread_ids, "thread_ids")))
         if strategy not in PRUNE_STRATEGIES:
             raise InvalidInputError(
-                f"unknown prune strategy {strategy!r}; expected one of {', '.join(PRUNE_STRATEGIES)}"
+                f"unknown prune strategy {strategy!r}; "
+                f"expected one of {', '.join(PRUNE_STRATEGIES)}"
             )
         q = self.queries
 

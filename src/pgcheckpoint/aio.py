@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -22,18 +23,20 @@ from ._connections import AsyncRunner, AsyncSource
 from ._core import SaverCore
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
-from .health import HealthAsync
+from .concurrency import BatchAsync
 from .errors import ConfigurationError
+from .health import HealthAsync
 from .migrations import setup_plan, status_plan
 from .pooling import PoolSettings
-from .retention import RetentionAsync
+from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy, sweeper_settings_from_env
 from .retry import RetryPolicy
+from .sweeper import RetentionAsync
 from .threads import ThreadsAsync
 
 T = TypeVar("T")
 
 
-class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, SaverCore):
+class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, SaverCore):
     """A LangGraph checkpointer on PostgreSQL, for async graphs (``ainvoke``/``astream``).
 
     Give it a psycopg ``AsyncConnection`` or a psycopg_pool
@@ -58,8 +61,19 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, SaverCore):
         chunking: ChunkingPolicy | None = None,
         retry: RetryPolicy | None = None,
         prepared_statements: bool = True,
+        retention: RetentionPolicy | None = None,
+        max_versions: int | None = None,
+        max_age: timedelta | None = None,
+        retention_days: float | None = None,
+        auto_cleanup: bool = False,
+        cleanup_interval: float | timedelta = DEFAULT_CLEANUP_INTERVAL,
     ) -> None:
         super().__init__(schema=schema, serde=serde, compression=compression, chunking=chunking)
+        self._init_retention(
+            retention=retention, max_versions=max_versions, max_age=max_age,
+            retention_days=retention_days, auto_cleanup=auto_cleanup,
+            cleanup_interval=cleanup_interval,
+        )
         self.conn = conn
         self._runner = AsyncRunner(
             conn, retry=retry or RetryPolicy(), prepared_statements=prepared_statements
@@ -88,8 +102,21 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, SaverCore):
         settings = pool or PoolSettings()
         kwargs.setdefault("prepared_statements", settings.prepared_statements)
         dsn = await asyncio.to_thread(resolve_dsn, conn_string)
-        async with AsyncConnectionPool(dsn, open=False, **settings.pool_kwargs()) as p:
-            yield cls(p, **kwargs)
+        async with AsyncConnectionPool(dsn, open=False, **settings.async_pool_kwargs()) as p:
+            saver = cls(p, **kwargs)
+            async with saver.auto_sweeper():
+                yield saver
+
+    @classmethod
+    @asynccontextmanager
+    async def from_env(cls, **kwargs: Any) -> AsyncIterator[AsyncPostgresSaver]:
+        """See :meth:`PostgresSaver.from_env`."""
+        settings = sweeper_settings_from_env()
+        if any(k in kwargs for k in ("max_versions", "max_age", "retention_days")):
+            settings.pop("retention")
+        settings.update(kwargs)
+        async with cls.from_conn_string(None, **settings) as saver:
+            yield saver
 
     # --- schema -------------------------------------------------------------
     async def setup(self) -> None:

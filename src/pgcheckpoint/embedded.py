@@ -76,13 +76,31 @@ def default_data_dir() -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its reaper is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): kill() is all we know
         return True
-    return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _server_up(data_dir: Path, pid: int) -> bool:
+    """Whether ``data_dir/postmaster.pid`` names ``pid`` and that process is alive."""
+    # PostgreSQL removes postmaster.pid on shutdown, possibly before its process
+    # is gone and reaped, so the file is checked as well as the PID.
+    try:
+        first = (data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+    except OSError:
+        return False
+    return first.strip() == str(pid) and _pid_alive(pid)
 
 
 def _prune_dead_handles(data_dir: Path) -> None:
@@ -93,7 +111,7 @@ def _prune_dead_handles(data_dir: Path) -> None:
         return
     if not isinstance(pids, list) or not all(isinstance(p, int) for p in pids):
         return
-    alive = [p for p in pids if _pid_alive(p)]
+    alive = [p for p in pids if p > 0 and _pid_alive(p)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
 
@@ -132,14 +150,8 @@ class EmbeddedPostgres:
 
     @property
     def running(self) -> bool:
-        """Whether this server is still up (its ``postmaster.pid`` names a live process)."""
-        # PostgreSQL removes postmaster.pid on shutdown, before the process is
-        # gone and reaped, so the file is checked as well as the PID.
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
-        except OSError:
-            return False
-        return first.strip() == str(self.pid) and _pid_alive(self.pid)
+        """Whether this server is still up."""
+        return _server_up(self.data_dir, self.pid)
 
     def stop(self) -> None:
         """Release this handle; the server stops once no handle or process uses it.
@@ -198,6 +210,11 @@ def start_embedded(path: str | os.PathLike[str] | None = None) -> EmbeddedPostgr
             data_dir.mkdir(parents=True, exist_ok=True)
             with pgserver.PostgresServer._lock:
                 _prune_dead_handles(data_dir)
+            # pgserver caches one handle per data directory; if that server has
+            # died since (crash, OOM kill), drop the handle so it starts anew.
+            cached = pgserver.PostgresServer._instances.get(data_dir)
+            if cached is not None and not _server_up(data_dir, cached.get_pid()):
+                del pgserver.PostgresServer._instances[data_dir]
             server = pgserver.get_server(data_dir, cleanup_mode="stop")
         except Exception as exc:
             raise StorageError(

@@ -1,11 +1,216 @@
-"""Health checks, pool statistics and metrics hooks."""
+"""Health checks and pool statistics for both savers.
+
+``health_check()`` (``ahealth_check()`` on the async saver) never raises: it
+answers a :class:`HealthReport` whose ``ok`` is false, with the error, when the
+database cannot be reached. It makes one attempt (no retries), so a probe of a
+load balancer sees an outage as it happens. It also checks the settings that
+decide whether an acknowledged checkpoint survives a crash and logs a warning
+when they do not (``fsync=off``, ``synchronous_commit=off``,
+``full_page_writes=off``): such a server acknowledges writes it may lose.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ._plans import Plan, PlanGen, Query
+from .migrations import latest_version, status_plan
+from .retry import RetryPolicy
+
+logger = logging.getLogger("pgcheckpoint")
+
+_ONE_ATTEMPT = RetryPolicy(enabled=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The answer of ``health_check()``.
+
+    Attributes:
+        ok: the database answered and the schema is usable (applied and not
+            newer than this library).
+        latency_seconds: round trips of the check, wall time.
+        server_version / server_version_num: e.g. ``"15.14 (Debian...)"`` / 150014.
+        schema_version / latest_schema_version: newest applied migration / the
+            newest this library ships (``schema_current`` when equal).
+        in_recovery: connected to a standby (read-only).
+        durable: fsync, synchronous_commit and full_page_writes are all on.
+        warnings: what is wrong, in words (also logged at WARNING).
+        behind_proxy: the server's port differs from the port dialled (a
+            pooler such as PgBouncer or a proxy is in between); ``None``
+            when unknown (unix socket).
+        error: why the check failed, when ``ok`` is false.
+    """
+
+    ok: bool
+    latency_seconds: float
+    server_version: str | None = None
+    server_version_num: int | None = None
+    schema_version: int | None = None
+    latest_schema_version: int = 0
+    schema_current: bool = False
+    in_recovery: bool | None = None
+    durable: bool | None = None
+    synchronous_commit: str | None = None
+    synchronous_standby_names: str | None = None
+    fsync: bool | None = None
+    behind_proxy: bool | None = None
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def durability_warnings(fsync: str, synchronous_commit: str, full_page_writes: str) -> list[str]:
+    """Plain-words warnings for settings under which acknowledged checkpoints can be lost."""
+    out = []
+    if fsync != "on":
+        out.append(
+            "fsync=off: a crash of the server or its OS can lose or corrupt acknowledged "
+            "checkpoints (the whole cluster may need restoring)"
+        )
+    if synchronous_commit == "off":
+        out.append(
+            "synchronous_commit=off: checkpoints acknowledged in the last ~0.6 s "
+            "(3 x wal_writer_delay) are lost if PostgreSQL crashes"
+        )
+    if full_page_writes != "on":
+        out.append("full_page_writes=off: a crash can leave torn pages in the tables")
+    return out
+
+
+def _dialled_ports(source: Any) -> set[int] | None:
+    try:
+        if isinstance(source, ConnectionPool | AsyncConnectionPool):
+            conninfo = source.conninfo
+            if not isinstance(conninfo, str):
+                return None
+            raw = conninfo_to_dict(conninfo).get("port") or "5432"
+            return {int(p) for p in str(raw).split(",") if p}
+        if isinstance(source, psycopg.Connection | psycopg.AsyncConnection):
+            return {int(source.info.port)}
+    except (ValueError, psycopg.Error):
+        return None
+    return None
+
+
+def health_plan(schema: str) -> Plan[tuple[tuple[Any, ...], dict[int, str]]]:
+    """The probe row and the applied migrations, in one plan."""
+    from ._queries import Queries
+
+    probe = Queries(schema)["health_probe"]
+    status = status_plan(schema)
+
+    def make() -> PlanGen[tuple[tuple[Any, ...], dict[int, str]]]:
+        rows = yield Query(probe, None, fetch="all", prepare=False)
+        applied = yield from status.make()
+        return (rows or [()])[0], applied
+
+    return Plan("health_check", make)
+
+
+def build_report(
+    row: tuple[Any, ...], applied: dict[int, str], latency: float, ports: set[int] | None
+) -> HealthReport:
+    version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row
+    warnings = durability_warnings(fsync, sync_commit, fpw)
+    current = max(applied) if applied else None
+    latest = latest_version()
+    if current is None:
+        warnings.append("the pgcheckpoint schema is not set up: call setup()")
+    elif current < latest:
+        warnings.append(f"schema version {current} is older than {latest}: call setup()")
+    elif current > latest:
+        warnings.append(f"schema version {current} is newer than this pgcheckpoint ({latest})")
+    for w in warnings:
+        logger.warning("pgcheckpoint health: %s", w)
+    behind = None if server_port is None or ports is None else int(server_port) not in ports
+    return HealthReport(
+        ok=current is not None and current <= latest,
+        latency_seconds=latency,
+        server_version=version,
+        server_version_num=int(version_num),
+        schema_version=current,
+        latest_schema_version=latest,
+        schema_current=current == latest,
+        in_recovery=bool(in_recovery),
+        durable=not durability_warnings(fsync, sync_commit, fpw),
+        synchronous_commit=sync_commit,
+        synchronous_standby_names=standbys,
+        fsync=fsync == "on",
+        behind_proxy=behind,
+        warnings=tuple(warnings),
+    )
+
+
+def _failed(exc: BaseException, latency: float) -> HealthReport:
+    logger.warning("pgcheckpoint health: database unreachable: %s", exc)
+    return HealthReport(
+        ok=False,
+        latency_seconds=latency,
+        latest_schema_version=latest_version(),
+        error=f"{type(exc).__name__}: {exc}",
+    )
+
+
+def pool_stats(source: Any) -> dict[str, Any]:
+    """psycopg_pool's ``get_stats()`` for a pool; the state of a single connection otherwise."""
+    if isinstance(source, ConnectionPool | AsyncConnectionPool):
+        stats: dict[str, Any] = {"kind": "pool", "name": source.name}
+        stats.update(source.get_stats())
+        return stats
+    info: dict[str, Any] = {"kind": "connection", "closed": source.closed}
+    if not source.closed:
+        info.update(
+            host=source.info.host,
+            port=source.info.port,
+            status=source.info.status.name,
+            transaction_status=source.info.transaction_status.name,
+            backend_pid=source.info.backend_pid,
+        )
+    return info
+
 
 class HealthSync:
-    """Methods of ``PostgresSaver`` for this feature (filled in by its module)."""
+    """``health_check`` and ``pool_stats`` for ``PostgresSaver``."""
+
+    def health_check(self) -> HealthReport:
+        """Probe the database once; never raises (see :class:`HealthReport`)."""
+        me: Any = self
+        started = time.monotonic()
+        try:
+            row, applied = me._runner.run(health_plan(me.schema), retry=_ONE_ATTEMPT)
+        except Exception as exc:
+            return _failed(exc, time.monotonic() - started)
+        latency = time.monotonic() - started
+        return build_report(row, applied, latency, _dialled_ports(me._runner.source))
+
+    def pool_stats(self) -> dict[str, Any]:
+        """Connection pool counters (``pool_size``, ``pool_available``, ``requests_waiting``...)."""
+        me: Any = self
+        return pool_stats(me._runner.source)
 
 
 class HealthAsync:
-    """Methods of ``AsyncPostgresSaver`` for this feature (filled in by its module)."""
+    """``ahealth_check`` and ``pool_stats`` for ``AsyncPostgresSaver``."""
+
+    async def ahealth_check(self) -> HealthReport:
+        """Probe the database once; never raises (see :class:`HealthReport`)."""
+        me: Any = self
+        started = time.monotonic()
+        try:
+            row, applied = await me._runner.run(health_plan(me.schema), retry=_ONE_ATTEMPT)
+        except Exception as exc:
+            return _failed(exc, time.monotonic() - started)
+        latency = time.monotonic() - started
+        return build_report(row, applied, latency, _dialled_ports(me._runner.source))
+
+    def pool_stats(self) -> dict[str, Any]:
+        """Connection pool counters; see :meth:`HealthSync.pool_stats`."""
+        me: Any = self
+        return pool_stats(me._runner.source)

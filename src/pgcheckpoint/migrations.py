@@ -74,7 +74,9 @@ def all_migrations() -> tuple[Migration, ...]:
     found.sort(key=lambda m: m.version)
     for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
-            raise MigrationError(f"migration numbers must run 1, 2, 3...; found {migration.version}")
+            raise MigrationError(
+                f"migration numbers must run 1, 2, 3...; found {migration.version}"
+            )
     return tuple(found)
 
 

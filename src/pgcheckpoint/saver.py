@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -22,15 +23,17 @@ from ._connections import SyncRunner, SyncSource
 from ._core import SaverCore
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
+from .concurrency import BatchSync
 from .health import HealthSync
 from .migrations import setup_plan, status_plan
 from .pooling import PoolSettings
-from .retention import RetentionSync
+from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy, sweeper_settings_from_env
 from .retry import RetryPolicy
+from .sweeper import RetentionSync
 from .threads import ThreadsSync
 
 
-class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, SaverCore):
+class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore):
     """A LangGraph checkpointer on PostgreSQL, for sync graphs (``invoke``/``stream``).
 
     Give it a psycopg ``Connection`` (``autocommit=True`` recommended) or a
@@ -56,8 +59,19 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, SaverCore):
         chunking: ChunkingPolicy | None = None,
         retry: RetryPolicy | None = None,
         prepared_statements: bool = True,
+        retention: RetentionPolicy | None = None,
+        max_versions: int | None = None,
+        max_age: timedelta | None = None,
+        retention_days: float | None = None,
+        auto_cleanup: bool = False,
+        cleanup_interval: float | timedelta = DEFAULT_CLEANUP_INTERVAL,
     ) -> None:
         super().__init__(schema=schema, serde=serde, compression=compression, chunking=chunking)
+        self._init_retention(
+            retention=retention, max_versions=max_versions, max_age=max_age,
+            retention_days=retention_days, auto_cleanup=auto_cleanup,
+            cleanup_interval=cleanup_interval,
+        )
         self.conn = conn
         self._runner = SyncRunner(
             conn, retry=retry or RetryPolicy(), prepared_statements=prepared_statements
@@ -83,7 +97,23 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, SaverCore):
         settings = pool or PoolSettings()
         kwargs.setdefault("prepared_statements", settings.prepared_statements)
         with ConnectionPool(resolve_dsn(conn_string), open=True, **settings.pool_kwargs()) as p:
-            yield cls(p, **kwargs)
+            saver = cls(p, **kwargs)
+            with saver.auto_sweeper():
+                yield saver
+
+    @classmethod
+    @contextmanager
+    def from_env(cls, **kwargs: Any) -> Iterator[PostgresSaver]:
+        """:meth:`from_conn_string` on ``DATABASE_URL`` with the retention settings of
+        ``CHECKPOINT_RETENTION_DAYS``, ``CHECKPOINT_MAX_VERSIONS``,
+        ``CHECKPOINT_AUTO_CLEANUP`` and ``CHECKPOINT_CLEANUP_INTERVAL``;
+        keyword arguments override them."""
+        settings = sweeper_settings_from_env()
+        if any(k in kwargs for k in ("max_versions", "max_age", "retention_days")):
+            settings.pop("retention")
+        settings.update(kwargs)
+        with cls.from_conn_string(None, **settings) as saver:
+            yield saver
 
     # --- schema -------------------------------------------------------------
     def setup(self) -> None:

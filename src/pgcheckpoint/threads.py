@@ -1,11 +1,454 @@
-"""The thread API: listing threads, history, time travel by timestamp, rollback."""
+"""The thread API: listing threads, history, time travel by timestamp, rollback.
+
+Every operation is a plan built by a function of this module from the saver's
+core (:class:`~pgcheckpoint._core.SaverCore`); :class:`ThreadsSync` and
+:class:`ThreadsAsync` are the thin mixins that run them on ``PostgresSaver``
+and ``AsyncPostgresSaver``.
+
+Decisions recorded here:
+
+* ``rollback`` never rewrites history. It writes a *new* checkpoint, a copy of
+  the chosen one's state with a fresh id, whose parent is the current head, so
+  it becomes the head; its metadata says ``source="fork"`` and names the
+  checkpoint it restores (``rollback_of``) and the head it replaced
+  (``rolled_back_from``). Channel versions are kept, so the copy references the
+  stored values and writes no blob. Pending writes are not copied: resuming
+  re-runs the tasks that followed the restored state.
+* ``delete_checkpoint`` deletes leaves only (checkpoints no other checkpoint
+  names as parent). Reparenting children would silently change what their
+  DeltaChannels rebuild, so a checkpoint with children is refused; delete the
+  children first or use ``rollback``. Deleting the head makes its parent the
+  head again ("undo the last step").
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.base.id import uuid6
+
+from . import codec
+from ._connections import AsyncRunner, SyncRunner
+from ._core import SaverCore
+from ._plans import Plan, PlanGen, Query
+from .errors import ConcurrentUpdateError, InvalidInputError
+
+__all__ = [
+    "ChannelDiff",
+    "ThreadInfo",
+    "ThreadStats",
+    "ThreadsAsync",
+    "ThreadsSync",
+    "VersionInfo",
+    "diff_checkpoints",
+]
+
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    """One thread in :meth:`list_threads`: its size, time span and latest metadata."""
+
+    thread_id: str
+    checkpoints: int
+    first_at: dt.datetime
+    last_at: dt.datetime
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadStats:
+    """What one thread holds (:meth:`thread_stats`); ``stored_bytes`` is after compression."""
+
+    thread_id: str
+    checkpoints: int
+    namespaces: int
+    writes: int
+    blobs: int
+    chunks: int
+    stored_bytes: int
+    first_at: dt.datetime | None
+    last_at: dt.datetime | None
+    head_checkpoint_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One checkpoint of a thread's history, without its state (:meth:`list_versions`)."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    created_at: dt.datetime
+    metadata: dict[str, Any]
+    writes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelDiff:
+    """How one channel differs between two checkpoints (:func:`diff_checkpoints`)."""
+
+    channel: str
+    status: Literal["added", "removed", "changed", "unchanged"]
+    before: Any = None
+    after: Any = None
+    added: list[Any] = field(default_factory=list)
+    removed: list[Any] = field(default_factory=list)
+
+
+# --- validation -------------------------------------------------------------
+
+
+def _limit(value: Any, what: str = "limit", *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(f"{what} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _moment(when: Any) -> dt.datetime:
+    if not isinstance(when, dt.datetime):
+        raise InvalidInputError(f"when must be a datetime, got {type(when).__name__}")
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise InvalidInputError(
+            f"when must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc)), got {when}"
+        )
+    return when
+
+
+def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+# --- plans ------------------------------------------------------------------
+
+
+def list_threads_plan(
+    core: SaverCore,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    after: ThreadInfo | None = None,
+    filter: Mapping[str, Any] | None = None,
+) -> Plan[list[ThreadInfo]]:
+    """Threads newest first; page with ``offset`` or with ``after`` (the last item seen)."""
+    size = _limit(limit)
+    if size is not None and size > MAX_PAGE:
+        raise InvalidInputError(f"limit must be at most {MAX_PAGE}, got {limit}")
+    if after is not None and not isinstance(after, ThreadInfo):
+        raise InvalidInputError(f"after must be a ThreadInfo, got {type(after).__name__}")
+    params = {
+        "limit": size,
+        "offset": _limit(offset, "offset"),
+        "filter": codec.metadata_json(filter, "filter") if filter else None,
+        "after_at": after.last_at if after else None,
+        "after_id": after.thread_id if after else None,
+    }
+    sql = core.queries["threads_list"]
+
+    def make() -> PlanGen[list[ThreadInfo]]:
+        rows = yield Query(sql, params, fetch="all")
+        return [ThreadInfo(r[0], int(r[1]), r[2], r[3], dict(r[4] or {})) for r in rows or []]
+
+    return Plan("list_threads", make)
+
+
+def thread_stats_plan(core: SaverCore, thread_id: Any) -> Plan[ThreadStats | None]:
+    tid = codec.text_id(thread_id, "thread_id")
+    sql = core.queries["thread_stats"]
+
+    def make() -> PlanGen[ThreadStats | None]:
+        rows = yield Query(sql, {"thread_id": tid}, fetch="all")
+        n, ns, writes, blobs, chunks, size, first, last, head = (rows or [])[0]
+        if not n and not writes:
+            return None
+        return ThreadStats(
+            tid, int(n), int(ns), int(writes), int(blobs), int(chunks), int(size), first, last,
+            head,
+        )
+
+    return Plan("thread_stats", make)
+
+
+def _select_one(core: SaverCore, tid: str, ns: str, cid: str) -> PlanGen[CheckpointTuple | None]:
+    sql = core.queries.select_checkpoints(["where_thread", "where_ns", "where_id"])
+    params = {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": cid, "limit": 1}
+    rows = yield Query(sql, params, fetch="all")
+    found = codec.decode_checkpoints(core.codec, codec.split_select(rows or []))
+    return found[0] if found else None
+
+
+def get_at_time_plan(
+    core: SaverCore, thread_id: Any, when: Any, checkpoint_ns: Any = ""
+) -> Plan[CheckpointTuple | None]:
+    tid = codec.text_id(thread_id, "thread_id")
+    ns = codec.text_id(checkpoint_ns, "checkpoint_ns", allow_empty=True)
+    moment = _moment(when)
+    sql = core.queries["checkpoint_at_time"]
+
+    def make() -> PlanGen[CheckpointTuple | None]:
+        rows = yield Query(sql, {"thread_id": tid, "checkpoint_ns": ns, "when": moment}, "all")
+        if not rows:
+            return None
+        return (yield from _select_one(core, tid, ns, rows[0][0]))
+
+    return Plan("get_at_time", make)
+
+
+def list_versions_plan(
+    core: SaverCore, thread_id: Any, *, checkpoint_ns: Any = None, limit: Any = None
+) -> Plan[list[VersionInfo]]:
+    tid = codec.text_id(thread_id, "thread_id")
+    ns = None if checkpoint_ns is None else codec.text_id(
+        checkpoint_ns, "checkpoint_ns", allow_empty=True
+    )
+    params = {"thread_id": tid, "checkpoint_ns": ns, "limit": _limit(limit, allow_none=True)}
+    sql = core.queries["list_versions"]
+
+    def make() -> PlanGen[list[VersionInfo]]:
+        rows = yield Query(sql, params, fetch="all")
+        return [
+            VersionInfo(tid, r[0], r[1], r[2], r[3], dict(r[4] or {}), int(r[5]))
+            for r in rows or []
+        ]
+
+    return Plan("list_versions", make)
+
+
+def _rollback_metadata(
+    old: CheckpointMetadata, checkpoint_id: str, head_id: str
+) -> dict[str, Any]:
+    meta = {k: v for k, v in dict(old).items() if k not in ("run_id", "writes")}
+    meta.update(source="fork", rollback_of=checkpoint_id, rolled_back_from=head_id)
+    meta.setdefault("parents", {})
+    return meta
+
+
+def rollback_plan(
+    core: SaverCore, thread_id: Any, checkpoint_id: Any, checkpoint_ns: Any = ""
+) -> Plan[RunnableConfig]:
+    """Make ``checkpoint_id``'s state the head again, as a new checkpoint (see module doc)."""
+    tid = codec.text_id(thread_id, "thread_id")
+    cid = codec.text_id(checkpoint_id, "checkpoint_id")
+    ns = codec.text_id(checkpoint_ns, "checkpoint_ns", allow_empty=True)
+    q = core.queries
+
+    def make() -> PlanGen[RunnableConfig]:
+        # The thread lock orders this with concurrent puts (they upsert the same row).
+        yield Query(q["lock_threads"], {"thread_ids": [tid]}, fetch="all")
+        old = yield from _select_one(core, tid, ns, cid)
+        if old is None:
+            raise InvalidInputError(
+                f"thread {tid!r} has no checkpoint {cid!r} in namespace {ns!r}"
+            )
+        rows = yield Query(q["latest_id"], {"thread_id": tid, "checkpoint_ns": ns}, "all")
+        head_id = str((rows or [(cid,)])[0][0])
+        new_id = str(uuid6(clock_seq=int(old.metadata.get("step", 0) or 0) + 1))
+        if new_id <= head_id:
+            raise ConcurrentUpdateError(
+                f"cannot roll back thread {tid!r}: its head {head_id} is newer than the clock "
+                "(clock skew between writers?)"
+            )
+        state = dict(cast(Mapping[str, Any], old.checkpoint))
+        state.update(id=new_id, ts=dt.datetime.now(dt.timezone.utc).isoformat())
+        meta = _rollback_metadata(old.metadata, cid, head_id)
+        put = core._put_plan(
+            _config(tid, ns, head_id), cast(Checkpoint, state), cast(CheckpointMetadata, meta), {}
+        )
+        return (yield from put.make())
+
+    return Plan("rollback", make, transaction=True, idempotent=False)
+
+
+def delete_checkpoint_plan(
+    core: SaverCore, thread_id: Any, checkpoint_id: Any, checkpoint_ns: Any = ""
+) -> Plan[None]:
+    """Delete one leaf checkpoint and its writes, then the values nothing needs any more."""
+    tid = codec.text_id(thread_id, "thread_id")
+    key = {
+        "thread_id": tid,
+        "checkpoint_ns": codec.text_id(checkpoint_ns, "checkpoint_ns", allow_empty=True),
+        "checkpoint_id": codec.text_id(checkpoint_id, "checkpoint_id"),
+    }
+    q = core.queries
+
+    def make() -> PlanGen[None]:
+        yield Query(q["lock_threads"], {"thread_ids": [tid]}, fetch="all")
+        rows = yield Query(q["checkpoint_children"], key, fetch="all")
+        exists, children = (rows or [(False, 0)])[0]
+        if not exists:
+            raise InvalidInputError(
+                f"thread {tid!r} has no checkpoint {key['checkpoint_id']!r} "
+                f"in namespace {key['checkpoint_ns']!r}"
+            )
+        if children:
+            raise InvalidInputError(
+                f"checkpoint {key['checkpoint_id']!r} has {children} child checkpoint(s); only "
+                "a leaf can be deleted (delete its children first, or use rollback)"
+            )
+        yield Query(q["delete_checkpoint"], key)
+        yield from core._gc([tid])
+
+    return Plan("delete_checkpoint", make, transaction=True)
+
+
+# --- diff (pure) -------------------------------------------------------------
+
+
+def _list_diff(before: list[Any], after: list[Any]) -> tuple[list[Any], list[Any]]:
+    added = [x for x in after if x not in before]
+    removed = [x for x in before if x not in after]
+    return added, removed
+
+
+def diff_checkpoints(before: Checkpoint, after: Checkpoint) -> list[ChannelDiff]:
+    """Per channel, what changed from ``before`` to ``after``; lists (such as
+    ``messages``) report the items added and removed."""
+    a = dict(before.get("channel_values") or {})
+    b = dict(after.get("channel_values") or {})
+    out: list[ChannelDiff] = []
+    for channel in sorted(set(a) | set(b)):
+        if channel not in a:
+            out.append(ChannelDiff(channel, "added", after=b[channel]))
+        elif channel not in b:
+            out.append(ChannelDiff(channel, "removed", before=a[channel]))
+        elif a[channel] == b[channel]:
+            out.append(ChannelDiff(channel, "unchanged", a[channel], b[channel]))
+        elif isinstance(a[channel], list) and isinstance(b[channel], list):
+            added, removed = _list_diff(a[channel], b[channel])
+            out.append(ChannelDiff(channel, "changed", a[channel], b[channel], added, removed))
+        else:
+            out.append(ChannelDiff(channel, "changed", a[channel], b[channel]))
+    return out
+
+
+# --- mixins -----------------------------------------------------------------
+
 
 class ThreadsSync:
-    """Methods of ``PostgresSaver`` for this feature (filled in by its module)."""
+    """The thread API of ``PostgresSaver``."""
+
+    _runner: SyncRunner
+
+    def _tcore(self) -> SaverCore:
+        return cast(SaverCore, self)
+
+    def list_threads(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        after: ThreadInfo | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ThreadInfo]:
+        """Threads, newest (last checkpoint) first. ``filter`` matches the metadata of
+        each thread's latest checkpoint (``@>``); page with ``offset`` or ``after=last``."""
+        plan = list_threads_plan(self._tcore(), limit=limit, offset=offset, after=after,
+                                 filter=filter)
+        return self._runner.run(plan)
+
+    def thread_stats(self, thread_id: str) -> ThreadStats | None:
+        """Counts and sizes of one thread, or None if it does not exist."""
+        return self._runner.run(thread_stats_plan(self._tcore(), thread_id))
+
+    def get_at_time(
+        self, thread_id: str, when: dt.datetime, *, checkpoint_ns: str = ""
+    ) -> CheckpointTuple | None:
+        """The checkpoint current at ``when``: the newest created at or before it."""
+        return self._runner.run(get_at_time_plan(self._tcore(), thread_id, when, checkpoint_ns))
+
+    def list_versions(
+        self, thread_id: str, *, checkpoint_ns: str | None = None, limit: int | None = None
+    ) -> list[VersionInfo]:
+        """The thread's history newest first, with times and metadata but no state."""
+        plan = list_versions_plan(self._tcore(), thread_id, checkpoint_ns=checkpoint_ns,
+                                  limit=limit)
+        return self._runner.run(plan)
+
+    def rollback(
+        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
+    ) -> RunnableConfig:
+        """Make an earlier checkpoint's state the head, as a new checkpoint; returns its config."""
+        return self._runner.run(
+            rollback_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
+        )
+
+    def delete_checkpoint(
+        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
+    ) -> None:
+        """Delete one checkpoint that has no children (see the module docstring)."""
+        self._runner.run(
+            delete_checkpoint_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
+        )
 
 
 class ThreadsAsync:
-    """Methods of ``AsyncPostgresSaver`` for this feature (filled in by its module)."""
+    """The thread API of ``AsyncPostgresSaver`` (``a``-prefixed twins of :class:`ThreadsSync`)."""
+
+    _runner: AsyncRunner
+
+    def _tcore(self) -> SaverCore:
+        return cast(SaverCore, self)
+
+    async def alist_threads(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        after: ThreadInfo | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ThreadInfo]:
+        """See :meth:`ThreadsSync.list_threads`."""
+        plan = list_threads_plan(self._tcore(), limit=limit, offset=offset, after=after,
+                                 filter=filter)
+        return await self._runner.run(plan)
+
+    async def athread_stats(self, thread_id: str) -> ThreadStats | None:
+        """See :meth:`ThreadsSync.thread_stats`."""
+        return await self._runner.run(thread_stats_plan(self._tcore(), thread_id))
+
+    async def aget_at_time(
+        self, thread_id: str, when: dt.datetime, *, checkpoint_ns: str = ""
+    ) -> CheckpointTuple | None:
+        """See :meth:`ThreadsSync.get_at_time`."""
+        return await self._runner.run(
+            get_at_time_plan(self._tcore(), thread_id, when, checkpoint_ns)
+        )
+
+    async def alist_versions(
+        self, thread_id: str, *, checkpoint_ns: str | None = None, limit: int | None = None
+    ) -> list[VersionInfo]:
+        """See :meth:`ThreadsSync.list_versions`."""
+        plan = list_versions_plan(self._tcore(), thread_id, checkpoint_ns=checkpoint_ns,
+                                  limit=limit)
+        return await self._runner.run(plan)
+
+    async def arollback(
+        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
+    ) -> RunnableConfig:
+        """See :meth:`ThreadsSync.rollback`."""
+        return await self._runner.run(
+            rollback_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
+        )
+
+    async def adelete_checkpoint(
+        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
+    ) -> None:
+        """See :meth:`ThreadsSync.delete_checkpoint`."""
+        await self._runner.run(
+            delete_checkpoint_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
+        )

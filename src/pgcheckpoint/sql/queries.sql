@@ -159,13 +159,21 @@ WITH RECURSIVE walk AS (
     WHERE t.thread_id = %(thread_id)s AND t.checkpoint_ns = %(checkpoint_ns)s
       AND t.checkpoint_id = %(checkpoint_id)s
   UNION ALL
+    -- LATERAL keeps the walk the outer side, so each step is one primary-key
+    -- lookup; as a plain join the planner scanned the whole thread per step
+    -- (quadratic: 6 s for 2,100 checkpoints, tests/test_saver_contract.py).
     SELECT w.depth + 1, p.checkpoint_id, p.parent_checkpoint_id, p.channels, p.versions,
            ARRAY(SELECT r FROM unnest(w.remaining) AS r WHERE r <> ALL (w.channels))
     FROM walk w
-    JOIN {schema}.checkpoints p
-      ON p.thread_id = %(thread_id)s AND p.checkpoint_ns = %(checkpoint_ns)s
-     AND p.checkpoint_id = w.parent_checkpoint_id AND p.checkpoint_id < w.checkpoint_id
-    WHERE EXISTS (SELECT 1 FROM unnest(w.remaining) AS r WHERE r <> ALL (w.channels))
+    CROSS JOIN LATERAL (
+        SELECT q.checkpoint_id, q.parent_checkpoint_id, q.channels, q.versions
+        FROM {schema}.checkpoints q
+        WHERE q.thread_id = %(thread_id)s AND q.checkpoint_ns = %(checkpoint_ns)s
+          AND q.checkpoint_id = w.parent_checkpoint_id
+        LIMIT 1  -- a primary key: at most one row; also stops the join being flattened
+    ) p
+    WHERE p.checkpoint_id < w.checkpoint_id
+      AND EXISTS (SELECT 1 FROM unnest(w.remaining) AS r WHERE r <> ALL (w.channels))
 ), walked AS MATERIALIZED (
     SELECT * FROM walk
 )
@@ -347,3 +355,397 @@ SELECT checkpoint_id FROM {schema}.checkpoints
 WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
 ORDER BY checkpoint_id DESC
 LIMIT 1;
+
+-- ===== threads (issue 6: thread API, importers, transfer) =====================
+
+-- name: threads_list
+-- Threads newest first by their last checkpoint, with the metadata of their
+-- latest checkpoint (root namespace first) for filtering. Keyset paging on
+-- (last_at, thread_id) when after_at is given, OFFSET otherwise. Threads with
+-- no checkpoint (only orphan writes) are not listed.
+SELECT t.thread_id, s.n, s.first_at, s.last_at, m.metadata
+FROM {schema}.threads t
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
+    FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id
+) s
+CROSS JOIN LATERAL (
+    SELECT c.metadata FROM {schema}.checkpoints c
+    WHERE c.thread_id = t.thread_id
+    ORDER BY (c.checkpoint_ns = '') DESC, c.checkpoint_id DESC
+    LIMIT 1
+) m
+WHERE (%(filter)s::jsonb IS NULL OR m.metadata @> %(filter)s::jsonb)
+  AND (%(after_at)s::timestamptz IS NULL
+       OR (s.last_at, t.thread_id) < (%(after_at)s::timestamptz, %(after_id)s::text))
+ORDER BY s.last_at DESC, t.thread_id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: thread_stats
+SELECT
+    (SELECT count(*) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
+    (SELECT count(DISTINCT checkpoint_ns) FROM {schema}.checkpoints
+     WHERE thread_id = %(thread_id)s),
+    (SELECT count(*) FROM {schema}.writes WHERE thread_id = %(thread_id)s),
+    (SELECT count(*) FROM {schema}.blobs WHERE thread_id = %(thread_id)s),
+    (SELECT count(*) FROM {schema}.chunks WHERE thread_id = %(thread_id)s),
+    (SELECT coalesce(sum(octet_length(checkpoint)), 0) FROM {schema}.checkpoints
+     WHERE thread_id = %(thread_id)s)
+  + (SELECT coalesce(sum(octet_length(value)), 0) FROM {schema}.blobs
+     WHERE thread_id = %(thread_id)s)
+  + (SELECT coalesce(sum(octet_length(data)), 0) FROM {schema}.chunks
+     WHERE thread_id = %(thread_id)s)
+  + (SELECT coalesce(sum(octet_length(value)), 0) FROM {schema}.writes
+     WHERE thread_id = %(thread_id)s),
+    (SELECT min(created_at) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
+    (SELECT max(created_at) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
+    (SELECT checkpoint_id FROM {schema}.checkpoints
+     WHERE thread_id = %(thread_id)s AND checkpoint_ns = ''
+     ORDER BY checkpoint_id DESC LIMIT 1);
+
+-- name: checkpoint_at_time
+-- The checkpoint current at a moment: the newest created at or before it.
+-- Walks the thread's primary-key range; threads of a few thousand checkpoints
+-- answer in well under a millisecond, so no extra index is kept for it.
+SELECT checkpoint_id FROM {schema}.checkpoints
+WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
+  AND created_at <= %(when)s::timestamptz
+ORDER BY created_at DESC, checkpoint_id DESC
+LIMIT 1;
+
+-- name: list_versions
+-- History without channel values: nothing is decoded, only small columns move.
+SELECT c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.created_at, c.metadata,
+       (SELECT count(*) FROM {schema}.writes x
+        WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+          AND x.checkpoint_id = c.checkpoint_id) AS writes
+FROM {schema}.checkpoints c
+WHERE c.thread_id = %(thread_id)s
+  AND (%(checkpoint_ns)s::text IS NULL OR c.checkpoint_ns = %(checkpoint_ns)s::text)
+ORDER BY c.checkpoint_id DESC, c.checkpoint_ns DESC
+LIMIT %(limit)s;
+
+-- name: checkpoint_children
+-- Whether a checkpoint exists, and how many checkpoints name it as parent.
+SELECT EXISTS (SELECT 1 FROM {schema}.checkpoints
+               WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
+                 AND checkpoint_id = %(checkpoint_id)s),
+       (SELECT count(*) FROM {schema}.checkpoints
+        WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
+          AND parent_checkpoint_id = %(checkpoint_id)s);
+
+-- name: delete_checkpoint
+-- One checkpoint and its pending writes; run under lock_threads, then gc_*.
+WITH w AS (
+    DELETE FROM {schema}.writes
+    WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
+      AND checkpoint_id = %(checkpoint_id)s
+)
+DELETE FROM {schema}.checkpoints
+WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
+  AND checkpoint_id = %(checkpoint_id)s;
+
+-- name: thread_keys
+-- What an import finds already present: every checkpoint key and the number of
+-- writes, so a thread imported before is skipped on a resumed run.
+SELECT checkpoint_ns, checkpoint_id, NULL::bigint FROM {schema}.checkpoints
+WHERE thread_id = %(thread_id)s
+UNION ALL
+SELECT NULL, NULL, count(*) FROM {schema}.writes WHERE thread_id = %(thread_id)s;
+
+-- name: import_writes
+-- Writes of an import keep their source idx and task_path; an upsert, so a
+-- repeated import changes nothing.
+INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
+                             type, value, task_path)
+SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, u.task_id, u.idx, u.channel,
+       u.type, u.value, u.task_path
+FROM unnest(%(task_ids)s::text[], %(idx)s::integer[], %(channels)s::text[], %(types)s::text[],
+            %(values)s::bytea[], %(task_paths)s::text[])
+     AS u(task_id, idx, channel, type, value, task_path)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+    channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value,
+    task_path = EXCLUDED.task_path;
+
+-- name: export_writes
+SELECT checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value
+FROM {schema}.writes
+WHERE thread_id = %(thread_id)s
+ORDER BY checkpoint_ns, checkpoint_id, task_path, task_id, idx;
+
+-- name: official_thread_ids
+-- The official langgraph-checkpoint-postgres tables, read by the importer;
+-- {schema} is the source schema there.
+SELECT DISTINCT thread_id FROM {schema}.checkpoints ORDER BY thread_id;
+
+-- name: official_checkpoints
+SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata
+FROM {schema}.checkpoints
+WHERE thread_id = %(thread_id)s
+ORDER BY checkpoint_id, checkpoint_ns;
+
+-- name: official_blobs
+SELECT checkpoint_ns, channel, version, type, blob
+FROM {schema}.checkpoint_blobs
+WHERE thread_id = %(thread_id)s;
+
+-- name: official_writes
+SELECT checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob
+FROM {schema}.checkpoint_writes
+WHERE thread_id = %(thread_id)s
+ORDER BY checkpoint_ns, checkpoint_id, task_path, task_id, idx;
+
+-- name: retention_page
+-- The sweeper's next page of threads (retention.py / sweeper.py). Read without
+-- a lock, so the page advances even when every thread on it is busy.
+SELECT thread_id FROM {schema}.threads
+WHERE thread_id > %(after)s
+ORDER BY thread_id
+LIMIT %(limit)s;
+
+-- name: retention_lock
+-- Locks the page's threads like lock_threads (the row lock put_checkpoint
+-- takes), so blobs and chunks can be garbage-collected safely. SKIP LOCKED: a
+-- thread being written right now is left for the next sweep instead of making
+-- the sweep (and the writers queued behind it) wait. Pinned threads are skipped.
+SELECT thread_id, retention, now() FROM {schema}.threads
+WHERE thread_id = ANY (%(thread_ids)s::text[]) AND NOT pinned
+ORDER BY thread_id
+FOR UPDATE SKIP LOCKED;
+
+-- name: retention_measure
+-- Rows and stored bytes (pg_column_size of the variable-size columns, the
+-- part a sweep frees) of the given threads, per table.
+SELECT 'threads', count(*), 0::bigint
+FROM {schema}.threads WHERE thread_id = ANY (%(thread_ids)s::text[])
+UNION ALL
+SELECT 'checkpoints', count(*),
+       coalesce(sum(pg_column_size(checkpoint) + pg_column_size(metadata)
+                    + pg_column_size(channels) + pg_column_size(versions)), 0)::bigint
+FROM {schema}.checkpoints WHERE thread_id = ANY (%(thread_ids)s::text[])
+UNION ALL
+SELECT 'blobs', count(*),
+       coalesce(sum(coalesce(pg_column_size(value), 0) + coalesce(pg_column_size(chunk_refs), 0)),
+                0)::bigint
+FROM {schema}.blobs WHERE thread_id = ANY (%(thread_ids)s::text[])
+UNION ALL
+SELECT 'chunks', count(*), coalesce(sum(pg_column_size(data)), 0)::bigint
+FROM {schema}.chunks WHERE thread_id = ANY (%(thread_ids)s::text[])
+UNION ALL
+SELECT 'writes', count(*), coalesce(sum(coalesce(pg_column_size(value), 0)), 0)::bigint
+FROM {schema}.writes WHERE thread_id = ANY (%(thread_ids)s::text[]);
+
+-- name: retention_expired
+-- Threads idle (threads.updated_at) for longer than their thread_ttl. Never a
+-- thread with a pinned checkpoint, nor, with keep_interrupted, one paused on an
+-- interrupt: the newest checkpoint of one of its namespaces has '__interrupt__'
+-- writes (resuming moves the head on, so older interrupts are answered).
+SELECT t.thread_id
+FROM unnest(%(thread_ids)s::text[], %(ttl_cutoff)s::timestamptz[], %(keep_interrupted)s::boolean[])
+     AS u(thread_id, cutoff, keep_interrupted)
+JOIN {schema}.threads t ON t.thread_id = u.thread_id
+WHERE u.cutoff IS NOT NULL AND t.updated_at < u.cutoff
+  AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c
+                  WHERE c.thread_id = t.thread_id AND c.pinned)
+  AND NOT (u.keep_interrupted AND EXISTS (
+      SELECT 1
+      FROM (SELECT DISTINCT ON (c.checkpoint_ns) c.checkpoint_ns, c.checkpoint_id
+            FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id
+            ORDER BY c.checkpoint_ns, c.checkpoint_id DESC) h
+      JOIN {schema}.writes x
+        ON x.thread_id = t.thread_id AND x.checkpoint_ns = h.checkpoint_ns
+       AND x.checkpoint_id = h.checkpoint_id AND x.channel = '__interrupt__'))
+ORDER BY t.thread_id;
+
+-- name: retention_apply
+-- Applies keep_last / max_age to the given threads (one row of limits each;
+-- NULL = no such limit). Kept: the newest checkpoint of every namespace, pinned
+-- checkpoints, checkpoints within every limit, and (the walk of
+-- prune_keep_latest, from every kept checkpoint instead of the head only) each
+-- ancestor a kept checkpoint's DeltaChannels need. Everything else goes, with
+-- its writes. A kept checkpoint whose parent goes gets parent_checkpoint_id
+-- NULL: the kept history starts there instead of pointing at a missing row
+-- (no walk needs the parent: it would have been kept). Returns the threads
+-- that lost checkpoints (they need gc_blobs / gc_chunks). Run under the lock.
+WITH RECURSIVE pol AS (
+    SELECT * FROM unnest(%(thread_ids)s::text[], %(keep_last)s::integer[],
+                         %(min_created)s::timestamptz[]) AS p(thread_id, keep_last, min_created)
+), ranked AS (
+    SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.channels,
+           c.metadata, c.pinned, c.created_at, p.keep_last, p.min_created,
+           row_number() OVER (PARTITION BY c.thread_id, c.checkpoint_ns
+                              ORDER BY c.checkpoint_id DESC) AS rn
+    FROM pol p JOIN {schema}.checkpoints c ON c.thread_id = p.thread_id
+), keep AS (
+    SELECT r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.parent_checkpoint_id,
+           CASE WHEN jsonb_typeof(r.metadata -> 'counters_since_delta_snapshot') = 'object'
+                THEN ARRAY(SELECT d FROM jsonb_object_keys(r.metadata -> 'counters_since_delta_snapshot') AS d
+                           WHERE d <> ALL (r.channels))
+                ELSE '{}'::text[] END AS remaining
+    FROM ranked r
+    WHERE r.rn = 1 OR r.pinned
+       OR ((r.keep_last IS NULL OR r.rn <= r.keep_last)
+           AND (r.min_created IS NULL OR r.created_at >= r.min_created))
+  UNION
+    SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
+           ARRAY(SELECT d FROM unnest(k.remaining) AS d WHERE d <> ALL (p.channels))
+    FROM keep k
+    JOIN {schema}.checkpoints p
+      ON p.thread_id = k.thread_id AND p.checkpoint_ns = k.checkpoint_ns
+     AND p.checkpoint_id = k.parent_checkpoint_id AND p.checkpoint_id < k.checkpoint_id
+    WHERE cardinality(k.remaining) > 0
+), kept AS MATERIALIZED (
+    SELECT DISTINCT thread_id, checkpoint_ns, checkpoint_id FROM keep
+), gone AS (
+    DELETE FROM {schema}.checkpoints c
+    USING pol
+    WHERE c.thread_id = pol.thread_id
+      AND NOT EXISTS (SELECT 1 FROM kept k
+                      WHERE k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns
+                        AND k.checkpoint_id = c.checkpoint_id)
+    RETURNING c.thread_id, c.checkpoint_ns, c.checkpoint_id
+), relinked AS (
+    UPDATE {schema}.checkpoints c SET parent_checkpoint_id = NULL
+    FROM gone g, kept k
+    WHERE c.thread_id = g.thread_id AND c.checkpoint_ns = g.checkpoint_ns
+      AND c.parent_checkpoint_id = g.checkpoint_id
+      AND k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns
+      AND k.checkpoint_id = c.checkpoint_id
+), wd AS (
+    DELETE FROM {schema}.writes x USING gone
+    WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
+      AND x.checkpoint_id = gone.checkpoint_id
+)
+SELECT DISTINCT thread_id FROM gone ORDER BY thread_id;
+
+-- name: retention_orphan_writes
+-- Writes of the given threads whose checkpoint does not exist and that are
+-- older than the grace period (see migration 0002). Run under the lock.
+DELETE FROM {schema}.writes x
+WHERE x.thread_id = ANY (%(thread_ids)s::text[]) AND x.created_at < %(cutoff)s
+  AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c
+                  WHERE c.thread_id = x.thread_id AND c.checkpoint_ns = x.checkpoint_ns
+                    AND c.checkpoint_id = x.checkpoint_id);
+
+-- name: retention_empty_threads
+-- Thread rows left with nothing (no checkpoint, no write) for longer than the
+-- grace period; rows that carry settings (retention, pinned) stay.
+DELETE FROM {schema}.threads t
+WHERE t.thread_id = ANY (%(thread_ids)s::text[]) AND t.updated_at < %(cutoff)s
+  AND t.retention IS NULL AND NOT t.pinned
+  AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id)
+  AND NOT EXISTS (SELECT 1 FROM {schema}.writes x WHERE x.thread_id = t.thread_id);
+
+-- name: retention_stray_writes
+-- Writes of threads that never got a checkpoint (put_writes does not create
+-- the thread row), older than the grace period; at most %(limit)s per call.
+WITH d AS (
+    DELETE FROM {schema}.writes x
+    WHERE x.ctid IN (
+        SELECT w.ctid FROM {schema}.writes w
+        WHERE w.created_at < %(cutoff)s
+          AND NOT EXISTS (SELECT 1 FROM {schema}.threads t WHERE t.thread_id = w.thread_id)
+        LIMIT %(limit)s)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.threads t WHERE t.thread_id = x.thread_id)
+    RETURNING coalesce(pg_column_size(x.value), 0) AS bytes
+)
+SELECT count(*), coalesce(sum(bytes), 0)::bigint FROM d;
+
+-- name: retention_set_thread
+-- A thread's own policy (NULL = the saver's); creates the thread row if needed
+-- so a policy can be set before the first run.
+INSERT INTO {schema}.threads AS t (thread_id, retention)
+VALUES (%(thread_id)s, %(retention)s::jsonb)
+ON CONFLICT (thread_id) DO UPDATE SET retention = EXCLUDED.retention;
+
+-- name: retention_get_thread
+SELECT retention, pinned FROM {schema}.threads WHERE thread_id = %(thread_id)s;
+
+-- name: retention_pin_thread
+INSERT INTO {schema}.threads AS t (thread_id, pinned)
+VALUES (%(thread_id)s, %(pinned)s)
+ON CONFLICT (thread_id) DO UPDATE SET pinned = EXCLUDED.pinned;
+
+-- name: retention_pin_checkpoint
+UPDATE {schema}.checkpoints SET pinned = %(pinned)s
+WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
+  AND checkpoint_id = %(checkpoint_id)s
+RETURNING checkpoint_id;
+
+-- name: storage_tables
+-- Every table of the schema with its heap, TOAST (table and index) and index
+-- bytes; total = pg_total_relation_size.
+SELECT c.relname::text, greatest(c.reltuples, 0)::bigint,
+       pg_table_size(c.oid) - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
+       coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
+       pg_indexes_size(c.oid),
+       pg_total_relation_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+ORDER BY pg_total_relation_size(c.oid) DESC, c.relname;
+
+-- name: storage_threads
+-- The fattest threads by stored bytes (the measure of retention_measure).
+WITH s AS (
+    SELECT thread_id, count(*) AS checkpoints,
+           sum(pg_column_size(checkpoint) + pg_column_size(metadata)
+               + pg_column_size(channels) + pg_column_size(versions)) AS bytes
+    FROM {schema}.checkpoints GROUP BY thread_id
+    UNION ALL
+    SELECT thread_id, 0, sum(coalesce(pg_column_size(value), 0)
+                             + coalesce(pg_column_size(chunk_refs), 0))
+    FROM {schema}.blobs GROUP BY thread_id
+    UNION ALL
+    SELECT thread_id, 0, sum(pg_column_size(data)) FROM {schema}.chunks GROUP BY thread_id
+    UNION ALL
+    SELECT thread_id, 0, sum(coalesce(pg_column_size(value), 0))
+    FROM {schema}.writes GROUP BY thread_id
+)
+SELECT thread_id, sum(checkpoints)::bigint, sum(bytes)::bigint
+FROM s GROUP BY thread_id
+ORDER BY 3 DESC, 1
+LIMIT %(limit)s;
+
+-- name: storage_thread_count
+SELECT count(*) FROM {schema}.threads;
+
+-- name: fork_check
+-- One writer per thread (concurrency.py): run after put_checkpoint in the same
+-- transaction, whose thread-row lock it relies on. Any checkpoint of the
+-- namespace newer than the parent, other than the one just written, means
+-- another writer moved the thread on. Only a checkpoint one step after its
+-- parent is checked (every step under durability "sync"/"async"; a run saved
+-- with durability "exit" jumps several steps and may legitimately start from
+-- an old checkpoint). A primary-key range scan that finds nothing in the
+-- normal case (the parent is the newest checkpoint).
+SELECT c.checkpoint_id FROM {schema}.checkpoints c
+WHERE c.thread_id = %(thread_id)s AND c.checkpoint_ns = %(checkpoint_ns)s
+  AND c.checkpoint_id > %(parent_checkpoint_id)s AND c.checkpoint_id <> %(checkpoint_id)s
+  AND EXISTS (SELECT 1 FROM {schema}.checkpoints p
+              WHERE p.thread_id = %(thread_id)s AND p.checkpoint_ns = %(checkpoint_ns)s
+                AND p.checkpoint_id = %(parent_checkpoint_id)s
+                AND p.metadata -> 'step' = to_jsonb(%(guard_step)s::integer - 1))
+ORDER BY c.checkpoint_id DESC
+LIMIT 1;
+
+-- name: fork_check_many
+-- fork_check for every guarded item of batch_save_checkpoints at once.
+SELECT u.thread_id, u.checkpoint_ns, max(c.checkpoint_id)
+FROM unnest(%(thread_ids)s::text[], %(namespaces)s::text[], %(parents)s::text[],
+            %(ids)s::text[], %(steps)s::integer[]) AS u(thread_id, checkpoint_ns, parent, id, step)
+JOIN {schema}.checkpoints p
+  ON p.thread_id = u.thread_id AND p.checkpoint_ns = u.checkpoint_ns
+ AND p.checkpoint_id = u.parent AND p.metadata -> 'step' = to_jsonb(u.step - 1)
+JOIN {schema}.checkpoints c
+  ON c.thread_id = u.thread_id AND c.checkpoint_ns = u.checkpoint_ns
+ AND c.checkpoint_id > u.parent AND c.checkpoint_id <> u.id
+GROUP BY u.thread_id, u.checkpoint_ns;
+
+-- name: health_probe
+-- health_check(): the server's identity and the settings that decide whether
+-- an acknowledged checkpoint survives a crash. inet_server_port() differs
+-- from the port the client dialled when a proxy or pooler sits in between.
+SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+       current_setting('fsync'), current_setting('synchronous_commit'),
+       current_setting('full_page_writes'), pg_is_in_recovery(), inet_server_port(),
+       current_setting('synchronous_standby_names');

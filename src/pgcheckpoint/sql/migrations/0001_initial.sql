@@ -36,6 +36,10 @@ CREATE TABLE {schema}.checkpoints (
 );
 ALTER TABLE {schema}.checkpoints ALTER COLUMN checkpoint SET STORAGE EXTERNAL;
 
+-- list() of a thread across all its namespaces, newest first (LangGraph's
+-- history calls pass a namespace and use the primary key instead).
+CREATE INDEX checkpoints_thread_id_idx ON {schema}.checkpoints (thread_id, checkpoint_id);
+
 -- delete_for_runs(run_ids) looks checkpoints up by the run that wrote them.
 CREATE INDEX checkpoints_run_id_idx ON {schema}.checkpoints ((metadata ->> 'run_id'))
     WHERE metadata ? 'run_id';

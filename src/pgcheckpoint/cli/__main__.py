@@ -1,0 +1,5 @@
+"""``python -m pgcheckpoint.cli``."""
+
+from . import main
+
+main()

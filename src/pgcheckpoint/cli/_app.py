@@ -1,0 +1,108 @@
+"""The root click group and what every command shares: options, the saver, output, errors.
+
+Commands stay thin: parse options, open a saver with :func:`open_saver`, call
+one public library function, hand the result to :func:`emit` (rich for people,
+``--json`` for scripts). Library errors become a one-line message and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+import click
+from rich.console import Console
+
+from ..errors import PgCheckpointError
+from ..saver import PostgresSaver
+from ._output import jsonable
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"],
+                                    "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="pgcheckpoint")
+def cli() -> None:
+    """pgcheckpoint: inspect, migrate and operate LangGraph checkpoints on PostgreSQL.
+
+    Every command takes --dsn (default: $PGCHECKPOINT_DSN, then $DATABASE_URL, then the
+    embedded PostgreSQL), --schema and --json. Other options can be set with
+    PGCHECKPOINT_<COMMAND>_<OPTION> environment variables.
+
+    \b
+    Example:
+        export DATABASE_URL=postgresql://localhost/app
+        pgcheckpoint threads list --limit 5
+    """
+
+
+def common_options(func: F) -> F:
+    """--dsn, --schema and --json, on every command that talks to the database."""
+    options = [
+        click.option("--dsn", envvar=["PGCHECKPOINT_DSN", "DATABASE_URL"], default=None,
+                     metavar="URL", help="PostgreSQL connection string [env: PGCHECKPOINT_DSN, "
+                     "DATABASE_URL; default: the embedded server]."),
+        click.option("--schema", envvar="PGCHECKPOINT_SCHEMA", default="public",
+                     show_default=True, help="Schema holding pgcheckpoint's tables."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def handle_errors(func: F) -> F:
+    """Library errors as a clean message (exit code 1) instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PgCheckpointError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return cast(F, wrapper)
+
+
+@contextmanager
+def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
+    """A saver for one command (``dsn`` None: ``resolve_dsn``'s embedded server)."""
+    with PostgresSaver.from_conn_string(dsn, schema=schema) as saver:
+        yield saver
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console; 120 columns when not a terminal (pipes, logs), where rich's
+    default of 80 would wrap the checkpoint ids."""
+    out = Console(stderr=stderr)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(stderr=stderr, width=120)
+    return out
+
+
+def emit(as_json: bool, data: Any, render: Callable[[Console], None]) -> None:
+    """JSON on stdout with --json, else the rich rendering."""
+    if as_json:
+        click.echo(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
+    else:
+        render(console())
+
+
+def parse_filter(text: str | None) -> dict[str, Any] | None:
+    """A --filter option: a JSON object matched against metadata."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--filter") from exc
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--filter")
+    return value

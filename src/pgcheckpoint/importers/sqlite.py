@@ -1,0 +1,132 @@
+"""Import from a ``langgraph-checkpoint-sqlite`` database file.
+
+The file is read with the standard ``sqlite3`` module, read-only: its
+``checkpoints`` and ``writes`` tables map to ours column for column. The
+``checkpoint`` column holds ``serde.dumps_typed`` bytes (type in ``type``),
+``metadata`` JSON bytes, and writes their typed bytes, so values are decoded
+with the saver's own serde (strict allowlist included) and re-encoded by
+pgcheckpoint's codec. The SQL here is SQLite's dialect, so it lives with the
+reader rather than in ``queries.sql`` (which holds PostgreSQL statements).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from langgraph.checkpoint.base import Checkpoint
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from .. import codec
+from ..errors import TransferError
+from .common import ImportReport, SourceCheckpoint, SourceWrite, ThreadResult, run_import
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..saver import PostgresSaver
+
+__all__ = ["SqliteSource", "import_sqlite"]
+
+_THREADS = "SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id"
+_CHECKPOINTS = (
+    "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+    "FROM checkpoints WHERE thread_id = ? ORDER BY checkpoint_id, checkpoint_ns"
+)
+_KEYS = "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = ?"
+_WRITE_COUNT = "SELECT count(*) FROM writes WHERE thread_id = ?"
+_WRITES = (
+    "SELECT checkpoint_ns, checkpoint_id, task_id, {task_path}, idx, channel, type, value "
+    "FROM writes WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id, task_id, idx"
+)
+
+
+class SqliteSource:
+    """A SqliteSaver database file, opened read-only."""
+
+    def __init__(self, path: str | os.PathLike[str], serde: SerializerProtocol) -> None:
+        file = Path(path)
+        if not file.is_file():
+            raise TransferError(f"SQLite database {str(file)!r} does not exist")
+        self.name = f"sqlite:{file}"
+        self.serde = serde
+        try:
+            self.conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+            if not {"checkpoints", "writes"} <= tables:
+                raise TransferError(
+                    f"{str(file)!r} is not a langgraph-checkpoint-sqlite database "
+                    "(no checkpoints/writes tables)"
+                )
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(writes)")}
+        except sqlite3.Error as exc:
+            raise TransferError(f"cannot read SQLite database {str(file)!r}: {exc}") from exc
+        # Files written before task_path existed have no such column.
+        self._writes_sql = _WRITES.format(task_path="task_path" if "task_path" in columns else "''")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def thread_ids(self) -> list[str]:
+        return [str(r[0]) for r in self.conn.execute(_THREADS)]
+
+    def thread_keys(self, thread_id: str) -> tuple[set[tuple[str, str]], int]:
+        keys = {(str(ns), str(cid)) for ns, cid in self.conn.execute(_KEYS, (thread_id,))}
+        row = self.conn.execute(_WRITE_COUNT, (thread_id,)).fetchone()
+        return keys, int(row[0]) if row else 0
+
+    def _loads(self, type_: str | None, data: bytes | None, where: str) -> Any:
+        return codec.loads(self.serde, type_ or "empty", data, where)
+
+    def load_thread(self, thread_id: str) -> list[SourceCheckpoint]:
+        writes: dict[tuple[str, str], list[SourceWrite]] = {}
+        for ns, cid, task, path, idx, channel, type_, value in self.conn.execute(
+            self._writes_sql, (thread_id,)
+        ):
+            where = f"write to {channel!r} of checkpoint {cid}"
+            writes.setdefault((ns, cid), []).append(
+                SourceWrite(task, channel, self._loads(type_, value, where), int(idx), path or "")
+            )
+        out: list[SourceCheckpoint] = []
+        for ns, cid, parent, type_, data, meta in self.conn.execute(_CHECKPOINTS, (thread_id,)):
+            checkpoint = self._loads(type_, data, f"checkpoint {cid}")
+            metadata = json.loads(meta) if meta is not None else {}
+            out.append(
+                SourceCheckpoint(
+                    thread_id, ns, cid, parent, cast(Checkpoint, checkpoint), metadata,
+                    writes.get((ns, cid), []),
+                )
+            )
+        return out
+
+
+def import_sqlite(
+    saver: PostgresSaver,
+    path: str | os.PathLike[str],
+    *,
+    thread_ids: Iterable[str] | None = None,
+    verify: bool = True,
+    on_start: Callable[[int], None] | None = None,
+    on_thread: Callable[[ThreadResult], None] | None = None,
+) -> ImportReport:
+    """Import a SqliteSaver file into ``saver``; resumable and verified (see ``common``).
+
+    Example::
+
+        with PostgresSaver.from_conn_string(url) as saver:
+            saver.setup()
+            report = import_sqlite(saver, "checkpoints.sqlite")
+            assert report.verified
+    """
+    source = SqliteSource(path, saver.serde)
+    try:
+        return run_import(
+            saver, source, thread_ids=thread_ids, verify=verify, on_start=on_start,
+            on_thread=on_thread,
+        )
+    finally:
+        source.close()

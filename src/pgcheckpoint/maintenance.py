@@ -1,0 +1,106 @@
+"""Storage reports and VACUUM: what the database holds, and keeping it tidy.
+
+:func:`storage_plan` reports bytes per table (heap, TOAST, indexes) and the
+fattest threads; :func:`optimize_plan` runs ``VACUUM (ANALYZE)`` on the
+schema's tables. VACUUM cannot run inside a transaction block, so that plan is
+``own_transactions`` (run in autocommit mode), like migrations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from ._plans import Plan, PlanGen, Query
+from ._queries import quote_schema
+from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ._core import SaverCore
+
+# The tables pgcheckpoint's runtime writes to (migration 0001); optimize()
+# vacuums these, storage_report() lists every table of the schema.
+TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
+
+
+@dataclass(frozen=True, slots=True)
+class TableSize:
+    """One table's size in bytes; ``total`` = heap + toast + indexes."""
+
+    name: str
+    rows_estimate: int
+    heap: int
+    toast: int
+    indexes: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSize:
+    """One thread's stored bytes (pg_column_size of its rows' values)."""
+
+    thread_id: str
+    checkpoints: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StorageReport:
+    """What :meth:`PostgresSaver.storage_report` returns."""
+
+    tables: tuple[TableSize, ...]
+    threads: tuple[ThreadSize, ...]
+    thread_count: int
+
+    @property
+    def total_bytes(self) -> int:
+        """pg_total_relation_size of every table in the schema, summed."""
+        return sum(t.total for t in self.tables)
+
+
+def storage_plan(core: SaverCore, top: int = 10) -> Plan[StorageReport]:
+    """Bytes per table and the ``top`` fattest threads (scans every row: not for hot paths)."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise InvalidInputError(f"top must be an int >= 0, got {top!r}")
+    q = core.queries
+    schema = core.schema
+
+    def make() -> PlanGen[StorageReport]:
+        rows = yield Query(q["storage_tables"], {"schema": schema}, fetch="all")
+        tables = tuple(
+            TableSize(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+            for r in rows or []
+        )
+        fat: tuple[ThreadSize, ...] = ()
+        if top:
+            rows = yield Query(q["storage_threads"], {"limit": top}, fetch="all")
+            fat = tuple(ThreadSize(str(r[0]), int(r[1]), int(r[2])) for r in rows or [])
+        rows = yield Query(q["storage_thread_count"], None, fetch="all")
+        count = int(rows[0][0]) if rows else 0
+        return StorageReport(tables, fat, count)
+
+    return Plan("storage_report", make)
+
+
+def vacuum_statements(schema: str, full: bool = False) -> list[str]:
+    """The VACUUM statements of :func:`optimize_plan` (identifiers quoted by psycopg)."""
+    options = "FULL, ANALYZE" if full else "ANALYZE"
+    quoted = quote_schema(schema)
+    return [
+        f"VACUUM ({options}) {quoted}.{sql.Identifier(table).as_string(None)}" for table in TABLES
+    ]
+
+
+def optimize_plan(core: SaverCore, full: bool = False) -> Plan[None]:
+    """VACUUM (ANALYZE) each table, outside any transaction (autocommit)."""
+    if not isinstance(full, bool):
+        raise InvalidInputError(f"full must be a bool, got {full!r}")
+    statements = vacuum_statements(core.schema, full)
+
+    def make() -> PlanGen[None]:
+        for statement in statements:
+            yield Query(statement, None, prepare=False)
+
+    return Plan("optimize", make, own_transactions=True)

@@ -1,0 +1,96 @@
+"""A small real graph used to make checkpoint sources for import/export/CLI tests.
+
+It has what an import must carry over: a growing ``messages`` list, parallel
+tasks (several writes per step), a subgraph (a non-root ``checkpoint_ns``) and
+an ``interrupt`` (a pending INTERRUPT write on the checkpoint it stops at).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import Command, interrupt
+
+
+class State(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    count: int
+
+
+def _sub_node(state: State) -> dict[str, Any]:
+    return {"messages": [AIMessage(f"sub saw {len(state['messages'])}")]}
+
+
+def _subgraph() -> Any:
+    b = StateGraph(State)
+    b.add_node("inner", _sub_node)
+    b.add_edge(START, "inner")
+    b.add_edge("inner", END)
+    return b.compile()
+
+
+def _a(state: State) -> dict[str, Any]:
+    return {"messages": [AIMessage("a" * 40)], "count": state.get("count", 0) + 1}
+
+
+def _b(state: State) -> dict[str, Any]:
+    return {"messages": [AIMessage("b")]}
+
+
+def _c(state: State) -> dict[str, Any]:
+    return {"messages": [AIMessage("c")]}
+
+
+def _ask(state: State) -> dict[str, Any]:
+    answer = interrupt("continue?")
+    return {"messages": [HumanMessage(f"answer: {answer}")], "count": state["count"] + 1}
+
+
+def build_graph(checkpointer: Any) -> Any:
+    """START -> a -> (b | c) -> sub -> ask (interrupts) -> END."""
+    b = StateGraph(State)
+    b.add_node("a", _a)
+    b.add_node("b", _b)
+    b.add_node("c", _c)
+    b.add_node("sub", _subgraph())
+    b.add_node("ask", _ask)
+    b.add_edge(START, "a")
+    b.add_edge("a", "b")
+    b.add_edge("a", "c")
+    b.add_edge(["b", "c"], "sub")
+    b.add_edge("sub", "ask")
+    b.add_edge("ask", END)
+    return b.compile(checkpointer=checkpointer)
+
+
+def populate(checkpointer: Any, threads: int = 3) -> list[str]:
+    """Run the graph on ``threads`` threads: even ones are resumed past the interrupt,
+    odd ones are left waiting on it."""
+    graph = build_graph(checkpointer)
+    ids = []
+    for i in range(threads):
+        tid = f"thread-{i}"
+        config = {"configurable": {"thread_id": tid}, "metadata": {"user": f"u{i % 2}"}}
+        graph.invoke({"messages": [HumanMessage(f"hello {i}")], "count": 0}, config)
+        if i % 2 == 0:
+            graph.invoke(Command(resume="yes"), config)
+        ids.append(tid)
+    return ids
+
+
+def resume(checkpointer: Any, thread_id: str) -> Any:
+    """Resume an interrupted thread and return its final state."""
+    graph = build_graph(checkpointer)
+    return graph.invoke(Command(resume="later"), {"configurable": {"thread_id": thread_id}})
+
+
+def every_tuple(checkpointer: Any, thread_id: str) -> list[Any]:
+    """Every checkpoint of a thread, all namespaces, read back through ``get_tuple``."""
+    configs = [t.config for t in checkpointer.list({"configurable": {"thread_id": thread_id}})]
+    configs.sort(
+        key=lambda c: (c["configurable"]["checkpoint_ns"], c["configurable"]["checkpoint_id"])
+    )
+    return [checkpointer.get_tuple(c) for c in configs]
