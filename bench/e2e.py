@@ -125,7 +125,7 @@ async def _aconverse(graph: Any, thread: str, turns: int, *, stateless: bool) ->
 
 def _sizes(ctx: Context) -> tuple[int, int, int]:
     """(rounds, threads per round, turns per thread)."""
-    sizes: tuple[int, int, int] = ctx.mode.pick((4, 3, 5), (8, 6, 10))
+    sizes: tuple[int, int, int] = ctx.mode.pick((4, 2, 5), (6, 5, 10))
     return sizes
 
 
@@ -208,7 +208,7 @@ def run_storage(ctx: Context) -> list[Measurement]:
     """
     if not ctx.wants("storage"):
         return []
-    threads: int = ctx.mode.pick(3, 10)
+    threads: int = ctx.mode.pick(2, 10)
     turns = 100
     half = turns // 2
     half_steps = threads * half * (CHAT_NODES + 1)

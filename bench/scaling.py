@@ -6,7 +6,8 @@ changing every step) written through each side's own ``put`` on a connection wit
 development box, so 100,000 checkpoints take ~20 s per side: inside the ten-minute
 budget, and it keeps the fixture honest (each saver's real rows, real indexes) where a
 hand-written INSERT ... SELECT would have to know each saver's schema. After
-populating, both databases are ANALYZEd, as autovacuum would have done by then.
+populating, both databases get VACUUM (ANALYZE) and a CHECKPOINT, as autovacuum and
+the checkpointer would have done by then.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from bench.db import analyze
+from bench.db import settle
 from bench.runner import (
     Context,
     Measurement,
@@ -39,7 +40,7 @@ def _lengths(ctx: Context) -> list[int]:
 
 
 def run_scaling(ctx: Context) -> list[Measurement]:
-    if not ctx.wants("scale"):
+    if not (ctx.wants("scale.get_latest") or ctx.wants("scale.list10")):
         return []
     lengths = _lengths(ctx)
     crowd: int = ctx.mode.pick(1_000, 10_000)
@@ -48,7 +49,7 @@ def run_scaling(ctx: Context) -> list[Measurement]:
     for side in ctx.sides:
         for n in lengths:
             populate(side, [f"scale-{n}"], n, profile=TINY)
-        analyze(side.dsn)
+        settle(side.dsn)
     long_populate_s = time.perf_counter() - started
     savers = ctx.sync_savers()
     for n in lengths:
@@ -58,7 +59,7 @@ def run_scaling(ctx: Context) -> list[Measurement]:
     started = time.perf_counter()
     for side in ctx.sides:
         populate(side, [f"crowd-{i}" for i in range(crowd)], 3, profile=TINY)
-        analyze(side.dsn)
+        settle(side.dsn)
     populate_s = time.perf_counter() - started
     title = f"10-checkpoint thread among {crowd:,} other threads"
     for m in _measure(ctx, savers, "scale-10", "crowded", title):
@@ -73,19 +74,21 @@ def _measure(
 ) -> list[Measurement]:
     config = thread_config(thread)
     plan = ctx.mode.plan(Plan(3, 10), Plan(5, 20))
-    if tag == "t100000":
-        plan = Plan(3, 5)
-    samples = alternate(
-        {name: (lambda i, s=s: s.get_tuple(config)) for name, s in savers.items()}, plan
-    )
+    samples = alternate({name: _getter(s, config) for name, s in savers.items()}, plan)
     out = [
         latency(f"scale.get_latest.{tag}", f"get_tuple latest, {what}", samples, floor="select1")
     ]
-    samples = alternate(
-        {name: (lambda i, s=s: list(s.list(config, limit=10))) for name, s in savers.items()}, plan
-    )
+    samples = alternate({name: _lister(s, config) for name, s in savers.items()}, plan)
     out.append(latency(f"scale.list10.{tag}", f"list(limit=10), {what}", samples, floor="select1"))
     return out
+
+
+def _getter(saver: Any, config: Any) -> Callable[[int], object]:
+    return lambda i: saver.get_tuple(config)
+
+
+def _lister(saver: Any, config: Any) -> Callable[[int], object]:
+    return lambda i: list(saver.list(config, limit=10))
 
 
 # --- concurrency --------------------------------------------------------------------------
@@ -101,8 +104,8 @@ def run_concurrency(ctx: Context) -> list[Measurement]:
 
 async def _concurrency(ctx: Context, callers: int) -> Measurement:
     """``callers`` coroutines, each on its own thread: aput a new checkpoint, aget_tuple it."""
-    rounds: int = ctx.mode.pick(5, 10)
-    per_caller: int = ctx.mode.pick(60, 150) if callers == 1 else ctx.mode.pick(6, 15)
+    rounds: int = ctx.mode.pick(4, 8)
+    per_caller: int = ctx.mode.pick(60, 100) if callers == 1 else ctx.mode.pick(6, 10)
     async with AsyncExitStack() as stack:
         savers = {
             s.name: await stack.enter_async_context(s.pooled_async_saver(callers))

@@ -274,6 +274,17 @@ def _check_answers(op: MicroOp, savers: dict[str, Saver], args: dict[str, list[A
         lengths = {name: len(answer) for name, answer in answers.items()}  # type: ignore[arg-type]
         if len(set(lengths.values())) != 1:
             raise RuntimeError(f"{op.key}: savers listed different counts: {lengths}")
+        answers = {name: answer[0] for name, answer in answers.items()}  # type: ignore[index]
+    shapes = {name: _shape(answer) for name, answer in answers.items()}
+    if len(set(shapes.values())) != 1:
+        raise RuntimeError(f"{op.key}: savers returned different checkpoints: {shapes}")
+
+
+def _shape(found: Any) -> tuple[Any, ...]:
+    """What must match between savers: message ids, pending writes, metadata step."""
+    messages = found.checkpoint["channel_values"].get("messages", [])
+    writes = sorted((w[1], type(w[2]).__name__) for w in found.pending_writes or [])
+    return (tuple(m.id for m in messages), tuple(writes), found.metadata.get("step"))
 
 
 def _bind(op: MicroOp, saver: Saver, items: list[Any]) -> Callable[[int], object]:
@@ -347,20 +358,23 @@ def run_floors(ctx: Context) -> list[Measurement]:
     with psycopg.connect(ctx.floor_dsn, autocommit=True, prepare_threshold=0) as conn:
         conn.execute(FLOOR_TABLE)
         plan = ctx.mode.plan(Plan(5, 50), Plan(10, 100))
-        samples = alternate({"postgres": lambda i: conn.execute("select 1").fetchone()}, plan)
+        select1: Callable[[int], object] = lambda i: conn.execute("select 1").fetchone()  # noqa: E731
+        samples = alternate({"postgres": select1}, plan)
         out.append(latency("floor.select1", "floor: SELECT 1 round trip", samples))
         for key, size in FLOOR_SIZES.items():
             payload = payload_bytes(PUT_PROFILES[size])
             op = next(o for o in MICRO_OPS if o.floor == key)
             plan = ctx.mode.plan(op.quick, op.full)
-            samples = alternate(
-                {"postgres": lambda i, p=payload: conn.execute(FLOOR_INSERT, (p,))}, plan
-            )
+            samples = alternate({"postgres": _inserter(conn, payload)}, plan)
             title = f"floor: INSERT {len(payload):,} bytes into a bytea table"
             out.append(latency(f"floor.{key}", title, samples, bytes=len(payload)))
         conn.execute("truncate floor_blobs")
     out.append(run_async(_async_select1(ctx)))
     return out
+
+
+def _inserter(conn: psycopg.Connection[Any], payload: bytes) -> Callable[[int], object]:
+    return lambda i: conn.execute(FLOOR_INSERT, (payload,))
 
 
 async def _async_select1(ctx: Context) -> Measurement:

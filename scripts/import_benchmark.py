@@ -79,11 +79,19 @@ def fresh_database(server: str) -> str:
     return urlunsplit(urlsplit(server)._replace(path="/" + name))
 
 
+def drop_database(server: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def cli(*args: str) -> tuple[dict[str, Any], float]:
     started = time.monotonic()
     out = subprocess.run(
         [sys.executable, "-m", "pgcheckpoint.cli", *args, "--json", "--quiet"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout), time.monotonic() - started
 
@@ -101,34 +109,48 @@ def main() -> None:
         source.unlink()
     total, made = make_source(source, args.threads, args.steps)
     size = source.stat().st_size
-    print(f"source: {total:,} checkpoints in {args.threads} threads, "
-          f"{size / 1e6:.1f} MB SQLite, written by SqliteSaver in {made:.1f}s")
+    print(
+        f"source: {total:,} checkpoints in {args.threads} threads, "
+        f"{size / 1e6:.1f} MB SQLite, written by SqliteSaver in {made:.1f}s"
+    )
 
     target = fresh_database(args.dsn)
-    first, wall = cli("import", "sqlite", str(source), "--dsn", target)
-    print(f"import: {first['checkpoints']:,} checkpoints, {first['writes']:,} writes, "
-          f"{first['threads']} threads in {first['seconds']:.2f}s "
-          f"({first['checkpoints_per_second']:,.0f} checkpoints/s incl. verification; "
-          f"{wall:.2f}s wall for the command)")
-    print(f"verification: {'PASSED' if first['verified'] else 'FAILED'} "
-          f"({len(first['problems'])} problem(s))")
-    again, wall2 = cli("import", "sqlite", str(source), "--dsn", target, "--no-verify")
-    print(f"re-run: {again['skipped']}/{again['threads']} threads skipped in {wall2:.2f}s wall")
-
     unverified_db = fresh_database(args.dsn)
-    raw, _ = cli("import", "sqlite", str(source), "--dsn", unverified_db, "--no-verify")
-    print(f"import without verification: {raw['seconds']:.2f}s "
-          f"({raw['checkpoints_per_second']:,.0f} checkpoints/s)")
+    try:
+        first, wall = cli("import", "sqlite", str(source), "--dsn", target)
+        print(
+            f"import: {first['checkpoints']:,} checkpoints, {first['writes']:,} writes, "
+            f"{first['threads']} threads in {first['seconds']:.2f}s "
+            f"({first['checkpoints_per_second']:,.0f} checkpoints/s incl. verification; "
+            f"{wall:.2f}s wall for the command)"
+        )
+        print(
+            f"verification: {'PASSED' if first['verified'] else 'FAILED'} "
+            f"({len(first['problems'])} problem(s))"
+        )
+        again, wall2 = cli("import", "sqlite", str(source), "--dsn", target, "--no-verify")
+        print(f"re-run: {again['skipped']}/{again['threads']} threads skipped in {wall2:.2f}s wall")
 
-    tid = "bench-0000"
-    more = {"messages": [HumanMessage("more")], "count": 0, "limit": 3}
-    conn = sqlite3.connect(source, check_same_thread=False)
-    want = build(SqliteSaver(conn)).invoke(more, {"configurable": {"thread_id": tid}})
-    with PostgresSaver.from_conn_string(target) as saver:
-        got = build(saver).invoke(more, {"configurable": {"thread_id": tid}})
-    same = [m.content for m in got["messages"]] == [m.content for m in want["messages"]]
-    print(f"resume after import: {'same result as on SQLite' if same else 'DIFFERENT'} "
-          f"({len(got['messages'])} messages)")
+        raw, _ = cli("import", "sqlite", str(source), "--dsn", unverified_db, "--no-verify")
+        print(
+            f"import without verification: {raw['seconds']:.2f}s "
+            f"({raw['checkpoints_per_second']:,.0f} checkpoints/s)"
+        )
+
+        tid = "bench-0000"
+        more = {"messages": [HumanMessage("more")], "count": 0, "limit": 3}
+        conn = sqlite3.connect(source, check_same_thread=False)
+        want = build(SqliteSaver(conn)).invoke(more, {"configurable": {"thread_id": tid}})
+        with PostgresSaver.from_conn_string(target) as saver:
+            got = build(saver).invoke(more, {"configurable": {"thread_id": tid}})
+        same = [m.content for m in got["messages"]] == [m.content for m in want["messages"]]
+        print(
+            f"resume after import: {'same result as on SQLite' if same else 'DIFFERENT'} "
+            f"({len(got['messages'])} messages)"
+        )
+    finally:
+        drop_database(args.dsn, target)
+        drop_database(args.dsn, unverified_db)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ later clusters are copies of that first one (a copy takes milliseconds).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -125,7 +126,9 @@ class Cluster:
             return None
 
     def running(self) -> bool:
-        return _run(str(BIN / "pg_ctl"), "-D", str(self.data), "status", check=False).returncode == 0
+        return (
+            _run(str(BIN / "pg_ctl"), "-D", str(self.data), "status", check=False).returncode == 0
+        )
 
     def promote(self) -> None:
         _run(str(BIN / "pg_ctl"), "-D", str(self.data), "-w", "promote")
@@ -136,8 +139,21 @@ class Cluster:
         _own(root)
         standby = Cluster(root, free_port())
         _run(
-            str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-            "-D", str(standby.data), "-X", "stream", "-R", "-c", "fast", timeout=120,
+            str(BIN / "pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(standby.data),
+            "-X",
+            "stream",
+            "-R",
+            "-c",
+            "fast",
+            timeout=120,
         )
         standby.configure(
             {
@@ -169,4 +185,59 @@ class Cluster:
 
     def destroy(self) -> None:
         self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+PGBOUNCER = Path(os.environ.get("PGCHECKPOINT_PGBOUNCER", "/usr/sbin/pgbouncer"))
+
+
+class PgBouncer:
+    """A PgBouncer in transaction mode in front of a cluster, on its own free port."""
+
+    def __init__(self, cluster: Cluster, pool_size: int = 2) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="pgc-bouncer-"))
+        _own(self.root)
+        self.port = free_port()
+        self.pidfile = self.root / "pgbouncer.pid"
+        ini = self.root / "pgbouncer.ini"
+        users = self.root / "users.txt"
+        users.write_text('"postgres" ""\n')
+        ini.write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={cluster.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir = {self.root}\n"
+            "auth_type = trust\n"
+            f"auth_file = {users}\n"
+            "pool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+            f"logfile = {self.root}/pgbouncer.log\n"
+            f"pidfile = {self.pidfile}\n"
+        )
+        for f in (ini, users):
+            _own(f)
+        _run(str(PGBOUNCER), "-d", str(ini))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self) -> None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         shutil.rmtree(self.root, ignore_errors=True)

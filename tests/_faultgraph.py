@@ -7,6 +7,7 @@ and every checkpoint of the history can be checked for integrity.
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import os
@@ -61,15 +62,16 @@ def check_history(saver: Any, thread_id: str, target: int | None = None) -> int:
     ids = [t.config["configurable"]["checkpoint_id"] for t in tuples]
     parents = [t.parent_config["configurable"]["checkpoint_id"] for t in tuples if t.parent_config]
     assert len(set(parents)) == len(parents), f"thread {thread_id} forked: {parents}"
-    for newer, older in zip(tuples, tuples[1:], strict=False):
+    for newer, older in itertools.pairwise(tuples):
         assert newer.parent_config is not None
-        assert newer.parent_config["configurable"]["checkpoint_id"] == (
-            older.config["configurable"]["checkpoint_id"]
+        assert (
+            newer.parent_config["configurable"]["checkpoint_id"]
+            == (older.config["configurable"]["checkpoint_id"])
         ), "history is not one linear chain"
     for t in tuples:
         values = t.checkpoint["channel_values"]
         n = values.get("n", 0)
-        assert values.get("log", []) == list(range(1, n + 1)), f"corrupt state in {t.config}"
+        assert values.get("log", []) == list(range(1, n + 1)), f"corrupt state: {t.config}"
     final = tuples[0].checkpoint["channel_values"]["n"]
     if target is not None:
         assert final == target, f"thread {thread_id} ended at {final}, expected {target}"

@@ -14,6 +14,7 @@ One thread accepts; two threads per connection copy bytes each way.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -63,11 +64,18 @@ class Proxy:
                 self._pairs.append((client, upstream))
                 self.accepted += 1
             pair = (client, upstream)
-            threading.Thread(target=self._pump, args=(client, upstream, pair, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, pair, False), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(client, upstream, pair, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, pair, False), daemon=True
+            ).start()
 
     def _pump(
-        self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket],
+        self,
+        src: socket.socket,
+        dst: socket.socket,
+        pair: tuple[socket.socket, socket.socket],
         from_client: bool,
     ) -> None:
         try:
@@ -90,10 +98,8 @@ class Proxy:
 
     def _close(self, pair: tuple[socket.socket, socket.socket]) -> None:
         for s in pair:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
         with self._lock:
             if pair in self._pairs:

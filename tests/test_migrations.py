@@ -225,3 +225,22 @@ def test_newer_database_raises_schema_error(db_url: str) -> None:
     with pytest.raises(SchemaError, match="has migration 999, newer than this pgcheckpoint") as e:
         _setup(db_url)
     assert not isinstance(e.value, MigrationError)
+
+
+def test_official_tables_in_the_same_schema_are_refused(empty_db_url: str) -> None:
+    """A schema that already holds langgraph-checkpoint-postgres's tables is left alone."""
+    from langgraph.checkpoint.postgres import PostgresSaver as OfficialSaver
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        OfficialSaver(conn).setup()  # type: ignore[arg-type]
+    before = describe(empty_db_url)
+    with (
+        PostgresSaver.from_conn_string(empty_db_url) as saver,
+        pytest.raises(SchemaError, match=r"already has a table named checkpoints.*schema="),
+    ):
+        saver.setup()
+    assert describe(empty_db_url) == before
+    # In a schema of its own, pgcheckpoint sets up next to the official tables.
+    with PostgresSaver.from_conn_string(empty_db_url, schema="pgcheckpoint") as saver:
+        saver.setup()
+        assert saver.migration_status()

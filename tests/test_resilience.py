@@ -230,6 +230,8 @@ def test_broken_connection_is_discarded(server: Cluster, proxy: Proxy) -> None:
         saver.get_tuple(config("x"))  # fails once, retried on a new connection
         after = saver.pool_stats()
     assert proxy.sprung.is_set()
-    assert after.get("connections_lost", 0) + after.get("connections_num", 0) > before.get(
-        "connections_num", 0
-    ) or after.get("returns_bad", 0) >= 1
+    assert (
+        after.get("connections_lost", 0) + after.get("connections_num", 0)
+        > before.get("connections_num", 0)
+        or after.get("returns_bad", 0) >= 1
+    )

@@ -50,6 +50,8 @@ def test_second_sweeper_skips_while_one_runs(db_url: str) -> None:
             report = saver.cleanup_old_checkpoints()
             assert report.skipped and report.checkpoints_deleted == 0
             assert len(ids(saver, "t")) == 8
+            # Released explicitly: a closed session's locks go only when its backend exits.
+            other.execute("SELECT pg_advisory_unlock(%s)", (sweep_lock_key("public"),))
         assert saver.cleanup_old_checkpoints().checkpoints_deleted == 7
 
 
@@ -159,7 +161,8 @@ def test_background_sweeper_thread(db_url: str) -> None:
         sweeper = saver._sweeper
         assert sweeper is not None and sweeper.running
         deadline = time.monotonic() + 10
-        while len(ids(saver, "t")) > 1 and time.monotonic() < deadline:
+        # The stats are recorded when the sweep returns, a moment after its commit.
+        while sweeper.stats.totals.checkpoints_deleted < 7 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(ids(saver, "t")) == 1
         assert sweeper.stats.runs >= 1 and sweeper.stats.totals.checkpoints_deleted == 7
@@ -220,7 +223,7 @@ def test_cli_cleanup_size_optimize(db_url: str) -> None:
 
     from click.testing import CliRunner
 
-    from pgcheckpoint.cli_retention import main
+    from pgcheckpoint.cli import cli as main
 
     with PostgresSaver.from_conn_string(db_url) as saver:
         run(saver, "t", 2)
@@ -231,6 +234,8 @@ def test_cli_cleanup_size_optimize(db_url: str) -> None:
     assert json.loads(dry.output)["dry_run"] is True
     real = cli.invoke(main, ["cleanup", "--dsn", db_url, "--keep-last", "1", "--json"])
     assert json.loads(real.output)["checkpoints_deleted"] == 7
+    again = cli.invoke(main, ["cleanup", "--dsn", db_url, "--keep-last", "1"])
+    assert again.exit_code == 0 and "removed: 0 checkpoints" in again.output
     out = cli.invoke(main, ["stats", "--dsn", db_url, "--top", "1"])
     assert out.exit_code == 0 and "checkpoints" in out.output and "t " in out.output
     assert cli.invoke(main, ["optimize", "--dsn", db_url]).exit_code == 0

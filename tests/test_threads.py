@@ -30,7 +30,8 @@ def test_list_threads_pages_and_filters(saver: PostgresSaver) -> None:
     page = saver.list_threads(limit=2, after=threads[1])
     assert [t.thread_id for t in page] == ["thread-2", "thread-1"]
     assert {t.thread_id for t in saver.list_threads(filter={"user": "u1"})} == {
-        "thread-1", "thread-3"
+        "thread-1",
+        "thread-3",
     }
     with pytest.raises(InvalidInputError, match="limit"):
         saver.list_threads(limit=-1)
@@ -72,8 +73,11 @@ def test_rollback_then_resume(saver: PostgresSaver) -> None:
     graph.invoke(Command(resume="yes"), config)
     final = graph.get_state(config).values
     waiting = next(s for s in graph.get_state_history(config) if s.next == ("ask",))
-    interrupted = next(v for v in saver.list_versions("t", checkpoint_ns="")
-                       if v.checkpoint_id == waiting.config["configurable"]["checkpoint_id"])
+    interrupted = next(
+        v
+        for v in saver.list_versions("t", checkpoint_ns="")
+        if v.checkpoint_id == waiting.config["configurable"]["checkpoint_id"]
+    )
     before = _ids(saver, "t")
     new = saver.rollback("t", interrupted.checkpoint_id)
     head = saver.get_tuple(config)
@@ -83,8 +87,9 @@ def test_rollback_then_resume(saver: PostgresSaver) -> None:
     assert head.metadata["source"] == "fork"
     assert head.parent_config is not None
     assert head.parent_config["configurable"]["checkpoint_id"] == before[0]
-    old = saver.get_tuple({"configurable": {"thread_id": "t",
-                                            "checkpoint_id": interrupted.checkpoint_id}})
+    old = saver.get_tuple(
+        {"configurable": {"thread_id": "t", "checkpoint_id": interrupted.checkpoint_id}}
+    )
     assert old is not None
     assert head.checkpoint["channel_values"] == old.checkpoint["channel_values"]
     assert _ids(saver, "t")[1:] == before  # history kept
@@ -92,9 +97,9 @@ def test_rollback_then_resume(saver: PostgresSaver) -> None:
     state = graph.invoke(None, config)
     assert "__interrupt__" in state
     state = graph.invoke(Command(resume="no"), config)
-    assert [m.content for m in state["messages"]][:-1] == [
-        m.content for m in final["messages"]
-    ][:-1]
+    assert [m.content for m in state["messages"]][:-1] == [m.content for m in final["messages"]][
+        :-1
+    ]
     assert state["messages"][-1].content == "answer: no"
     with pytest.raises(InvalidInputError, match="no checkpoint"):
         saver.rollback("t", "missing")

@@ -32,7 +32,10 @@ def test_round_trip_is_lossless_and_idempotent(
         for tid in ids:
             for a, b in zip(every_tuple(saver, tid), every_tuple(target, tid), strict=True):
                 assert (a.config, a.checkpoint, a.metadata, a.parent_config) == (
-                    b.config, b.checkpoint, b.metadata, b.parent_config
+                    b.config,
+                    b.checkpoint,
+                    b.metadata,
+                    b.parent_config,
                 )
                 assert sorted(a.pending_writes or [], key=lambda w: w[0]) == sorted(
                     b.pending_writes or [], key=lambda w: w[0]
@@ -54,9 +57,7 @@ def test_export_filters(saver: PostgresSaver, tmp_path: Path) -> None:
     assert threads == {"thread-1", "thread-3"}
 
 
-def test_import_into_live_database_adds_only_missing(
-    saver: PostgresSaver, tmp_path: Path
-) -> None:
+def test_import_into_live_database_adds_only_missing(saver: PostgresSaver, tmp_path: Path) -> None:
     populate(saver, 2)
     out = tmp_path / "x.ndjson"
     with out.open("w") as f:

@@ -24,6 +24,7 @@ from .errors import (
     TransientStorageError,
 )
 from .pooling import PoolSettings
+from .retention import RetentionPolicy, SweepReport
 from .retry import RetryPolicy
 from .saver import PostgresSaver
 
@@ -43,11 +44,13 @@ __all__ = [
     "PgCheckpointError",
     "PoolSettings",
     "PostgresSaver",
+    "RetentionPolicy",
     "RetryExhaustedError",
     "RetryPolicy",
     "SchemaError",
     "SerializationError",
     "StorageError",
+    "SweepReport",
     "TransferError",
     "TransientStorageError",
 ]

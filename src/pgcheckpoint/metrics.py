@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -96,7 +97,9 @@ class PrometheusHook:
     """
 
     # Metrics already registered, per registry: a second hook reuses them.
-    _shared: ClassVar[dict[int, dict[str, Any]]] = {}
+    _shared: ClassVar[weakref.WeakKeyDictionary[Any, dict[str, Any]]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self, registry: Any = None, *, namespace: str = "postgres_checkpoint") -> None:
         try:
@@ -106,8 +109,7 @@ class PrometheusHook:
                 "PrometheusHook needs prometheus_client: pip install 'pgcheckpoint[metrics]'"
             ) from exc
         registry = registry if registry is not None else prom.REGISTRY
-        key = id(registry)
-        made = self._shared.get(key)
+        made = self._shared.get(registry)
         if made is None or made.get("_namespace") != namespace:
             label = ["operation"]
             made = {
@@ -159,7 +161,7 @@ class PrometheusHook:
                     buckets=BUCKETS,
                 ),
             }
-            self._shared[key] = made
+            self._shared[registry] = made
         self._m = made
 
     def start(self, operation: str) -> Any:

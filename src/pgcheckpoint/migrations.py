@@ -159,11 +159,25 @@ def setup_plan(schema: str) -> Plan[list[int]]:
             if not pending(_applied(rows)):
                 return []
         yield Query("SELECT pg_advisory_lock(%(key)s)", {"key": key}, fetch="all")
+        ours = yield Query(sql["exists"], {"table": table}, fetch="all")
+        if not (ours and ours[0][0]):
+            theirs = yield Query(
+                sql["exists"], {"table": f"{quote_schema(schema)}.checkpoints"}, fetch="all"
+            )
+            if theirs and theirs[0][0]:
+                raise SchemaError(
+                    f"schema {schema!r} already has a table named checkpoints that pgcheckpoint "
+                    "did not create (langgraph-checkpoint-postgres uses that name); give "
+                    "pgcheckpoint a schema of its own, e.g. PostgresSaver(conn, "
+                    "schema='pgcheckpoint'), and import the old threads with "
+                    "`pgcheckpoint import official`"
+                )
         yield Query(sql["schema"], None, prepare=False)
         yield Query(sql["table"], None, prepare=False)
         rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
+        todo = pending(_applied(rows))
         done: list[int] = []
-        for migration in pending(_applied(rows)):
+        for migration in todo:
             record = {
                 "version": migration.version,
                 "name": migration.name,

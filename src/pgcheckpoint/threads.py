@@ -177,7 +177,15 @@ def thread_stats_plan(core: SaverCore, thread_id: Any) -> Plan[ThreadStats | Non
         if not n and not writes:
             return None
         return ThreadStats(
-            tid, int(n), int(ns), int(writes), int(blobs), int(chunks), int(size), first, last,
+            tid,
+            int(n),
+            int(ns),
+            int(writes),
+            int(blobs),
+            int(chunks),
+            int(size),
+            first,
+            last,
             head,
         )
 
@@ -213,8 +221,10 @@ def list_versions_plan(
     core: SaverCore, thread_id: Any, *, checkpoint_ns: Any = None, limit: Any = None
 ) -> Plan[list[VersionInfo]]:
     tid = codec.text_id(thread_id, "thread_id")
-    ns = None if checkpoint_ns is None else codec.text_id(
-        checkpoint_ns, "checkpoint_ns", allow_empty=True
+    ns = (
+        None
+        if checkpoint_ns is None
+        else codec.text_id(checkpoint_ns, "checkpoint_ns", allow_empty=True)
     )
     params = {"thread_id": tid, "checkpoint_ns": ns, "limit": _limit(limit, allow_none=True)}
     sql = core.queries["list_versions"]
@@ -229,9 +239,7 @@ def list_versions_plan(
     return Plan("list_versions", make)
 
 
-def _rollback_metadata(
-    old: CheckpointMetadata, checkpoint_id: str, head_id: str
-) -> dict[str, Any]:
+def _rollback_metadata(old: CheckpointMetadata, checkpoint_id: str, head_id: str) -> dict[str, Any]:
     meta = {k: v for k, v in dict(old).items() if k not in ("run_id", "writes")}
     meta.update(source="fork", rollback_of=checkpoint_id, rolled_back_from=head_id)
     meta.setdefault("parents", {})
@@ -252,9 +260,7 @@ def rollback_plan(
         yield Query(q["lock_threads"], {"thread_ids": [tid]}, fetch="all")
         old = yield from _select_one(core, tid, ns, cid)
         if old is None:
-            raise InvalidInputError(
-                f"thread {tid!r} has no checkpoint {cid!r} in namespace {ns!r}"
-            )
+            raise InvalidInputError(f"thread {tid!r} has no checkpoint {cid!r} in namespace {ns!r}")
         rows = yield Query(q["latest_id"], {"thread_id": tid, "checkpoint_ns": ns}, "all")
         head_id = str((rows or [(cid,)])[0][0])
         new_id = str(uuid6(clock_seq=int(old.metadata.get("step", 0) or 0) + 1))
@@ -357,8 +363,9 @@ class ThreadsSync:
     ) -> list[ThreadInfo]:
         """Threads, newest (last checkpoint) first. ``filter`` matches the metadata of
         each thread's latest checkpoint (``@>``); page with ``offset`` or ``after=last``."""
-        plan = list_threads_plan(self._tcore(), limit=limit, offset=offset, after=after,
-                                 filter=filter)
+        plan = list_threads_plan(
+            self._tcore(), limit=limit, offset=offset, after=after, filter=filter
+        )
         return self._runner.run(plan)
 
     def thread_stats(self, thread_id: str) -> ThreadStats | None:
@@ -375,8 +382,9 @@ class ThreadsSync:
         self, thread_id: str, *, checkpoint_ns: str | None = None, limit: int | None = None
     ) -> list[VersionInfo]:
         """The thread's history newest first, with times and metadata but no state."""
-        plan = list_versions_plan(self._tcore(), thread_id, checkpoint_ns=checkpoint_ns,
-                                  limit=limit)
+        plan = list_versions_plan(
+            self._tcore(), thread_id, checkpoint_ns=checkpoint_ns, limit=limit
+        )
         return self._runner.run(plan)
 
     def rollback(
@@ -413,8 +421,9 @@ class ThreadsAsync:
         filter: Mapping[str, Any] | None = None,
     ) -> list[ThreadInfo]:
         """See :meth:`ThreadsSync.list_threads`."""
-        plan = list_threads_plan(self._tcore(), limit=limit, offset=offset, after=after,
-                                 filter=filter)
+        plan = list_threads_plan(
+            self._tcore(), limit=limit, offset=offset, after=after, filter=filter
+        )
         return await self._runner.run(plan)
 
     async def athread_stats(self, thread_id: str) -> ThreadStats | None:
@@ -433,8 +442,9 @@ class ThreadsAsync:
         self, thread_id: str, *, checkpoint_ns: str | None = None, limit: int | None = None
     ) -> list[VersionInfo]:
         """See :meth:`ThreadsSync.list_versions`."""
-        plan = list_versions_plan(self._tcore(), thread_id, checkpoint_ns=checkpoint_ns,
-                                  limit=limit)
+        plan = list_versions_plan(
+            self._tcore(), thread_id, checkpoint_ns=checkpoint_ns, limit=limit
+        )
         return await self._runner.run(plan)
 
     async def arollback(

@@ -107,8 +107,14 @@ def _thread_lines(saver: PostgresSaver, thread_id: str) -> list[dict[str, Any]]:
         where = f"write to {channel!r} of {cid}"
         plain_type, data = codec.dumps(saver.serde, saver.codec.unpack(type_, value, where), where)
         writes.setdefault((ns, cid), []).append(
-            {"task_id": task, "task_path": path, "idx": idx, "channel": channel,
-             "type": plain_type, "data": _b64(data)}
+            {
+                "task_id": task,
+                "task_path": path,
+                "idx": idx,
+                "channel": channel,
+                "type": plain_type,
+                "data": _b64(data),
+            }
         )
     lines = []
     for t in saver.list({"configurable": {"thread_id": thread_id}}):
@@ -116,16 +122,18 @@ def _thread_lines(saver: PostgresSaver, thread_id: str) -> list[dict[str, Any]]:
         key = (conf["checkpoint_ns"], conf["checkpoint_id"])
         info = versions[key]
         type_, data = codec.dumps(saver.serde, t.checkpoint, f"checkpoint {key[1]}")
-        lines.append({
-            "thread_id": thread_id,
-            "checkpoint_ns": key[0],
-            "checkpoint_id": key[1],
-            "parent_checkpoint_id": info.parent_checkpoint_id,
-            "created_at": info.created_at.isoformat(),
-            "metadata": dict(t.metadata),
-            "checkpoint": {"type": type_, "data": _b64(data)},
-            "writes": writes.get(key, []),
-        })
+        lines.append(
+            {
+                "thread_id": thread_id,
+                "checkpoint_ns": key[0],
+                "checkpoint_id": key[1],
+                "parent_checkpoint_id": info.parent_checkpoint_id,
+                "created_at": info.created_at.isoformat(),
+                "metadata": dict(t.metadata),
+                "checkpoint": {"type": type_, "data": _b64(data)},
+                "writes": writes.get(key, []),
+            }
+        )
     lines.sort(key=lambda d: (d["checkpoint_id"], d["checkpoint_ns"]))
     return lines
 
@@ -146,8 +154,11 @@ def export_ndjson(
         with open("backup.ndjson", "w") as f:
             export_ndjson(saver, f, filter={"user": "alice"})
     """
-    header = {"format": FORMAT, "version": VERSION,
-              "exported_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
     out.write(json.dumps(header) + "\n")
     report = ExportReport()
     for tid in _selected_threads(saver, thread_ids, filter):
@@ -224,8 +235,9 @@ class NdjsonSource:
     def _loads(self, item: Any, where: str) -> Any:
         if not isinstance(item, dict):
             raise TransferError(f"{where}: expected {{'type', 'data'}}")
-        return codec.loads(self.saver.serde, str(item.get("type")), _unb64(item.get("data"), where),
-                           where)
+        return codec.loads(
+            self.saver.serde, str(item.get("type")), _unb64(item.get("data"), where), where
+        )
 
     def load_thread(self, thread_id: str) -> list[SourceCheckpoint]:
         out = []
@@ -235,17 +247,26 @@ class NdjsonSource:
             cid = str(d.get("checkpoint_id"))
             try:
                 writes = [
-                    SourceWrite(w["task_id"], w["channel"],
-                                self._loads(w, f"write to {w['channel']!r} of {cid}"),
-                                int(w["idx"]), w.get("task_path") or "")
+                    SourceWrite(
+                        w["task_id"],
+                        w["channel"],
+                        self._loads(w, f"write to {w['channel']!r} of {cid}"),
+                        int(w["idx"]),
+                        w.get("task_path") or "",
+                    )
                     for w in d.get("writes") or []
                 ]
-                out.append(SourceCheckpoint(
-                    thread_id, str(d.get("checkpoint_ns") or ""), cid,
-                    d.get("parent_checkpoint_id"),
-                    cast(Checkpoint, self._loads(d.get("checkpoint"), f"checkpoint {cid}")),
-                    dict(d.get("metadata") or {}), writes,
-                ))
+                out.append(
+                    SourceCheckpoint(
+                        thread_id,
+                        str(d.get("checkpoint_ns") or ""),
+                        cid,
+                        d.get("parent_checkpoint_id"),
+                        cast(Checkpoint, self._loads(d.get("checkpoint"), f"checkpoint {cid}")),
+                        dict(d.get("metadata") or {}),
+                        writes,
+                    )
+                )
             except (KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, PgCheckpointError):
                     raise

@@ -45,9 +45,10 @@ def test_session(run_cli: Run, tmp_path: Path, make_db_url: Any) -> None:
     diff = as_json(run_cli("diff", "thread-0", oldest_with_messages, newest, "--json"))
     messages = next(d for d in diff if d["channel"] == "messages")
     assert messages["added"][-1]["content"] == "answer: yes" and messages["removed"] == []
-    assert "+ HumanMessage: answer: yes" in run_cli(
-        "diff", "thread-0", oldest_with_messages, newest
-    ).stdout
+    assert (
+        "+ HumanMessage: answer: yes"
+        in run_cli("diff", "thread-0", oldest_with_messages, newest).stdout
+    )
 
     new = as_json(run_cli("rollback", "thread-0", oldest_with_messages, "--json"))
     head = as_json(run_cli("history", "thread-0", "--ns", "", "--limit", "1", "--json"))[0]
@@ -63,8 +64,9 @@ def test_session(run_cli: Run, tmp_path: Path, make_db_url: Any) -> None:
     run_cli("delete", "thread-2", "--yes")
     assert "thread-2" not in run_cli("threads", "list").stdout
     run_cli("delete", "thread-0", "--checkpoint", head["checkpoint_id"], "--yes")
-    refused = run_cli("delete", "thread-0", "--checkpoint", oldest_with_messages, "--yes",
-                      check=False)
+    refused = run_cli(
+        "delete", "thread-0", "--checkpoint", oldest_with_messages, "--yes", check=False
+    )
     assert refused.returncode == 1 and "only a leaf can be deleted" in refused.stderr
 
 
@@ -77,8 +79,13 @@ def test_import_official_and_env_vars(run_cli: Run, make_db_url: Any, db_url: st
         official.setup()
         populate(official, 2)
     # PGCHECKPOINT_DSN wins over DATABASE_URL.
-    done = run_cli("import", "official", source, "--json",
-                   env={"PGCHECKPOINT_DSN": db_url, "DATABASE_URL": "postgresql://nowhere/x"})
+    done = run_cli(
+        "import",
+        "official",
+        source,
+        "--json",
+        env={"PGCHECKPOINT_DSN": db_url, "DATABASE_URL": "postgresql://nowhere/x"},
+    )
     assert as_json(done)["threads"] == 2
     # Auto env vars: PGCHECKPOINT_<COMMAND>_<OPTION>.
     limited = run_cli("threads", "list", "--json", env={"PGCHECKPOINT_THREADS_LIST_LIMIT": "1"})

@@ -42,7 +42,9 @@ def test_every_command_is_in_the_reference() -> None:
 def test_reference_is_current() -> None:
     printed = subprocess.run(
         [sys.executable, "-m", "pgcheckpoint.cli", "docs"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert printed == reference(cli)
     assert DOC.read_text("utf-8") == printed, (

@@ -23,8 +23,7 @@ from ._output import jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"],
-                                    "max_content_width": 100}
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -46,11 +45,21 @@ def cli() -> None:
 def common_options(func: F) -> F:
     """--dsn, --schema and --json, on every command that talks to the database."""
     options = [
-        click.option("--dsn", envvar=["PGCHECKPOINT_DSN", "DATABASE_URL"], default=None,
-                     metavar="URL", help="PostgreSQL connection string [env: PGCHECKPOINT_DSN, "
-                     "DATABASE_URL; default: the embedded server]."),
-        click.option("--schema", envvar="PGCHECKPOINT_SCHEMA", default="public",
-                     show_default=True, help="Schema holding pgcheckpoint's tables."),
+        click.option(
+            "--dsn",
+            envvar=["PGCHECKPOINT_DSN", "DATABASE_URL"],
+            default=None,
+            metavar="URL",
+            help="PostgreSQL connection string [env: PGCHECKPOINT_DSN, "
+            "DATABASE_URL; default: the embedded server].",
+        ),
+        click.option(
+            "--schema",
+            envvar="PGCHECKPOINT_SCHEMA",
+            default="public",
+            show_default=True,
+            help="Schema holding pgcheckpoint's tables.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
     ]
     for option in reversed(options):

@@ -49,8 +49,12 @@ def migrate() -> None:
 
 def _status_rows(applied: dict[int, str]) -> list[dict[str, Any]]:
     return [
-        {"version": m.version, "name": m.name, "applied": m.version in applied,
-         "checksum_ok": applied.get(m.version, m.checksum) == m.checksum}
+        {
+            "version": m.version,
+            "name": m.name,
+            "applied": m.version in applied,
+            "checksum_ok": applied.get(m.version, m.checksum) == m.checksum,
+        }
         for m in all_migrations()
     ]
 
@@ -71,16 +75,23 @@ def status(dsn: str | None, schema: str, as_json: bool) -> None:
     def render(out: Console) -> None:
         table = Table("version", "name", "applied", "checksum", title=f"schema {schema!r}")
         for r in rows:
-            table.add_row(str(r["version"]), r["name"], "yes" if r["applied"] else "[yellow]no",
-                          "ok" if r["checksum_ok"] else "[red]changed")
+            table.add_row(
+                str(r["version"]),
+                r["name"],
+                "yes" if r["applied"] else "[yellow]no",
+                "ok" if r["checksum_ok"] else "[red]changed",
+            )
         out.print(table)
 
     emit(as_json, rows, render)
 
 
 @migrate.command()
-@click.option("--print-sql", is_flag=True,
-              help="Print the SQL of the pending migrations instead of applying them.")
+@click.option(
+    "--print-sql",
+    is_flag=True,
+    help="Print the SQL of the pending migrations instead of applying them.",
+)
 @common_options
 @handle_errors
 def apply(dsn: str | None, schema: str, as_json: bool, print_sql: bool) -> None:
@@ -98,8 +109,11 @@ def apply(dsn: str | None, schema: str, as_json: bool, print_sql: bool) -> None:
             return
         saver.setup()
         done = sorted(set(saver.migration_status()) - set(applied))
-    emit(as_json, {"schema": schema, "applied": done},
-         lambda out: out.print(f"applied: {done or 'nothing (up to date)'}"))
+    emit(
+        as_json,
+        {"schema": schema, "applied": done},
+        lambda out: out.print(f"applied: {done or 'nothing (up to date)'}"),
+    )
 
 
 def register(group: click.Group) -> None:

@@ -37,14 +37,21 @@ def _history_table(title: str, versions: list[VersionInfo]) -> Table:
     for name in ("ns", "step", "source", "writes"):
         table.add_column(name)
     for v in versions:
-        table.add_row(v.checkpoint_id, short(v.parent_checkpoint_id), when(v.created_at),
-                      v.checkpoint_ns or "", str(v.metadata.get("step", "")),
-                      str(v.metadata.get("source", "")), str(v.writes))
+        table.add_row(
+            v.checkpoint_id,
+            short(v.parent_checkpoint_id),
+            when(v.created_at),
+            v.checkpoint_ns or "",
+            str(v.metadata.get("step", "")),
+            str(v.metadata.get("source", "")),
+            str(v.writes),
+        )
     return table
 
 
-def _get(saver: PostgresSaver, thread_id: str, checkpoint_id: str | None, ns: str
-         ) -> CheckpointTuple:
+def _get(
+    saver: PostgresSaver, thread_id: str, checkpoint_id: str | None, ns: str
+) -> CheckpointTuple:
     conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ns}
     if checkpoint_id:
         conf["checkpoint_id"] = checkpoint_id
@@ -68,12 +75,17 @@ def threads() -> None:
 @threads.command("list")
 @click.option("--limit", default=50, show_default=True, help="How many threads.")
 @click.option("--offset", default=0, show_default=True, help="Skip this many first.")
-@click.option("--filter", "filter_", metavar="JSON",
-              help="Only threads whose latest metadata contains this JSON object.")
+@click.option(
+    "--filter",
+    "filter_",
+    metavar="JSON",
+    help="Only threads whose latest metadata contains this JSON object.",
+)
 @common_options
 @handle_errors
-def list_(dsn: str | None, schema: str, as_json: bool, limit: int, offset: int,
-          filter_: str | None) -> None:
+def list_(
+    dsn: str | None, schema: str, as_json: bool, limit: int, offset: int, filter_: str | None
+) -> None:
     """Threads, most recently updated first, with checkpoint counts and times.
 
     \b
@@ -86,8 +98,14 @@ def list_(dsn: str | None, schema: str, as_json: bool, limit: int, offset: int,
     def render(out: Console) -> None:
         table = Table("thread", "checkpoints", "first", "last", "step", "source")
         for t in found:
-            table.add_row(t.thread_id, str(t.checkpoints), when(t.first_at), when(t.last_at),
-                          str(t.metadata.get("step", "")), str(t.metadata.get("source", "")))
+            table.add_row(
+                t.thread_id,
+                str(t.checkpoints),
+                when(t.first_at),
+                when(t.last_at),
+                str(t.metadata.get("step", "")),
+                str(t.metadata.get("source", "")),
+            )
         out.print(table)
 
     emit(as_json, found, render)
@@ -142,8 +160,9 @@ def show_thread(dsn: str | None, schema: str, as_json: bool, thread_id: str, lim
 @click.option("--ns", default=None, help="Only this checkpoint namespace ('' = root).")
 @common_options
 @handle_errors
-def history(dsn: str | None, schema: str, as_json: bool, thread_id: str, limit: int | None,
-            ns: str | None) -> None:
+def history(
+    dsn: str | None, schema: str, as_json: bool, thread_id: str, limit: int | None, ns: str | None
+) -> None:
     """A thread's checkpoints newest first, with times and metadata (no state is decoded).
 
     \b
@@ -163,8 +182,9 @@ def history(dsn: str | None, schema: str, as_json: bool, thread_id: str, limit: 
 @click.option("--ns", default="", help="Checkpoint namespace (default: root).")
 @common_options
 @handle_errors
-def show(dsn: str | None, schema: str, as_json: bool, thread_id: str,
-         checkpoint_id: str | None, ns: str) -> None:
+def show(
+    dsn: str | None, schema: str, as_json: bool, thread_id: str, checkpoint_id: str | None, ns: str
+) -> None:
     """The state of a checkpoint (the latest when CHECKPOINT_ID is left out).
 
     \b
@@ -174,9 +194,13 @@ def show(dsn: str | None, schema: str, as_json: bool, thread_id: str,
     """
     with open_saver(dsn, schema) as saver:
         found = _get(saver, thread_id, checkpoint_id, ns)
-    data = {"config": found.config, "parent_config": found.parent_config,
-            "metadata": found.metadata, "values": found.checkpoint["channel_values"],
-            "pending_writes": found.pending_writes}
+    data = {
+        "config": found.config,
+        "parent_config": found.parent_config,
+        "metadata": found.metadata,
+        "values": found.checkpoint["channel_values"],
+        "pending_writes": found.pending_writes,
+    }
 
     def render(out: Console) -> None:
         cid = found.config["configurable"]["checkpoint_id"]
@@ -219,8 +243,9 @@ def _diff_render(diffs: list[ChannelDiff], out: Console) -> None:
 @click.option("--ns", default="", help="Checkpoint namespace (default: root).")
 @common_options
 @handle_errors
-def diff(dsn: str | None, schema: str, as_json: bool, thread_id: str, a: str, b: str,
-         ns: str) -> None:
+def diff(
+    dsn: str | None, schema: str, as_json: bool, thread_id: str, a: str, b: str, ns: str
+) -> None:
     """What changed from checkpoint A to checkpoint B, per channel (messages added/removed).
 
     \b
@@ -228,10 +253,12 @@ def diff(dsn: str | None, schema: str, as_json: bool, thread_id: str, a: str, b:
         pgcheckpoint diff user-42 1ef6a3c2-...-0001 1ef6a3c2-...-0007
     """
     with open_saver(dsn, schema) as saver:
-        diffs = diff_checkpoints(_get(saver, thread_id, a, ns).checkpoint,
-                                 _get(saver, thread_id, b, ns).checkpoint)
-    emit(as_json, [d for d in diffs if d.status != "unchanged"],
-         lambda out: _diff_render(diffs, out))
+        diffs = diff_checkpoints(
+            _get(saver, thread_id, a, ns).checkpoint, _get(saver, thread_id, b, ns).checkpoint
+        )
+    emit(
+        as_json, [d for d in diffs if d.status != "unchanged"], lambda out: _diff_render(diffs, out)
+    )
 
 
 @click.command()
@@ -240,8 +267,9 @@ def diff(dsn: str | None, schema: str, as_json: bool, thread_id: str, a: str, b:
 @click.option("--ns", default="", help="Checkpoint namespace (default: root).")
 @common_options
 @handle_errors
-def rollback(dsn: str | None, schema: str, as_json: bool, thread_id: str, checkpoint_id: str,
-             ns: str) -> None:
+def rollback(
+    dsn: str | None, schema: str, as_json: bool, thread_id: str, checkpoint_id: str, ns: str
+) -> None:
     """Make an earlier checkpoint's state the head again, as a new checkpoint (history kept).
 
     \b
@@ -251,20 +279,36 @@ def rollback(dsn: str | None, schema: str, as_json: bool, thread_id: str, checkp
     with open_saver(dsn, schema) as saver:
         config = saver.rollback(thread_id, checkpoint_id, checkpoint_ns=ns)
     new = config["configurable"]["checkpoint_id"]
-    emit(as_json, config, lambda out: out.print(
-        f"thread {thread_id!r} rolled back to {checkpoint_id}; new head {new}"))
+    emit(
+        as_json,
+        config,
+        lambda out: out.print(
+            f"thread {thread_id!r} rolled back to {checkpoint_id}; new head {new}"
+        ),
+    )
 
 
 @click.command()
 @click.argument("thread_id")
-@click.option("--checkpoint", "checkpoint_id", default=None,
-              help="Delete only this checkpoint (it must have no children).")
+@click.option(
+    "--checkpoint",
+    "checkpoint_id",
+    default=None,
+    help="Delete only this checkpoint (it must have no children).",
+)
 @click.option("--ns", default="", help="Namespace of --checkpoint (default: root).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @common_options
 @handle_errors
-def delete(dsn: str | None, schema: str, as_json: bool, thread_id: str,
-           checkpoint_id: str | None, ns: str, yes: bool) -> None:
+def delete(
+    dsn: str | None,
+    schema: str,
+    as_json: bool,
+    thread_id: str,
+    checkpoint_id: str | None,
+    ns: str,
+    yes: bool,
+) -> None:
     """Delete a thread (every checkpoint, value and write), or one leaf checkpoint.
 
     \b
@@ -272,8 +316,11 @@ def delete(dsn: str | None, schema: str, as_json: bool, thread_id: str,
         pgcheckpoint delete user-42 --yes
         pgcheckpoint delete user-42 --checkpoint 1ef6a3c2-0d6e-6b8e-8003-5d9c8f1d2a11
     """
-    what = f"checkpoint {checkpoint_id} of thread {thread_id!r}" if checkpoint_id else (
-        f"thread {thread_id!r}")
+    what = (
+        f"checkpoint {checkpoint_id} of thread {thread_id!r}"
+        if checkpoint_id
+        else (f"thread {thread_id!r}")
+    )
     if not yes:
         click.confirm(f"Delete {what}?", abort=True)
     with open_saver(dsn, schema) as saver:

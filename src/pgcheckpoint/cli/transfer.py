@@ -19,12 +19,19 @@ from ._app import common_options, console, emit, handle_errors, open_saver, pars
 
 
 @contextmanager
-def _progress(label: str, quiet: bool) -> Iterator[tuple[Callable[[int], None],
-                                                        Callable[[ThreadResult], None]]]:
+def _progress(
+    label: str, quiet: bool
+) -> Iterator[tuple[Callable[[int], None], Callable[[ThreadResult], None]]]:
     """on_start/on_thread callbacks drawing a progress bar on stderr."""
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[checkpoints]:,} checkpoints"),
-                        TimeElapsedColumn(), console=console(stderr=True), disable=quiet)
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[checkpoints]:,} checkpoints"),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+        disable=quiet,
+    )
     task = progress.add_task(label, total=None, checkpoints=0)
     done = {"checkpoints": 0}
 
@@ -41,10 +48,15 @@ def _progress(label: str, quiet: bool) -> Iterator[tuple[Callable[[int], None],
 
 def _report(as_json: bool, report: ImportReport) -> None:
     def render(out: Console) -> None:
-        table = Table(show_header=False, title=f"import from {report.source}")
+        table = Table(show_header=False, title="import report")
         for key, value in report.as_dict().items():
-            if key not in ("source", "problems"):
-                table.add_row(key, str(value))
+            if key != "problems":
+                table.add_row(
+                    key,
+                    f"{value:,}"
+                    if isinstance(value, int) and not isinstance(value, bool)
+                    else str(value),
+                )
         out.print(table)
         for problem in report.problems[:20]:
             out.print(f"[red]{problem}")
@@ -55,8 +67,9 @@ def _report(as_json: bool, report: ImportReport) -> None:
 
 
 def _import_options(func: Any) -> Any:
-    func = click.option("--no-verify", is_flag=True,
-                        help="Skip reading every checkpoint back to compare it.")(func)
+    func = click.option(
+        "--no-verify", is_flag=True, help="Skip reading every checkpoint back to compare it."
+    )(func)
     func = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(func)
     return func
 
@@ -76,8 +89,9 @@ def import_() -> None:
 @_import_options
 @common_options
 @handle_errors
-def import_sqlite_cmd(dsn: str | None, schema: str, as_json: bool, path: Path,
-                      no_verify: bool, quiet: bool) -> None:
+def import_sqlite_cmd(
+    dsn: str | None, schema: str, as_json: bool, path: Path, no_verify: bool, quiet: bool
+) -> None:
     """Import a langgraph-checkpoint-sqlite database file, verifying every checkpoint.
 
     \b
@@ -92,13 +106,24 @@ def import_sqlite_cmd(dsn: str | None, schema: str, as_json: bool, path: Path,
 
 @import_.command("official")
 @click.argument("source_dsn", metavar="SOURCE_DSN")
-@click.option("--source-schema", default="public", show_default=True,
-              help="Schema of the official tables in the source database.")
+@click.option(
+    "--source-schema",
+    default="public",
+    show_default=True,
+    help="Schema of the official tables in the source database.",
+)
 @_import_options
 @common_options
 @handle_errors
-def import_official_cmd(dsn: str | None, schema: str, as_json: bool, source_dsn: str,
-                        source_schema: str, no_verify: bool, quiet: bool) -> None:
+def import_official_cmd(
+    dsn: str | None,
+    schema: str,
+    as_json: bool,
+    source_dsn: str,
+    source_schema: str,
+    no_verify: bool,
+    quiet: bool,
+) -> None:
     """Import the tables of the official langgraph-checkpoint-postgres saver.
 
     SOURCE_DSN may be the target database itself.
@@ -109,8 +134,14 @@ def import_official_cmd(dsn: str | None, schema: str, as_json: bool, source_dsn:
     """
     with open_saver(dsn, schema) as saver, _progress("importing", quiet) as (start, step):
         saver.setup()
-        report = import_official(saver, source_dsn, schema=source_schema, verify=not no_verify,
-                                 on_start=start, on_thread=step)
+        report = import_official(
+            saver,
+            source_dsn,
+            schema=source_schema,
+            verify=not no_verify,
+            on_start=start,
+            on_thread=step,
+        )
     _report(as_json, report)
 
 
@@ -119,8 +150,9 @@ def import_official_cmd(dsn: str | None, schema: str, as_json: bool, source_dsn:
 @_import_options
 @common_options
 @handle_errors
-def import_ndjson_cmd(dsn: str | None, schema: str, as_json: bool, path: Path,
-                      no_verify: bool, quiet: bool) -> None:
+def import_ndjson_cmd(
+    dsn: str | None, schema: str, as_json: bool, path: Path, no_verify: bool, quiet: bool
+) -> None:
     """Import an NDJSON file written by `pgcheckpoint export` (threads present are skipped).
 
     \b
@@ -129,23 +161,43 @@ def import_ndjson_cmd(dsn: str | None, schema: str, as_json: bool, path: Path,
     """
     with open_saver(dsn, schema) as saver, _progress("importing", quiet) as (start, step):
         saver.setup()
-        report = import_ndjson(saver, path, verify=not no_verify, on_start=start,
-                               on_thread=step)
+        report = import_ndjson(saver, path, verify=not no_verify, on_start=start, on_thread=step)
     _report(as_json, report)
 
 
 @click.command()
-@click.option("--thread", "thread_ids", multiple=True, metavar="THREAD_ID",
-              help="Export this thread (repeatable). Default: all threads.")
-@click.option("--filter", "filter_", metavar="JSON",
-              help="Only threads whose latest metadata contains this JSON object.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file (default: stdout).")
+@click.option(
+    "--thread",
+    "thread_ids",
+    multiple=True,
+    metavar="THREAD_ID",
+    help="Export this thread (repeatable). Default: all threads.",
+)
+@click.option(
+    "--filter",
+    "filter_",
+    metavar="JSON",
+    help="Only threads whose latest metadata contains this JSON object.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file (default: stdout).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @common_options
 @handle_errors
-def export(dsn: str | None, schema: str, as_json: bool, thread_ids: tuple[str, ...],
-           filter_: str | None, output: Path | None, quiet: bool) -> None:
+def export(
+    dsn: str | None,
+    schema: str,
+    as_json: bool,
+    thread_ids: tuple[str, ...],
+    filter_: str | None,
+    output: Path | None,
+    quiet: bool,
+) -> None:
     """Export threads as NDJSON (one JSON object per line, lossless).
 
     \b
@@ -153,22 +205,36 @@ def export(dsn: str | None, schema: str, as_json: bool, thread_ids: tuple[str, .
         pgcheckpoint export --filter '{"user": "alice"}' -o alice.ndjson
         pgcheckpoint export --thread user-42 > user-42.ndjson
     """
-    progress = Progress(TextColumn("exporting"), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console(stderr=True), disable=quiet or output is None)
+    progress = Progress(
+        TextColumn("exporting"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+        disable=quiet or output is None,
+    )
     task = progress.add_task("export", total=None)
     with open_saver(dsn, schema) as saver, progress:
         out = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
-            report = export_ndjson(saver, out, thread_ids=thread_ids or None,
-                                   filter=parse_filter(filter_),
-                                   on_thread=lambda _t, _n: progress.advance(task))
+            report = export_ndjson(
+                saver,
+                out,
+                thread_ids=thread_ids or None,
+                filter=parse_filter(filter_),
+                on_thread=lambda _t, _n: progress.advance(task),
+            )
         finally:
             if output:
                 out.close()
     if output is not None:
-        emit(as_json, report.as_dict(), lambda c: c.print(
-            f"exported {report.threads} thread(s), {report.checkpoints} checkpoint(s) "
-            f"to {output}"))
+        emit(
+            as_json,
+            report.as_dict(),
+            lambda c: c.print(
+                f"exported {report.threads} thread(s), {report.checkpoints} checkpoint(s) "
+                f"to {output}"
+            ),
+        )
 
 
 def register(group: click.Group) -> None:

@@ -308,14 +308,13 @@ class ImportReport:
         }
 
 
-def _present(have: tuple[set[tuple[str, str]], int], want: tuple[set[tuple[str, str]], int]
-             ) -> bool:
+def _present(
+    have: tuple[set[tuple[str, str]], int], want: tuple[set[tuple[str, str]], int]
+) -> bool:
     return bool(want[0]) and want[0] <= have[0] and have[1] >= want[1]
 
 
-def _import_one(
-    saver: PostgresSaver, source: Source, thread_id: str, verify: bool
-) -> ThreadResult:
+def _import_one(saver: PostgresSaver, source: Source, thread_id: str, verify: bool) -> ThreadResult:
     have = saver._runner.run(present_plan(saver, thread_id))
     if isinstance(source, KeyedSource):
         # Resuming: a thread already imported is skipped without decoding it. It was

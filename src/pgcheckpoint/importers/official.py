@@ -93,7 +93,12 @@ class OfficialSource:
             checkpoint["channel_values"] = values
             out.append(
                 SourceCheckpoint(
-                    thread_id, ns, cid, parent, cast(Checkpoint, checkpoint), dict(meta or {}),
+                    thread_id,
+                    ns,
+                    cid,
+                    parent,
+                    cast(Checkpoint, checkpoint),
+                    dict(meta or {}),
                     writes.get((ns, cid), []),
                 )
             )
@@ -119,7 +124,11 @@ def import_official(
     source = OfficialSource(dsn, saver.serde, schema=schema)
     try:
         return run_import(
-            saver, source, thread_ids=thread_ids, verify=verify, on_start=on_start,
+            saver,
+            source,
+            thread_ids=thread_ids,
+            verify=verify,
+            on_start=on_start,
             on_thread=on_thread,
         )
     finally:

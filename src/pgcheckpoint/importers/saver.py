@@ -51,8 +51,12 @@ class SaverSource:
         conf = t.config["configurable"]
         parent = (t.parent_config or {}).get("configurable", {}).get("checkpoint_id")
         return SourceCheckpoint(
-            str(conf["thread_id"]), str(conf.get("checkpoint_ns") or ""),
-            str(conf["checkpoint_id"]), parent, t.checkpoint, meta_dict(t.metadata),
+            str(conf["thread_id"]),
+            str(conf.get("checkpoint_ns") or ""),
+            str(conf["checkpoint_id"]),
+            parent,
+            t.checkpoint,
+            meta_dict(t.metadata),
             writes_from_pending(t.pending_writes),
         )
 
@@ -80,6 +84,10 @@ def import_saver(
         report = import_saver(saver, memory)
     """
     return run_import(
-        saver, SaverSource(source), thread_ids=thread_ids, verify=verify, on_start=on_start,
+        saver,
+        SaverSource(source),
+        thread_ids=thread_ids,
+        verify=verify,
+        on_start=on_start,
         on_thread=on_thread,
     )

@@ -97,7 +97,12 @@ class SqliteSource:
             metadata = json.loads(meta) if meta is not None else {}
             out.append(
                 SourceCheckpoint(
-                    thread_id, ns, cid, parent, cast(Checkpoint, checkpoint), metadata,
+                    thread_id,
+                    ns,
+                    cid,
+                    parent,
+                    cast(Checkpoint, checkpoint),
+                    metadata,
                     writes.get((ns, cid), []),
                 )
             )
@@ -125,7 +130,11 @@ def import_sqlite(
     source = SqliteSource(path, saver.serde)
     try:
         return run_import(
-            saver, source, thread_ids=thread_ids, verify=verify, on_start=on_start,
+            saver,
+            source,
+            thread_ids=thread_ids,
+            verify=verify,
+            on_start=on_start,
             on_thread=on_thread,
         )
     finally:
