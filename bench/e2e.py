@@ -3,12 +3,14 @@
 * ``agent``: START -> agent (AI message with a tool call) -> tools (tool result) ->
   respond (AI answer) -> END, an ``add_messages`` reducer, many threads, several turns
   per thread. Reported as supersteps per second for the official saver, pgcheckpoint,
-  ``InMemorySaver`` and no checkpointer at all. A superstep is one of the graph's steps
-  (the input step plus one per node), counted the same way for every contender; with no
+  ``InMemorySaver`` and no checkpointer at all. A superstep is one step of LangGraph's
+  loop, i.e. one checkpoint (the input step, the ``__start__`` step, then one per node:
+  5 per agent turn, 3 per chat turn, counted on an ``InMemorySaver`` by
+  ``supersteps_per_turn``); the same count is used for every contender. With no
   checkpointer the caller carries the history itself, so the state grows the same way.
-* ``storage``: a two-message-per-turn chat (user, assistant), ~100 turns, final state
-  ~42 KB; bytes on disk per superstep at half and at full length. Constant bytes per
-  step means storage grows linearly with the conversation; doubling means quadratic.
+* ``storage``: a two-message-per-turn chat (user, assistant), 100 turns, final state
+  ~43 KB; bytes on disk per superstep at half and at full length (see ``run_storage``
+  for how growth is reported).
 
 Node outputs are deterministic functions of the history length, so every contender
 stores the same bytes.
@@ -20,6 +22,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
+from functools import cache
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
@@ -29,12 +32,10 @@ from langgraph.graph.message import add_messages
 
 from bench.db import storage_bytes
 from bench.runner import Context, Measurement, aalternate_rounds, alternate_rounds, rate, run_async
-from bench.states import serialized_size, text
+from bench.states import serialized_size, text, thread_config
 
 MEMORY = "InMemorySaver"
 NONE = "no checkpointer"
-AGENT_NODES = 3
-CHAT_NODES = 1
 
 
 class ChatState(TypedDict):
@@ -123,6 +124,18 @@ async def _aconverse(graph: Any, thread: str, turns: int, *, stateless: bool) ->
             await graph.ainvoke({"messages": [_user(thread, turn)]}, config)
 
 
+@cache
+def supersteps_per_turn(factory: Callable[[Any], Any]) -> int:
+    """Checkpoints one turn writes, counted on an InMemorySaver (turn 2, a warm thread)."""
+    saver = InMemorySaver()
+    graph = factory(saver)
+    config = thread_config("count")
+    _converse(graph, "count", 1, stateless=False)
+    first = len(list(saver.list(config)))
+    _converse(graph, "count", 1, stateless=False, first_turn=1)
+    return len(list(saver.list(config))) - first
+
+
 def _sizes(ctx: Context) -> tuple[int, int, int]:
     """(rounds, threads per round, turns per thread)."""
     sizes: tuple[int, int, int] = ctx.mode.pick((4, 2, 5), (6, 5, 10))
@@ -133,7 +146,7 @@ def run_agent_sync(ctx: Context) -> list[Measurement]:
     if not ctx.wants("e2e.sync"):
         return []
     rounds, per_round, turns = _sizes(ctx)
-    steps = per_round * turns * (AGENT_NODES + 1)
+    steps = per_round * turns * supersteps_per_turn(agent_graph)
     graphs: dict[str, Any] = {name: agent_graph(s) for name, s in ctx.sync_savers().items()}
     graphs[MEMORY] = agent_graph(InMemorySaver())
     graphs[NONE] = agent_graph(None)
@@ -162,7 +175,7 @@ def run_agent_async(ctx: Context) -> list[Measurement]:
 
 async def _run_agent_async(ctx: Context) -> Measurement:
     rounds, per_round, turns = _sizes(ctx)
-    steps = per_round * turns * (AGENT_NODES + 1)
+    steps = per_round * turns * supersteps_per_turn(agent_graph)
     async with AsyncExitStack() as stack:
         graphs: dict[str, Any] = {
             s.name: agent_graph(await stack.enter_async_context(s.async_saver())) for s in ctx.sides
@@ -206,12 +219,12 @@ def run_storage(ctx: Context) -> list[Measurement]:
     that in the first half: 1.0 when storage grows linearly with the conversation, 3.0
     when it grows with its square (each step re-stores the whole history).
     """
-    if not ctx.wants("storage"):
+    if not ctx.wants_any(("storage.half", "storage.full")):
         return []
     threads: int = ctx.mode.pick(2, 10)
     turns = 100
     half = turns // 2
-    half_steps = threads * half * (CHAT_NODES + 1)
+    half_steps = threads * half * supersteps_per_turn(chat_graph)
     used: dict[str, dict[str, int]] = {"half": {}, "full": {}}
     final_state = 0
     for side in ctx.sides:

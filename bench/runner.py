@@ -13,9 +13,10 @@ import asyncio
 import gc
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from typing import Any, Literal
 
 from bench.savers import Side
@@ -92,11 +93,15 @@ class Context:
         self._stack.close()
 
     def wants(self, key: str) -> bool:
-        from fnmatch import fnmatch
-
+        """Whether ``--only`` selects the row ``key`` (substring or glob)."""
         if not self.only:
             return True
         return any(pattern in key or fnmatch(key, pattern) for pattern in self.only)
+
+    def wants_any(self, keys: Iterable[str]) -> bool:
+        """Whether ``--only`` selects any of ``keys``: sections with a costly set-up
+        (populating threads) check this before doing it."""
+        return any(self.wants(key) for key in keys)
 
 
 def _orders(names: Sequence[str], rounds: int) -> list[Sequence[str]]:

@@ -40,9 +40,12 @@ def _lengths(ctx: Context) -> list[int]:
 
 
 def run_scaling(ctx: Context) -> list[Measurement]:
-    if not (ctx.wants("scale.get_latest") or ctx.wants("scale.list10")):
-        return []
     lengths = _lengths(ctx)
+    tags = [f"t{n}" for n in lengths] + ["crowded"]
+    if not ctx.wants_any(
+        f"scale.{kind}.{tag}" for kind in ("get_latest", "list10") for tag in tags
+    ):
+        return []
     crowd: int = ctx.mode.pick(1_000, 10_000)
     out: list[Measurement] = []
     started = time.perf_counter()

@@ -10,6 +10,7 @@ later clusters are copies of that first one (a copy takes milliseconds).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -58,6 +59,7 @@ def _template() -> Path:
     if _TEMPLATE is None:
         root = Path(tempfile.mkdtemp(prefix="pgc-tpl-"))
         _own(root)
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
         data = root / "data"
         _run(str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
         _TEMPLATE = data

@@ -119,3 +119,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
         time.sleep(0.01)
+
+
+def batch_item(thread_id: str, n: int = 1) -> tuple[Any, Any, Any, Any]:
+    """``put``'s arguments for the first checkpoint of a thread (for batch saves)."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"n": n, "blob": b"x" * 5000}
+    cp["channel_versions"] = {"n": "1", "blob": "1"}
+    cfg = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    return cfg, cp, {"source": "input", "step": -1}, {"n": "1", "blob": "1"}

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.checkpoint.base import empty_checkpoint
 
-from _faultgraph import RUNS, check_history, config, counter_graph, start_input
+from _faultgraph import RUNS, batch_item, check_history, config, counter_graph, start_input
 from pgcheckpoint import (
     AsyncPostgresSaver,
     ConcurrentUpdateError,
@@ -175,16 +174,8 @@ def test_guard_sees_a_writer_that_moved_the_thread_on(saver: PostgresSaver) -> N
     )
 
 
-def _item(thread_id: str, n: int) -> tuple[Any, Any, Any, Any]:
-    cp = empty_checkpoint()
-    cp["channel_values"] = {"n": n, "blob": b"x" * 5000}
-    cp["channel_versions"] = {"n": "1", "blob": "1"}
-    cfg = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    return cfg, cp, {"source": "input", "step": -1}, {"n": "1", "blob": "1"}
-
-
 def test_batch_save_checkpoints(saver: PostgresSaver) -> None:
-    items = [_item(f"batch-{i}", i) for i in range(50)]
+    items = [batch_item(f"batch-{i}", i) for i in range(50)]
     configs = saver.batch_save_checkpoints(items)
     assert [c["configurable"]["thread_id"] for c in configs] == [f"batch-{i}" for i in range(50)]
     for i, cfg in enumerate(configs):
@@ -196,13 +187,13 @@ def test_batch_save_checkpoints(saver: PostgresSaver) -> None:
 
 def test_batch_is_validated_before_anything_is_sent(saver: PostgresSaver) -> None:
     with pytest.raises(InvalidInputError, match="appears twice"):
-        saver.batch_save_checkpoints([_item("dup", 1), _item("dup", 2)])
+        saver.batch_save_checkpoints([batch_item("dup", 1), batch_item("dup", 2)])
     with pytest.raises(InvalidInputError):
-        saver.batch_save_checkpoints([_item("fine", 1), ("not", "an", "item")])  # type: ignore[list-item]
+        saver.batch_save_checkpoints([batch_item("fine", 1), ("not", "an", "item")])  # type: ignore[list-item]
     assert saver.get_tuple(config("fine")) is None and saver.get_tuple(config("dup")) is None
 
 
 async def test_batch_async(asaver: AsyncPostgresSaver) -> None:
-    configs = await asaver.abatch_save_checkpoints([_item(f"abatch-{i}", i) for i in range(5)])
+    configs = await asaver.abatch_save_checkpoints([batch_item(f"abatch-{i}", i) for i in range(5)])
     got = await asaver.aget_tuple(configs[3])
     assert got is not None and got.checkpoint["channel_values"]["n"] == 3

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from _cluster import PGBOUNCER, Cluster, PgBouncer, available, free_port
-from _faultgraph import check_history, config, counter_graph, start_input
+from _faultgraph import batch_item, check_history, config, counter_graph, start_input
 from _proxy import Proxy
 from pgcheckpoint import (
     AsyncPostgresSaver,
@@ -168,6 +168,10 @@ def test_pgbouncer_transaction_mode(
     ):
         counter_graph(saver, delay=0).invoke(start_input(40), config(thread_id))
         check_history(saver, thread_id, 40)
+        items = [batch_item(f"{thread_id}-{i}") for i in range(20)]
+        for _ in range(3):  # executemany must not prepare either
+            saved = saver.batch_save_checkpoints(items)
+        assert saver.get_tuple(saved[7]) is not None
         report = saver.health_check()
     assert report.ok and report.behind_proxy is True
     # Four client connections preparing the same statement names on two

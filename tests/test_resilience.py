@@ -3,7 +3,7 @@
 Each fault hits a run at a random moment, on a throwaway server started for
 this module (tests/_cluster.py), through a breakable proxy (tests/_proxy.py):
 all connections cut, one connection dropped right after a statement or a
-COMMIT was forwarded (in doubt), every session terminated by the server, and
+put was forwarded (in doubt), every session terminated by the server, and
 an immediate restart with seconds of downtime; sync and async. Afterwards the
 thread's whole history must be linear and intact and its final state exact.
 ``PGCHECKPOINT_FAULT_RUNS=N`` repeats each case N times;
@@ -25,7 +25,16 @@ import pytest
 from psycopg import errors as pgerr
 
 from _cluster import Cluster, available
-from _faultgraph import RUNS, Timeline, check_history, config, counter_graph, record, start_input
+from _faultgraph import (
+    RUNS,
+    Timeline,
+    batch_item,
+    check_history,
+    config,
+    counter_graph,
+    record,
+    start_input,
+)
 from _proxy import Proxy
 from pgcheckpoint import (
     AsyncPostgresSaver,
@@ -42,7 +51,10 @@ from pgcheckpoint.retry import is_transient
 pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL server tools not installed")
 
 TARGET = 80
-FAULTS = ("cut_all", "drop_mid_statement", "drop_after_commit", "terminate_all", "restart")
+FAULTS = ("cut_all", "drop_mid_statement", "drop_after_put", "terminate_all", "restart")
+# The text of put_checkpoint (sent in full: the tests switch prepared statements
+# off) names the fork guard; no other statement does.
+PUT_STATEMENT = b"pgcheckpoint_fork_guard"
 POOL = PoolSettings(min_size=2, max_size=4, connect_timeout=2, timeout=10)
 
 
@@ -74,8 +86,10 @@ def inject(fault: str, server: Cluster, proxy: Proxy) -> float:
     elif fault == "drop_mid_statement":
         proxy.drop_after(b"INSERT INTO")
         proxy.sprung.wait(10)
-    elif fault == "drop_after_commit":
-        proxy.drop_after(b"COMMIT")
+    elif fault == "drop_after_put":
+        # put is one autocommitted statement: once forwarded, it commits
+        # whether or not the reply gets back (in doubt).
+        proxy.drop_after(PUT_STATEMENT)
         proxy.sprung.wait(10)
     elif fault == "terminate_all":
         with psycopg.connect(server.url(), autocommit=True) as conn:
@@ -137,7 +151,7 @@ async def test_async_graph_survives(server: Cluster, proxy: Proxy, fault: str, r
         proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), prepared_statements=False
     ) as saver:
         instrument(saver, timeline)
-        graph = counter_graph(saver, delay=0.005)
+        graph = counter_graph(saver, delay=0.012)
         task = asyncio.create_task(graph.ainvoke(start_input(TARGET), config(thread_id)))
         await asyncio.sleep(_settle_delay())
         hit = not task.done()
@@ -201,23 +215,43 @@ def test_retry_exhausted_says_what_was_tried(server: Cluster, proxy: Proxy) -> N
     assert elapsed < 5, "the retry deadline was not honoured"
 
 
-def test_in_doubt_commit_retried_once_written(server: Cluster, proxy: Proxy) -> None:
-    """The COMMIT reaches the server and the reply is lost: the retry must neither
-    duplicate the checkpoint nor report a fork."""
+def _count(server: Cluster, thread_prefix: str) -> tuple[int, int]:
+    with psycopg.connect(server.url()) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (thread_id, checkpoint_id)) FROM checkpoints "
+            "WHERE thread_id LIKE %s",
+            (thread_prefix + "%",),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_in_doubt_put_retried_once_written(server: Cluster, proxy: Proxy) -> None:
+    """The put reaches the server (and commits) but the reply is lost: the retry
+    must neither duplicate the checkpoint nor report a fork."""
     thread_id = f"indoubt-{uuid.uuid4().hex[:8]}"
     with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, prepared_statements=False) as s:
         graph = counter_graph(s, delay=0)
         graph.invoke(start_input(3), config(thread_id))
-        proxy.drop_after(b"COMMIT")
+        proxy.drop_after(PUT_STATEMENT)
         graph.invoke({"target": 6}, config(thread_id))
         assert proxy.sprung.is_set()
         check_history(s, thread_id, 6)
-    with psycopg.connect(server.url()) as conn:
-        rows = conn.execute(
-            "SELECT count(*), count(DISTINCT checkpoint_id) FROM checkpoints WHERE thread_id = %s",
-            (thread_id,),
-        ).fetchone()
-    assert rows is not None and rows[0] == rows[1]
+    total, distinct = _count(server, thread_id)
+    assert total == distinct
+
+
+def test_in_doubt_commit_of_a_batch(server: Cluster, proxy: Proxy) -> None:
+    """A transactional plan whose COMMIT is forwarded and the reply lost is
+    retried whole; the batch is saved exactly once."""
+    prefix = f"bdoubt-{uuid.uuid4().hex[:6]}-"
+    items = [batch_item(f"{prefix}{i}", i) for i in range(10)]
+    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, prepared_statements=False) as s:
+        proxy.drop_after(b"COMMIT")
+        configs = s.batch_save_checkpoints(items)
+        assert proxy.sprung.is_set()
+        assert all(s.get_tuple(c) is not None for c in configs)
+    assert _count(server, prefix) == (10, 10)
 
 
 def test_broken_connection_is_discarded(server: Cluster, proxy: Proxy) -> None:

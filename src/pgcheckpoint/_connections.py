@@ -43,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from ._plans import Plan, Query
 from .concurrency import PipelinePlan, QueryMany
 from .errors import (
+    ConcurrentUpdateError,
     ConfigurationError,
     RetryExhaustedError,
     StorageError,
@@ -59,10 +60,17 @@ SyncSource = psycopg.Connection[Any] | ConnectionPool[Any]
 AsyncSource = psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any]
 
 
+FORK_GUARD_STATE = "PGC01"
+
+
 def translate(exc: BaseException, operation: str) -> BaseException:
     """The pgcheckpoint error for a driver error (others are returned unchanged)."""
     if not isinstance(exc, psycopg.Error):
         return exc
+    if exc.sqlstate == FORK_GUARD_STATE:
+        # Raised by put_checkpoint's one-writer-per-thread check (migration 0003),
+        # whose message already says what happened and what to do.
+        return ConcurrentUpdateError(exc.diag.message_primary or str(exc))
     state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
     message = f"{operation} failed{state}: {str(exc).strip() or type(exc).__name__}"
     if is_transient(exc):
@@ -102,6 +110,14 @@ def _direct_args(
     if getattr(pool, "_configure", None) is not None:
         return None
     return pool.conninfo, kwargs
+
+
+# _PIPELINE_CURSORS: in pipeline mode a result is delivered to the cursor that
+# sent its statement whenever it arrives, so a cursor reused for the next
+# statement can be handed the previous statement's result and fetchall()
+# returns it instead of waiting (seen once in 200 fault runs: "the last
+# operation didn't produce records (command status: INSERT 0 1)"). Pipelined
+# plans therefore send each statement on its own cursor.
 
 
 def _pipelined(plan: Plan[Any]) -> bool:
@@ -318,7 +334,7 @@ class SyncRunner(_RunnerBase):
             # One network flush for BEGIN and every statement up to the first
             # one whose rows the plan needs, instead of one round trip each.
             with conn.pipeline(), conn.transaction():
-                return self._drive(conn, plan, stats)
+                return self._drive(conn, plan, stats, pipelined=True)
         tx = conn.transaction() if plan.transaction or not conn.autocommit else nullcontext()
         with tx:
             return self._drive(conn, plan, stats)
@@ -336,7 +352,15 @@ class SyncRunner(_RunnerBase):
                     conn.execute(plan.cleanup.sql, plan.cleanup.params, prepare=False)
                 conn.autocommit = was_autocommit
 
-    def _drive(self, conn: psycopg.Connection[Any], plan: Plan[T], stats: _Stats | None) -> T:
+    def _drive(
+        self,
+        conn: psycopg.Connection[Any],
+        plan: Plan[T],
+        stats: _Stats | None,
+        pipelined: bool = False,
+    ) -> T:
+        if not self.prepared_statements and conn.prepare_threshold is not None:
+            conn.prepare_threshold = None  # executemany would prepare on its own
         gen = plan.make()
         with conn.cursor(row_factory=tuple_row) as cur:
             try:
@@ -357,6 +381,8 @@ class SyncRunner(_RunnerBase):
                         if rows is not None:
                             self._received(stats, rows)
                     query = gen.send(rows)
+                    if pipelined:
+                        cur = conn.cursor(row_factory=tuple_row)  # see _PIPELINE_CURSORS
             except StopIteration as stop:
                 result: T = stop.value
                 return result
@@ -458,7 +484,7 @@ class AsyncRunner(_RunnerBase):
             return await self._execute_own(conn, plan, stats)
         if _pipelined(plan):
             async with conn.pipeline(), conn.transaction():
-                return await self._drive(conn, plan, stats)
+                return await self._drive(conn, plan, stats, pipelined=True)
         if plan.transaction or not conn.autocommit:
             async with conn.transaction():
                 return await self._drive(conn, plan, stats)
@@ -480,8 +506,14 @@ class AsyncRunner(_RunnerBase):
                 await conn.set_autocommit(was_autocommit)
 
     async def _drive(
-        self, conn: psycopg.AsyncConnection[Any], plan: Plan[T], stats: _Stats | None
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        plan: Plan[T],
+        stats: _Stats | None,
+        pipelined: bool = False,
     ) -> T:
+        if not self.prepared_statements and conn.prepare_threshold is not None:
+            conn.prepare_threshold = None  # executemany would prepare on its own
         gen = plan.make()
         async with conn.cursor(row_factory=tuple_row) as cur:
             try:
@@ -502,6 +534,8 @@ class AsyncRunner(_RunnerBase):
                         if rows is not None:
                             self._received(stats, rows)
                     query = gen.send(rows)
+                    if pipelined:
+                        cur = conn.cursor(row_factory=tuple_row)  # see _PIPELINE_CURSORS
             except StopIteration as stop:
                 result: T = stop.value
                 return result

@@ -155,12 +155,19 @@ class SaverCore(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
-        # The fork guard (one writer per thread) lives in concurrency.py.
-        from .concurrency import needs_guard, put_plan
+        # Which puts get the one-writer-per-thread check: concurrency.py.
+        from .concurrency import needs_guard
 
         params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
-        step = meta.get("step") if needs_guard(meta, params) else None
-        return put_plan(self, params, out, step)
+        if needs_guard(meta, params):
+            params["guard_step"] = meta.get("step")
+        sql = self.queries["put_checkpoint"]
+
+        def make() -> PlanGen[RunnableConfig]:
+            yield Query(sql, params)
+            return out
+
+        return Plan("put", make)
 
     def _put_writes_plan(
         self,
@@ -188,18 +195,17 @@ class SaverCore(BaseCheckpointSaver[str]):
         params: dict[str, Any] = {
             "thread_id": where.thread_id,
             "checkpoint_ns": where.checkpoint_ns,
-            "limit": 1,
         }
-        names = ["where_thread", "where_ns"]
         if where.checkpoint_id is not None:
-            names.append("where_id")
             params["checkpoint_id"] = where.checkpoint_id
-        sql = self.queries.select_checkpoints(names)
+        sql = self.queries.get_checkpoint(by_id=where.checkpoint_id is not None)
 
         def make() -> PlanGen[CheckpointTuple | None]:
             rows = yield Query(sql, params, fetch="all")
-            found = codec.decode_checkpoints(self.codec, codec.split_select(rows or []))
-            return found[0] if found else None
+            if not rows:
+                return None
+            page = codec.split_get(rows[0], where.thread_id, where.checkpoint_ns)
+            return codec.decode_checkpoints(self.codec, page)[0]
 
         return Plan("get_tuple", make)
 

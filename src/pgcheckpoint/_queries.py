@@ -50,6 +50,11 @@ class Queries:
     def __getitem__(self, name: str) -> str:
         return self._sql[name]
 
+    def get_checkpoint(self, by_id: bool) -> str:
+        """``get_checkpoint`` for the newest checkpoint, or for one by ``checkpoint_id``."""
+        fragment = self._sql["where_id"] if by_id else self._sql["where_all"]
+        return self._sql["get_checkpoint"].replace("{where}", fragment)
+
     def select_checkpoints(self, where: Iterable[str]) -> str:
         """``select_checkpoints`` with its WHERE made of the named ``where_*`` fragments."""
         key = tuple(where) or ("where_all",)

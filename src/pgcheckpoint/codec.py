@@ -355,6 +355,8 @@ def encode_put(
         "chunk_hashes": list(chunks),
         "chunk_compressed": [c for c, _ in chunks.values()],
         "chunk_data": [d for _, d in chunks.values()],
+        # Set by the saver for puts that get the one-writer-per-thread check.
+        "guard_step": None,
     }
     config: RunnableConfig = {
         "configurable": {
@@ -433,6 +435,24 @@ def split_select(rows: Iterable[tuple[Any, ...]]) -> SelectResult:
             chunks.setdefault(row[2], {})[bytes(row[8])] = (row[9], bytes(row[7]))
     cps.sort(key=lambda r: cast(int, r[1]))
     return SelectResult(cps, blobs, chunks)
+
+
+def split_get(row: tuple[Any, ...], thread_id: str, ns: str) -> SelectResult:
+    """The one row of ``get_checkpoint`` in the shape of a ``select_checkpoints`` page."""
+    (cid, parent, type_, data, metadata, channels, versions, b_channels, b_versions, b_types,
+     b_values, b_refs, k_hashes, k_flags, k_data, w_tasks, w_channels, w_types, w_values) = row
+    blobs: dict[BlobKey, tuple[str, bytes | None, bytes | None]] = {}
+    if b_channels:
+        for channel, version, btype, value, refs in zip(
+            b_channels, b_versions, b_types, b_values, b_refs, strict=True
+        ):
+            blobs[(thread_id, ns, channel, version)] = (btype, value, refs)
+    chunks = {
+        bytes(h): (flag, bytes(d)) for h, flag, d in zip(k_hashes or (), k_flags or (), k_data or ())
+    }
+    checkpoint_row = ("c", 1, thread_id, ns, cid, parent, type_, data, None, None, metadata,
+                      channels, versions, w_tasks, w_channels, w_types, w_values, None)
+    return SelectResult([checkpoint_row], blobs, {thread_id: chunks})
 
 
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:

@@ -20,14 +20,12 @@ time travel (LangGraph writes a ``fork`` checkpoint first) and new input from
 an old checkpoint (source ``input``) choose their parent on purpose, and the
 steps that follow them extend the branch they just made.
 
-The check runs in the same transaction as the write, after it: the write's
-upsert of the ``threads`` row holds that row's lock until commit, and the
-check is a new statement, so under READ COMMITTED it sees every put on the
-thread that committed before the lock was granted. Two racing writers are
-therefore serialised by the row lock and the second one's check sees the
-first one's checkpoint. The plan is pipelined (BEGIN, put and check leave in
-one network flush), so the guard costs one extra round trip (the COMMIT), not
-three.
+The check runs inside ``put_checkpoint`` (the PL/pgSQL function of migration
+0003), after the statement's upsert of the ``threads`` row has taken that
+row's lock, and with a snapshot of its own, so it sees every put on the thread
+that committed before the lock was granted. Two racing writers are therefore
+serialised by the row lock and the second one's check sees the first one's
+checkpoint; the put stays one autocommitted statement.
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._plans import Plan, PlanGen, Query
-from .errors import ConcurrentUpdateError, InvalidInputError
+from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -76,48 +74,6 @@ def needs_guard(metadata: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
     )
 
 
-def fork_error(thread_id: str, ns: str, checkpoint_id: str, parent: str, newer: str) -> Exception:
-    where = f"thread {thread_id!r}" + (f" (namespace {ns!r})" if ns else "")
-    return ConcurrentUpdateError(
-        f"refusing to save checkpoint {checkpoint_id} of {where}: its parent {parent} is no "
-        f"longer the thread's latest checkpoint ({newer} was saved after it by another writer). "
-        "Two runs of this thread are running at once; nothing was written by this step. "
-        "Reload the thread's state and run again, or run one writer per thread "
-        "(see docs/concurrency.md)."
-    )
-
-
-def put_plan(
-    core: SaverCore, params: Mapping[str, Any], config: RunnableConfig, step: int | None
-) -> Plan[RunnableConfig]:
-    """The plan of one ``put``: a single upsert, or the upsert and the fork check."""
-    put_sql = core.queries["put_checkpoint"]
-    if step is None:
-
-        def make() -> PlanGen[RunnableConfig]:
-            yield Query(put_sql, params)
-            return config
-
-        return Plan("put", make)
-    check_sql = core.queries["fork_check"]
-    check_params = {**params, "guard_step": step}
-
-    def make_guarded() -> PlanGen[RunnableConfig]:
-        yield Query(put_sql, params)
-        rows = yield Query(check_sql, check_params, fetch="all")
-        if rows:
-            raise fork_error(
-                params["thread_id"],
-                params["checkpoint_ns"],
-                params["checkpoint_id"],
-                params["parent_checkpoint_id"],
-                rows[0][0],
-            )
-        return config
-
-    return PipelinePlan("put", make_guarded, transaction=True)
-
-
 def batch_plan(core: SaverCore, items: Sequence[BatchItem]) -> Plan[list[RunnableConfig]]:
     """Save checkpoints of many threads atomically in one pipelined transaction.
 
@@ -135,39 +91,24 @@ def batch_plan(core: SaverCore, items: Sequence[BatchItem]) -> Plan[list[Runnabl
                 f"items[{n}] must be (config, checkpoint, metadata, new_versions)"
             )
         params, config, meta = core._encode_put(*item)
-        params["guard_step"] = meta.get("step")
+        if needs_guard(meta, params):
+            params["guard_step"] = meta.get("step")
         key = (params["thread_id"], params["checkpoint_ns"])
         if key in seen:
             raise InvalidInputError(
                 f"items[{n}]: thread {key[0]!r} (namespace {key[1]!r}) appears twice in the batch"
             )
         seen.add(key)
-        encoded.append((params, config, needs_guard(meta, params)))
+        encoded.append((params, config))
     put_sql = core.queries["put_checkpoint"]
-    check_sql = core.queries["fork_check_many"]
-    guarded = [p for p, _, g in encoded if g]
-    check = {
-        "thread_ids": [p["thread_id"] for p in guarded],
-        "namespaces": [p["checkpoint_ns"] for p in guarded],
-        "parents": [p["parent_checkpoint_id"] for p in guarded],
-        "ids": [p["checkpoint_id"] for p in guarded],
-        "steps": [p["guard_step"] for p in guarded],
-    }
-    by_key = {(p["thread_id"], p["checkpoint_ns"]): p for p in guarded}
 
     def make() -> PlanGen[list[RunnableConfig]]:
         if not encoded:
             return []
-        yield QueryMany(put_sql, None, params_seq=[p for p, _, _ in encoded])
-        if guarded:
-            rows = yield Query(check_sql, check, fetch="all")
-            if rows:
-                thread_id, ns, newer = rows[0]
-                p = by_key[(thread_id, ns)]
-                raise fork_error(
-                    thread_id, ns, p["checkpoint_id"], p["parent_checkpoint_id"], newer
-                )
-        return [c for _, c, _ in encoded]
+        # Each put checks its own thread (put_checkpoint's guard); a refused
+        # item rolls the whole batch back.
+        yield QueryMany(put_sql, None, params_seq=[p for p, _ in encoded])
+        return [c for _, c in encoded]
 
     return PipelinePlan("batch_save_checkpoints", make, transaction=True)
 
