@@ -14,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/_venv.sh
 source scripts/_venv.sh
+# shellcheck source=scripts/_test_tools.sh
+source scripts/_test_tools.sh
 
 LOCAL_DSN="postgresql://postgres@127.0.0.1:5432/postgres"
 results=()
@@ -67,6 +69,7 @@ PY
     fi
 }
 
+install_test_tools
 stage "ruff" ruff check .
 stage "mypy" mypy src/pgcheckpoint
 

@@ -448,7 +448,8 @@ def split_get(row: tuple[Any, ...], thread_id: str, ns: str) -> SelectResult:
         ):
             blobs[(thread_id, ns, channel, version)] = (btype, value, refs)
     chunks = {
-        bytes(h): (flag, bytes(d)) for h, flag, d in zip(k_hashes or (), k_flags or (), k_data or ())
+        bytes(h): (flag, bytes(d))
+        for h, flag, d in zip(k_hashes or (), k_flags or (), k_data or (), strict=True)
     }
     checkpoint_row = ("c", 1, thread_id, ns, cid, parent, type_, data, None, None, metadata,
                       channels, versions, w_tasks, w_channels, w_types, w_values, None)

@@ -97,9 +97,7 @@ class PrometheusHook:
     """
 
     # Metrics already registered, per registry: a second hook reuses them.
-    _shared: ClassVar[weakref.WeakKeyDictionary[Any, dict[str, Any]]] = (
-        weakref.WeakKeyDictionary()
-    )
+    _shared: ClassVar[weakref.WeakKeyDictionary[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
     def __init__(self, registry: Any = None, *, namespace: str = "postgres_checkpoint") -> None:
         try:
