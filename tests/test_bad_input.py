@@ -215,3 +215,17 @@ async def test_sql_injection_is_stored_literally(api: Api) -> None:
     assert len(counts["checkpoints"]) == 1 and len(counts["writes"]) == 1
     await api.call("delete_thread", INJECTION)
     assert db_snapshot(api.url)["checkpoints"] == []
+
+
+def test_unknown_saver_option_is_refused(db_url: str) -> None:
+    """A misspelt keyword is named, not silently ignored."""
+    import psycopg
+
+    from pgcheckpoint import ConfigurationError, PostgresSaver
+
+    pattern = r"unknown saver option\(s\): max_version\b"
+    with (
+        psycopg.connect(db_url, autocommit=True) as conn,
+        pytest.raises(ConfigurationError, match=pattern),
+    ):
+        PostgresSaver(conn, max_version=3)  # type: ignore[call-arg]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -16,20 +15,18 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     DeltaChannelHistory,
 )
-from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg_pool import AsyncConnectionPool
+from typing_extensions import Unpack
 
 from ._connections import AsyncRunner, AsyncSource
 from ._core import SaverCore
-from .chunking import ChunkingPolicy
-from .compression import CompressionPolicy
 from .concurrency import BatchAsync
 from .errors import ConfigurationError
 from .health import HealthAsync
 from .migrations import setup_plan, status_plan
+from .options import SaverOptions, configure
 from .pooling import PoolSettings
-from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy, sweeper_settings_from_env
-from .retry import RetryPolicy
+from .retention import sweeper_settings_from_env
 from .sweeper import RetentionAsync
 from .threads import ThreadsAsync
 
@@ -44,6 +41,9 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, 
     :meth:`setup` once. Its sync methods work from other threads (they hand the
     call to the saver's event loop), as the official saver's do.
 
+    Keyword options are those of :class:`~pgcheckpoint.options.SaverOptions`, as
+    for :class:`~pgcheckpoint.PostgresSaver`.
+
     Example::
 
         async with AsyncPostgresSaver.from_conn_string(url) as saver:
@@ -51,33 +51,10 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, 
             graph = builder.compile(checkpointer=saver)
     """
 
-    def __init__(
-        self,
-        conn: AsyncSource,
-        *,
-        schema: str = "public",
-        serde: SerializerProtocol | None = None,
-        compression: CompressionPolicy | None = None,
-        chunking: ChunkingPolicy | None = None,
-        retry: RetryPolicy | None = None,
-        prepared_statements: bool = True,
-        retention: RetentionPolicy | None = None,
-        max_versions: int | None = None,
-        max_age: timedelta | None = None,
-        retention_days: float | None = None,
-        auto_cleanup: bool = False,
-        cleanup_interval: float | timedelta = DEFAULT_CLEANUP_INTERVAL,
-    ) -> None:
-        super().__init__(schema=schema, serde=serde, compression=compression, chunking=chunking)
-        self._init_retention(
-            retention=retention, max_versions=max_versions, max_age=max_age,
-            retention_days=retention_days, auto_cleanup=auto_cleanup,
-            cleanup_interval=cleanup_interval,
-        )
+    def __init__(self, conn: AsyncSource, **options: Unpack[SaverOptions]) -> None:
+        retry, prepared = configure(self, dict(options))
         self.conn = conn
-        self._runner = AsyncRunner(
-            conn, retry=retry or RetryPolicy(), prepared_statements=prepared_statements
-        )
+        self._runner = AsyncRunner(conn, retry=retry, prepared_statements=prepared)
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:

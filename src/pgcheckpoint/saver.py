@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -16,19 +15,17 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     DeltaChannelHistory,
 )
-from langgraph.checkpoint.serde.base import SerializerProtocol
 from psycopg_pool import ConnectionPool
+from typing_extensions import Unpack
 
 from ._connections import SyncRunner, SyncSource
 from ._core import SaverCore
-from .chunking import ChunkingPolicy
-from .compression import CompressionPolicy
 from .concurrency import BatchSync
 from .health import HealthSync
 from .migrations import setup_plan, status_plan
+from .options import SaverOptions, configure
 from .pooling import PoolSettings
-from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy, sweeper_settings_from_env
-from .retry import RetryPolicy
+from .retention import sweeper_settings_from_env
 from .sweeper import RetentionSync
 from .threads import ThreadsSync
 
@@ -42,6 +39,10 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
     the sync ones in a worker thread; async applications should prefer
     :class:`~pgcheckpoint.AsyncPostgresSaver`.
 
+    Keyword options (``schema``, ``serde``, ``retry``, ``retention``, ...) are those
+    of :class:`~pgcheckpoint.options.SaverOptions`; an unknown one raises
+    ``ConfigurationError``.
+
     Example::
 
         with PostgresSaver.from_conn_string("postgresql://localhost/app") as saver:
@@ -49,33 +50,10 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
             graph = builder.compile(checkpointer=saver)
     """
 
-    def __init__(
-        self,
-        conn: SyncSource,
-        *,
-        schema: str = "public",
-        serde: SerializerProtocol | None = None,
-        compression: CompressionPolicy | None = None,
-        chunking: ChunkingPolicy | None = None,
-        retry: RetryPolicy | None = None,
-        prepared_statements: bool = True,
-        retention: RetentionPolicy | None = None,
-        max_versions: int | None = None,
-        max_age: timedelta | None = None,
-        retention_days: float | None = None,
-        auto_cleanup: bool = False,
-        cleanup_interval: float | timedelta = DEFAULT_CLEANUP_INTERVAL,
-    ) -> None:
-        super().__init__(schema=schema, serde=serde, compression=compression, chunking=chunking)
-        self._init_retention(
-            retention=retention, max_versions=max_versions, max_age=max_age,
-            retention_days=retention_days, auto_cleanup=auto_cleanup,
-            cleanup_interval=cleanup_interval,
-        )
+    def __init__(self, conn: SyncSource, **options: Unpack[SaverOptions]) -> None:
+        retry, prepared = configure(self, dict(options))
         self.conn = conn
-        self._runner = SyncRunner(
-            conn, retry=retry or RetryPolicy(), prepared_statements=prepared_statements
-        )
+        self._runner = SyncRunner(conn, retry=retry, prepared_statements=prepared)
 
     @classmethod
     @contextmanager
