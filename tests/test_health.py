@@ -82,7 +82,11 @@ def test_fsync_off_is_reported(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_proxy_is_detected(db_url: str, pg_server_url: str) -> None:
-    port = psycopg.conninfo.conninfo_to_dict(pg_server_url).get("port") or "5432"
+    server = psycopg.conninfo.conninfo_to_dict(pg_server_url)
+    if str(server.get("host") or "").startswith("/"):
+        # The embedded server listens on a unix socket; the proxy forwards TCP.
+        pytest.skip("the TCP proxy needs a server reached over TCP (runs in the 5432 pass)")
+    port = server.get("port") or "5432"
     proxy = Proxy(int(port))
     try:
         dbname = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
