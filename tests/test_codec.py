@@ -139,21 +139,18 @@ def _checkpoint() -> Any:
     return cp
 
 
-def _select_rows(enc: c.EncodedPut, writes: list[tuple[str, str, str, bytes]]) -> list[Any]:
-    """The rows select_checkpoints would return for one stored checkpoint."""
+def _read_row(enc: c.EncodedPut, writes: list[tuple[str, str, str, bytes]]) -> tuple[Any, ...]:
+    """The row read_checkpoints would return for one stored checkpoint."""
     p = enc.params
-    row = ("c", 1, p["thread_id"], p["checkpoint_ns"], p["checkpoint_id"],
-           p["parent_checkpoint_id"], p["type"], p["checkpoint"], None, None, {"m": 1},
-           p["channels"], p["versions"], [w[0] for w in writes] or None,
-           [w[1] for w in writes], [w[2] for w in writes], [w[3] for w in writes],
-           ["" for _ in writes])
-    rows: list[Any] = [row]
-    for ch, ver, t, v, r in zip(p["blob_channels"], p["blob_versions"], p["blob_types"],
-                                p["blob_values"], p["blob_refs"], strict=True):
-        rows.append(("b", None, p["thread_id"], p["checkpoint_ns"], ch, ver, t, v, r))
-    for h, z, d in zip(p["chunk_hashes"], p["chunk_compressed"], p["chunk_data"], strict=True):
-        rows.append(("k", None, p["thread_id"], None, None, None, None, d, h, z))
-    return rows
+    return (
+        p["thread_id"], p["checkpoint_ns"], p["checkpoint_id"], p["parent_checkpoint_id"],
+        p["type"], p["checkpoint"], {"m": 1}, p["channels"], p["versions"],
+        p["blob_channels"] or None, p["blob_versions"] or None, p["blob_types"] or None,
+        p["blob_values"] or None, p["blob_refs"] or None,
+        p["chunk_hashes"] or None, p["chunk_compressed"] or None, p["chunk_data"] or None,
+        [w[0] for w in writes] or None, [w[1] for w in writes] or None,
+        [w[2] for w in writes] or None, [w[3] for w in writes] or None,
+    )
 
 
 def test_put_encoding_round_trip(cod: c.Codec) -> None:
@@ -168,8 +165,7 @@ def test_put_encoding_round_trip(cod: c.Codec) -> None:
     assert enc.config["configurable"] == {"thread_id": "t", "checkpoint_ns": "ns",
                                           "checkpoint_id": cp["id"]}
     wtype, wdata = cod.pack(*c.dumps(cod.serde, {"w": 1}, "w"))
-    rows = _select_rows(enc, [("task", "ch", wtype, wdata)])
-    out = c.decode_checkpoints(cod, c.split_select(rows))
+    out = c.decode_rows(cod, [_read_row(enc, [("task", "ch", wtype, wdata)])])
     assert len(out) == 1
     assert out[0].checkpoint == cp
     assert out[0].parent_config is not None
@@ -182,7 +178,7 @@ def test_put_without_new_versions_stores_no_blob(cod: c.Codec) -> None:
     enc = c.encode_put(cod, c.Target("t", "", None), cp, {}, {})
     assert enc.params["blob_channels"] == [] and enc.params["chunk_hashes"] == []
     with pytest.raises(DeserializationError, match="missing from the database"):
-        c.decode_checkpoints(cod, c.split_select(_select_rows(enc, [])))
+        c.decode_rows(cod, [_read_row(enc, [])])
 
 
 def test_put_refuses_value_without_version(cod: c.Codec) -> None:

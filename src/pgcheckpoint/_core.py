@@ -81,12 +81,12 @@ class _Lister:
             cid, thread_id, ns = self.after
             where.append("where_page_in_ns" if self.in_ns else "where_page")
             params.update(page_id=cid, page_thread=thread_id, page_ns=ns)
-        sql = self.core.queries.select_checkpoints(where)
+        sql = self.core.queries.read_checkpoints(where)
         core = self.core
 
         def make() -> PlanGen[list[CheckpointTuple]]:
             rows = yield Query(sql, params, fetch="all")
-            page = codec.decode_checkpoints(core.codec, codec.split_select(rows or []))
+            page = codec.decode_rows(core.codec, rows or [])
             self._advance(page, size)
             return page
 
@@ -196,16 +196,16 @@ class SaverCore(BaseCheckpointSaver[str]):
             "thread_id": where.thread_id,
             "checkpoint_ns": where.checkpoint_ns,
         }
+        names = ["where_thread", "where_ns"]
         if where.checkpoint_id is not None:
             params["checkpoint_id"] = where.checkpoint_id
-        sql = self.queries.get_checkpoint(by_id=where.checkpoint_id is not None)
+            names.append("where_id")
+        sql = self.queries.read_checkpoints(names, single=True)
 
         def make() -> PlanGen[CheckpointTuple | None]:
             rows = yield Query(sql, params, fetch="all")
-            if not rows:
-                return None
-            page = codec.split_get(rows[0], where.thread_id, where.checkpoint_ns)
-            return codec.decode_checkpoints(self.codec, page)[0]
+            found = codec.decode_rows(self.codec, rows or [])
+            return found[0] if found else None
 
         return Plan("get_tuple", make)
 

@@ -45,22 +45,22 @@ class Queries:
         self._sql = {
             name: text.replace("{schema}", quoted) for name, text in _raw_statements().items()
         }
-        self._select_cache: dict[tuple[str, ...], str] = {}
+        self._read_cache: dict[tuple[str, ...], str] = {}
 
     def __getitem__(self, name: str) -> str:
         return self._sql[name]
 
-    def get_checkpoint(self, by_id: bool) -> str:
-        """``get_checkpoint`` for the newest checkpoint, or for one by ``checkpoint_id``."""
-        fragment = self._sql["where_id"] if by_id else self._sql["where_all"]
-        return self._sql["get_checkpoint"].replace("{where}", fragment)
-
-    def select_checkpoints(self, where: Iterable[str]) -> str:
-        """``select_checkpoints`` with its WHERE made of the named ``where_*`` fragments."""
-        key = tuple(where) or ("where_all",)
-        text = self._select_cache.get(key)
+    def read_checkpoints(self, where: Iterable[str], *, single: bool = False) -> str:
+        """``read_checkpoints`` with its WHERE made of the named ``where_*`` fragments,
+        limited to one row (``single``) or to the ``limit`` parameter."""
+        key = (*(tuple(where) or ("where_all",)), "single" if single else "page")
+        text = self._read_cache.get(key)
         if text is None:
-            clause = " AND ".join(self._sql[name] for name in key)
-            text = self._sql["select_checkpoints"].replace("{where}", clause)
-            self._select_cache[key] = text
+            clause = " AND ".join(self._sql[name] for name in key[:-1])
+            text = (
+                self._sql["read_checkpoints"]
+                .replace("{where}", clause)
+                .replace("{limit}", "1" if single else "%(limit)s")
+            )
+            self._read_cache[key] = text
         return text

@@ -414,33 +414,18 @@ BlobKey = tuple[str, str, str, str]  # thread_id, checkpoint_ns, channel, versio
 
 @dataclass(slots=True)
 class SelectResult:
-    """The rows of one ``select_checkpoints`` page, sorted out by kind."""
+    """One checkpoint row with the blobs and chunks it references, by key."""
 
     checkpoints: list[tuple[Any, ...]]
     blobs: dict[BlobKey, tuple[str, bytes | None, bytes | None]]
     chunks: dict[str, dict[bytes, tuple[bool, bytes]]]
 
 
-def split_select(rows: Iterable[tuple[Any, ...]]) -> SelectResult:
-    cps: list[tuple[Any, ...]] = []
-    blobs: dict[BlobKey, tuple[str, bytes | None, bytes | None]] = {}
-    chunks: dict[str, dict[bytes, tuple[bool, bytes]]] = {}
-    for row in rows:
-        kind = row[0]
-        if kind == "c":
-            cps.append(row)
-        elif kind == "b":
-            blobs[(row[2], row[3], row[4], row[5])] = (row[6], row[7], row[8])
-        else:
-            chunks.setdefault(row[2], {})[bytes(row[8])] = (row[9], bytes(row[7]))
-    cps.sort(key=lambda r: cast(int, r[1]))
-    return SelectResult(cps, blobs, chunks)
-
-
-def split_get(row: tuple[Any, ...], thread_id: str, ns: str) -> SelectResult:
-    """The one row of ``get_checkpoint`` in the shape of a ``select_checkpoints`` page."""
-    (cid, parent, type_, data, metadata, channels, versions, b_channels, b_versions, b_types,
-     b_values, b_refs, k_hashes, k_flags, k_data, w_tasks, w_channels, w_types, w_values) = row
+def split_get(row: tuple[Any, ...]) -> SelectResult:
+    """One row of ``read_checkpoints``: the checkpoint row, its blobs and its chunks."""
+    (thread_id, ns, cid, parent, type_, data, metadata, channels, versions, b_channels,
+     b_versions, b_types, b_values, b_refs, k_hashes, k_flags, k_data, w_tasks, w_channels,
+     w_types, w_values) = row
     blobs: dict[BlobKey, tuple[str, bytes | None, bytes | None]] = {}
     if b_channels:
         for channel, version, btype, value, refs in zip(
@@ -456,6 +441,11 @@ def split_get(row: tuple[Any, ...], thread_id: str, ns: str) -> SelectResult:
     return SelectResult([checkpoint_row], blobs, {thread_id: chunks})
 
 
+def decode_rows(codec: Codec, rows: Iterable[tuple[Any, ...]]) -> list[CheckpointTuple]:
+    """CheckpointTuples from the rows of ``read_checkpoints``, in their order."""
+    return [decode_checkpoints(codec, split_get(row))[0] for row in rows]
+
+
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
     return {
         "configurable": {
@@ -467,7 +457,7 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
 
 
 def decode_checkpoints(codec: Codec, result: SelectResult) -> list[CheckpointTuple]:
-    """CheckpointTuples from a split ``select_checkpoints`` page."""
+    """CheckpointTuples from checkpoint rows and the blobs and chunks they reference."""
     out: list[CheckpointTuple] = []
     for row in result.checkpoints:
         (_, _, thread_id, ns, cid, parent, type_, data, _, _, metadata, channels, versions,

@@ -193,10 +193,10 @@ def thread_stats_plan(core: SaverCore, thread_id: Any) -> Plan[ThreadStats | Non
 
 
 def _select_one(core: SaverCore, tid: str, ns: str, cid: str) -> PlanGen[CheckpointTuple | None]:
-    sql = core.queries.select_checkpoints(["where_thread", "where_ns", "where_id"])
-    params = {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": cid, "limit": 1}
+    sql = core.queries.read_checkpoints(["where_thread", "where_ns", "where_id"], single=True)
+    params = {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": cid}
     rows = yield Query(sql, params, fetch="all")
-    found = codec.decode_checkpoints(core.codec, codec.split_select(rows or []))
+    found = codec.decode_rows(core.codec, rows or [])
     return found[0] if found else None
 
 
