@@ -120,8 +120,14 @@ LEFT JOIN LATERAL (
     SELECT array_agg(y.hash) AS hashes, array_agg(y.compressed) AS flags,
            array_agg(y.data) AS datas
     FROM (
-        SELECT DISTINCT substring(r.refs FROM g.i * 16 + 1 FOR 16) AS hash
-        FROM unnest(b.refs) AS r(refs), generate_series(0, length(r.refs) / 16 - 1) AS g(i)
+        -- unnest(ARRAY(...)) rather than generate_series in the FROM list: the
+        -- planner guessed 1,000 rows for the latter, the estimated cost of a
+        -- page of 10 passed jit_above_cost, and JIT compilation added 15 ms
+        -- to a 0.3 ms list(limit=10) (EXPLAIN ANALYZE).
+        SELECT DISTINCT h.hash
+        FROM unnest(b.refs) AS r(refs),
+             unnest(ARRAY(SELECT substring(r.refs FROM g.i * 16 + 1 FOR 16)
+                          FROM generate_series(0, length(r.refs) / 16 - 1) AS g(i))) AS h(hash)
         WHERE r.refs IS NOT NULL
     ) h
     -- A primary-key probe per chunk, for the same reason as the blobs above.
