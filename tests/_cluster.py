@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -243,3 +244,18 @@ class PgBouncer:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def migrated_cluster() -> Iterator[Cluster]:
+    """A started throwaway cluster with pgcheckpoint's schema set up; destroyed on exit."""
+    from pgcheckpoint import PostgresSaver
+
+    cluster = Cluster.create()
+    cluster.start()
+    try:
+        with PostgresSaver.from_conn_string(cluster.url()) as saver:
+            saver.setup()
+        yield cluster
+    finally:
+        cluster.destroy()

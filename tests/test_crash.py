@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from _cluster import Cluster, available
+from _cluster import Cluster, available, migrated_cluster
 from _faultgraph import RUNS, check_history, config, counter_graph, record, start_input, wait_for
 from pgcheckpoint import PoolSettings, PostgresSaver, RetryPolicy
 
@@ -64,14 +64,8 @@ with PostgresSaver.from_conn_string(url) as saver:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Cluster]:
-    cluster = Cluster.create()
-    cluster.start()
-    try:
-        with PostgresSaver.from_conn_string(cluster.url()) as saver:
-            saver.setup()
+    with migrated_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 def acked_ids(path: Path) -> list[str]:

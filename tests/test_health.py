@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from _cluster import PGBOUNCER, Cluster, PgBouncer, available, free_port
+from _cluster import PGBOUNCER, Cluster, PgBouncer, available, free_port, migrated_cluster
 from _faultgraph import batch_item, check_history, config, counter_graph, start_input
 from _proxy import Proxy
 from pgcheckpoint import (
@@ -143,18 +143,12 @@ def test_check_on_checkout(db_url: str) -> None:
 def bouncer() -> Iterator[tuple[Cluster, PgBouncer]]:
     if not available() or not PGBOUNCER.exists():
         pytest.skip("PostgreSQL server tools or pgbouncer not installed")
-    cluster = Cluster.create()
-    cluster.start()
-    try:
-        with PostgresSaver.from_conn_string(cluster.url()) as saver:
-            saver.setup()
+    with migrated_cluster() as cluster:
         bouncer = PgBouncer(cluster)
         try:
             yield cluster, bouncer
         finally:
             bouncer.stop()
-    finally:
-        cluster.destroy()
 
 
 @pytest.mark.parametrize("prepared", [False, True])

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import errors as pgerr
 
-from _cluster import Cluster, available
+from _cluster import Cluster, available, migrated_cluster
 from _faultgraph import (
     RUNS,
     Timeline,
@@ -60,14 +60,8 @@ POOL = PoolSettings(min_size=2, max_size=4, connect_timeout=2, timeout=10)
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Cluster]:
-    cluster = Cluster.create()
-    cluster.start()
-    try:
-        with PostgresSaver.from_conn_string(cluster.url()) as saver:
-            saver.setup()
+    with migrated_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture
