@@ -194,20 +194,23 @@ class _RunnerBase:
         stats: _Stats | None,
     ) -> float:
         """The delay before retrying ``plan``, or raise the error to give up."""
-        if (
-            isinstance(exc, psycopg.Error)
-            and exc.sqlstate in _PREPARED_STATES
-            and self.prepared_statements
-            and can_retry
-        ):
-            logger.warning(
-                "pgcheckpoint: the server lost a prepared statement (%s); a transaction-mode "
-                "pooler such as PgBouncer is probably in between. Prepared statements are now "
-                "off for this saver; pass prepared_statements=False to skip this.",
-                exc.sqlstate,
-            )
-            self.prepared_statements = False
-            return 0.0
+        if isinstance(exc, psycopg.Error) and exc.sqlstate in _PREPARED_STATES and can_retry:
+            if self.prepared_statements:
+                logger.warning(
+                    "pgcheckpoint: the server lost a prepared statement (%s); a "
+                    "transaction-mode pooler such as PgBouncer is probably in between. Prepared "
+                    "statements are now off for this saver; pass prepared_statements=False to "
+                    "skip this.",
+                    exc.sqlstate,
+                )
+                self.prepared_statements = False
+                return 0.0
+            if backoff.attempts < 3:
+                # Another call switched them off while this one was in flight with
+                # a prepared statement (seen under PgBouncer with concurrent graph
+                # tasks): run it again, unprepared.
+                backoff.attempts += 1
+                return 0.0
         err = translate(exc, plan.name)
         if not (isinstance(err, TransientStorageError) and plan.idempotent and can_retry):
             raise err from exc
