@@ -31,6 +31,7 @@ from ._plans import Plan, PlanGen, Query
 from ._queries import Queries
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
+from .concurrency import needs_guard
 from .errors import ConfigurationError, InvalidInputError
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -155,11 +156,8 @@ class SaverCore(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
-        # Which puts get the one-writer-per-thread check: concurrency.py.
-        from .concurrency import needs_guard
-
         params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
-        if needs_guard(meta, params):
+        if needs_guard(meta, params):  # one writer per thread: concurrency.py
             params["guard_step"] = meta.get("step")
         sql = self.queries["put_checkpoint"]
 

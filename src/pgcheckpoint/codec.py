@@ -409,43 +409,6 @@ def encode_writes(
 
 # --- decoding ---------------------------------------------------------------
 
-BlobKey = tuple[str, str, str, str]  # thread_id, checkpoint_ns, channel, version
-
-
-@dataclass(slots=True)
-class SelectResult:
-    """One checkpoint row with the blobs and chunks it references, by key."""
-
-    checkpoints: list[tuple[Any, ...]]
-    blobs: dict[BlobKey, tuple[str, bytes | None, bytes | None]]
-    chunks: dict[str, dict[bytes, tuple[bool, bytes]]]
-
-
-def split_get(row: tuple[Any, ...]) -> SelectResult:
-    """One row of ``read_checkpoints``: the checkpoint row, its blobs and its chunks."""
-    (thread_id, ns, cid, parent, type_, data, metadata, channels, versions, b_channels,
-     b_versions, b_types, b_values, b_refs, k_hashes, k_flags, k_data, w_tasks, w_channels,
-     w_types, w_values) = row
-    blobs: dict[BlobKey, tuple[str, bytes | None, bytes | None]] = {}
-    if b_channels:
-        for channel, version, btype, value, refs in zip(
-            b_channels, b_versions, b_types, b_values, b_refs, strict=True
-        ):
-            blobs[(thread_id, ns, channel, version)] = (btype, value, refs)
-    chunks = {
-        bytes(h): (flag, bytes(d))
-        for h, flag, d in zip(k_hashes or (), k_flags or (), k_data or (), strict=True)
-    }
-    checkpoint_row = ("c", 1, thread_id, ns, cid, parent, type_, data, None, None, metadata,
-                      channels, versions, w_tasks, w_channels, w_types, w_values, None)
-    return SelectResult([checkpoint_row], blobs, {thread_id: chunks})
-
-
-def decode_rows(codec: Codec, rows: Iterable[tuple[Any, ...]]) -> list[CheckpointTuple]:
-    """CheckpointTuples from the rows of ``read_checkpoints``, in their order."""
-    return [decode_checkpoints(codec, split_get(row))[0] for row in rows]
-
-
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
     return {
         "configurable": {
@@ -456,51 +419,59 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
     }
 
 
-def decode_checkpoints(codec: Codec, result: SelectResult) -> list[CheckpointTuple]:
-    """CheckpointTuples from checkpoint rows and the blobs and chunks they reference."""
-    out: list[CheckpointTuple] = []
-    for row in result.checkpoints:
-        (_, _, thread_id, ns, cid, parent, type_, data, _, _, metadata, channels, versions,
-         w_tasks, w_channels, w_types, w_values, _w_paths) = row
-        skeleton = codec.unpack(type_, data, f"checkpoint {cid}")
-        if not isinstance(skeleton, dict):
-            raise DeserializationError(f"checkpoint {cid} did not decode to a dict")
-        values = dict(skeleton.get("channel_values") or {})
-        chunks = result.chunks.get(thread_id, {})
-        for channel, version in zip(channels, versions, strict=True):
-            if version is None:
-                continue
-            blob = result.blobs.get((thread_id, ns, channel, version))
-            if blob is None:
-                raise DeserializationError(
-                    f"checkpoint {cid} of thread {thread_id!r} references channel {channel!r} "
-                    f"version {version!r}, which is missing from the database"
-                )
-            btype, bvalue, brefs = blob
-            if btype == "empty":
-                continue
+def decode_row(codec: Codec, row: tuple[Any, ...]) -> CheckpointTuple:
+    """A CheckpointTuple from one row of ``read_checkpoints`` (the checkpoint with
+    its blobs, their chunks and its writes aggregated into arrays)."""
+    (thread_id, ns, cid, parent, type_, data, metadata, channels, versions, b_channels,
+     b_versions, b_types, b_values, b_refs, k_hashes, k_flags, k_data, w_tasks, w_channels,
+     w_types, w_values) = row
+    blobs: dict[tuple[str, str], tuple[str, bytes | None, bytes | None]] = {}
+    if b_channels:
+        for channel, version, btype, value, refs in zip(
+            b_channels, b_versions, b_types, b_values, b_refs, strict=True
+        ):
+            blobs[(channel, version)] = (btype, value, refs)
+    chunks = {
+        bytes(h): (flag, bytes(d))
+        for h, flag, d in zip(k_hashes or (), k_flags or (), k_data or (), strict=True)
+    }
+    skeleton = codec.unpack(type_, data, f"checkpoint {cid}")
+    if not isinstance(skeleton, dict):
+        raise DeserializationError(f"checkpoint {cid} did not decode to a dict")
+    values = dict(skeleton.get("channel_values") or {})
+    for channel, version in zip(channels, versions, strict=True):
+        if version is None:
+            continue
+        blob = blobs.get((channel, version))
+        if blob is None:
+            raise DeserializationError(
+                f"checkpoint {cid} of thread {thread_id!r} references channel {channel!r} "
+                f"version {version!r}, which is missing from the database"
+            )
+        btype, bvalue, brefs = blob
+        if btype != "empty":
             values[channel] = codec.decode_blob(
                 btype, bvalue, brefs, chunks, f"channel {channel!r} of checkpoint {cid}"
             )
-        skeleton["channel_values"] = values
-        pending: list[PendingWrite] = []
-        if w_tasks:
-            for task, channel, wtype, wvalue in zip(
-                w_tasks, w_channels, w_types, w_values, strict=True
-            ):
-                pending.append(
-                    (task, channel, codec.unpack(wtype, wvalue, f"write to {channel!r} of {cid}"))
-                )
-        out.append(
-            CheckpointTuple(
-                config=_config(thread_id, ns, cid),
-                checkpoint=cast(Checkpoint, skeleton),
-                metadata=cast(CheckpointMetadata, metadata),
-                parent_config=_config(thread_id, ns, parent) if parent else None,
-                pending_writes=pending,
-            )
+    skeleton["channel_values"] = values
+    pending: list[PendingWrite] = [
+        (task, channel, codec.unpack(wtype, wvalue, f"write to {channel!r} of {cid}"))
+        for task, channel, wtype, wvalue in zip(
+            w_tasks or (), w_channels or (), w_types or (), w_values or (), strict=True
         )
-    return out
+    ]
+    return CheckpointTuple(
+        config=_config(thread_id, ns, cid),
+        checkpoint=cast(Checkpoint, skeleton),
+        metadata=cast(CheckpointMetadata, metadata),
+        parent_config=_config(thread_id, ns, parent) if parent else None,
+        pending_writes=pending,
+    )
+
+
+def decode_rows(codec: Codec, rows: Iterable[tuple[Any, ...]]) -> list[CheckpointTuple]:
+    """CheckpointTuples from the rows of ``read_checkpoints``, in their order."""
+    return [decode_row(codec, row) for row in rows]
 
 
 @dataclass(slots=True)
