@@ -1,10 +1,16 @@
-# Sourced by scripts/test.sh: installs the extra servers some tests start on
-# ports of their own (Debian's pgbouncer for the transaction-mode tests), when
-# they are missing and this is a Debian machine where we are root. Tests that
-# need a tool that still is not there skip and say why.
+# Sourced by scripts/test.sh: installs the extra server software some tests use
+# on servers of their own (Debian's pgbouncer for the transaction-mode tests,
+# postgresql-15-cron for the scheduled-sweep test) when it is missing and this
+# is a Debian machine where we are root. Tests that need a tool that still is
+# not there skip and say why.
 install_test_tools() {
     local missing=()
     command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
+    # pg_cron for the test that schedules the in-database sweep (a throwaway
+    # PostgreSQL 15 cluster preloads it; the machine's own server is untouched).
+    if [[ -d /usr/lib/postgresql/15/lib && ! -e /usr/lib/postgresql/15/lib/pg_cron.so ]]; then
+        missing+=(postgresql-15-cron)
+    fi
     if [[ ${#missing[@]} -eq 0 ]]; then
         return 0
     fi
@@ -13,7 +19,7 @@ install_test_tools() {
         return 0
     fi
     echo "installing ${missing[*]} for the tests that start their own servers"
-    # Only the binary is wanted: keep Debian from starting a pgbouncer service.
+    # Only the files are wanted: keep Debian from starting a pgbouncer service.
     if ! (apt-get update -qq >/dev/null 2>&1 || true; \
           RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
               "${missing[@]}" >/dev/null 2>&1); then

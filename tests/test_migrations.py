@@ -61,6 +61,13 @@ EXPECTED_INDEXES = {
     "pgcheckpoint_migrations_pkey": "UNIQUE INDEX pgcheckpoint_migrations_pkey ON "
                                     "pgcheckpoint_migrations USING btree (version)",
 }
+# Functions ('f') and procedures ('p') of the schema.
+EXPECTED_ROUTINES = {
+    ("pgcheckpoint_fork_guard", "f"), ("pgcheckpoint_delete_threads", "f"),
+    ("pgcheckpoint_gc", "f"), ("pgcheckpoint_measure", "f"), ("pgcheckpoint_sweep_batch", "f"),
+    ("pgcheckpoint_sweep_strays", "f"), ("pgcheckpoint_sweep_lock_key", "f"),
+    ("pgcheckpoint_sweep", "p"),
+}
 # Already-compressed bytes: no pglz (STORAGE EXTERNAL, 'e').
 EXTERNAL = {("checkpoints", "checkpoint"), ("blobs", "value"), ("chunks", "data"),
             ("writes", "value")}
@@ -92,7 +99,11 @@ def describe(url: str, schema: str = "public") -> dict[str, Any]:
             "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
             "AND c.relkind = 'r' AND a.attnum > 0 AND a.attstorage = 'e'", (schema,))}
-    return {"columns": cols, "indexes": idx, "constraints": cons, "external": external}
+        routines = {(r[0], r[1]) for r in conn.execute(
+            "SELECT p.proname, p.prokind FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s", (schema,))}
+    return {"columns": cols, "indexes": idx, "constraints": cons, "external": external,
+            "routines": routines}
 
 
 def _setup(url: str, schema: str = "public") -> None:
@@ -106,11 +117,14 @@ def test_fresh_schema_equals_documented_schema(empty_db_url: str) -> None:
     assert got["columns"] == EXPECTED_COLUMNS
     assert got["indexes"] == EXPECTED_INDEXES
     assert got["external"] == EXTERNAL
+    assert got["routines"] == EXPECTED_ROUTINES
     # Primary keys only: in particular no foreign key from writes (tests/test_write_order.py).
     assert {kind for _, kind in got["constraints"]} == {"p"}
     doc = SCHEMA_DOC.read_text("utf-8")
     for name in [*EXPECTED_COLUMNS, *EXPECTED_INDEXES]:
         assert f"`{name}`" in doc, f"docs/schema.md does not document {name}"
+    for name, _ in EXPECTED_ROUTINES:
+        assert f"`{name}(" in doc, f"docs/schema.md does not document {name}()"
     for m in all_migrations():
         assert f"{m.version:04d}_{m.name}.sql" in doc
 
@@ -185,9 +199,14 @@ def test_odd_schema_name_end_to_end(empty_db_url: str) -> None:
         assert [t.checkpoint["id"] for t in s.list(None)] == [cp["id"]]
         s.copy_thread("t", "u")
         s.prune(["t"], strategy="keep_latest")
+        assert s.cleanup_old_checkpoints().threads_scanned == 2
         s.delete_thread("u")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CALL {}.pgcheckpoint_sweep(%s)").format(sql.Identifier(schema)),
+                     ('{"keep_last": 1}',))
     got_desc = describe(empty_db_url, schema)
     assert set(got_desc["columns"]) == set(EXPECTED_COLUMNS)
+    assert got_desc["routines"] == EXPECTED_ROUTINES
     assert "threads" not in describe(empty_db_url, "public")["columns"]
 
 

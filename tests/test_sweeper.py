@@ -18,7 +18,6 @@ from langgraph.checkpoint.base import empty_checkpoint
 
 from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
 from pgcheckpoint.retention import RetentionPolicy
-from pgcheckpoint.sweeper import sweep_lock_key
 from test_retention import cfg, counts, graph, ids, run, sql
 
 
@@ -46,12 +45,12 @@ def test_second_sweeper_skips_while_one_runs(db_url: str) -> None:
     with PostgresSaver.from_conn_string(db_url, max_versions=1) as saver:
         run(saver, "t", 2)
         with psycopg.connect(db_url, autocommit=True) as other:
-            other.execute("SELECT pg_advisory_lock(%s)", (sweep_lock_key("public"),))
+            other.execute("SELECT pg_advisory_lock(pgcheckpoint_sweep_lock_key())")
             report = saver.cleanup_old_checkpoints()
             assert report.skipped and report.checkpoints_deleted == 0
             assert len(ids(saver, "t")) == 8
             # Released explicitly: a closed session's locks go only when its backend exits.
-            other.execute("SELECT pg_advisory_unlock(%s)", (sweep_lock_key("public"),))
+            other.execute("SELECT pg_advisory_unlock(pgcheckpoint_sweep_lock_key())")
         assert saver.cleanup_old_checkpoints().checkpoints_deleted == 7
 
 

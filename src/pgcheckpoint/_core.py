@@ -291,9 +291,7 @@ class SaverCore(BaseCheckpointSaver[str]):
 
     def _gc(self, thread_ids: list[str]) -> PlanGen[None]:
         """Drop blobs and chunks no checkpoint of these threads needs (inside a transaction)."""
-        params = {"thread_ids": thread_ids}
-        yield Query(self.queries["gc_blobs"], params, prepare=False)
-        yield Query(self.queries["gc_chunks"], params, prepare=False)
+        yield Query(self.queries["gc"], {"thread_ids": thread_ids})
 
     def _delete_for_runs_plan(self, run_ids: Sequence[str]) -> Plan[None]:
         runs = _string_list(run_ids, "run_ids")

@@ -3,9 +3,9 @@
 A :class:`RetentionPolicy` bounds how much history a thread keeps. The saver
 holds a default one (``retention=``, or the short forms ``max_versions=``,
 ``max_age=``, ``retention_days=``); a thread may carry its own
-(``set_thread_retention``), stored as JSON in ``threads.retention``. The
-sweeper (:mod:`pgcheckpoint.sweeper`) turns a policy into per-thread limits
-with :func:`thread_limits` and sends them to one SQL statement per batch.
+(``set_thread_retention``), stored as JSON in ``threads.retention``
+(:meth:`RetentionPolicy.to_json`). The sweep itself runs in the database
+(migration ``0004_sweep.sql``): it reads that JSON, so pg_cron can run it too.
 
 Environment variables are read here only, in :meth:`RetentionPolicy.from_env`
 and :func:`sweeper_settings_from_env`, which the ``from_env()`` edges call.
@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from .errors import ConfigurationError, InvalidInputError
@@ -225,31 +225,6 @@ def check_batch_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInputError(f"batch_size must be an int >= 1, got {value!r}")
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadLimits:
-    """One thread's limits as the sweep statements take them."""
-
-    keep_last: int | None
-    min_created: datetime | None
-    ttl_cutoff: datetime | None
-    keep_interrupted: bool
-
-
-def thread_limits(policy: RetentionPolicy, now: datetime) -> ThreadLimits:
-    """The cut-off times of ``policy`` at ``now`` (the database's clock)."""
-    return ThreadLimits(
-        keep_last=policy.keep_last,
-        min_created=None if policy.max_age is None else now - policy.max_age,
-        ttl_cutoff=None if policy.thread_ttl is None else now - policy.thread_ttl,
-        keep_interrupted=policy.keep_interrupted,
-    )
-
-
-def effective_policy(default: RetentionPolicy, stored: Any) -> RetentionPolicy:
-    """A thread's policy: its own (``threads.retention``) replaces the saver's whole."""
-    return default if stored is None else RetentionPolicy.from_json(stored)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,22 @@
-"""The retention sweeper: plans that apply retention policies, and their runners.
+"""The retention sweeper: the plan that applies retention policies, and its runners.
 
-A sweep is one :class:`~pgcheckpoint._plans.Plan` run on one connection:
+The policies themselves live in the database (migration ``0004_sweep.sql``):
+``pgcheckpoint_sweep_batch`` applies them to one batch of threads, and the
+procedure ``pgcheckpoint_sweep`` runs a whole sweep with no Python, for
+pg_cron. This module runs the same batches from the library, so there is one
+implementation whoever sweeps:
 
-* it first takes a *session* advisory lock keyed on the schema with
-  ``pg_try_advisory_lock``; if another process holds it, the sweep returns at
-  once with ``skipped=True`` (one process does the work, the others skip);
+* the sweep first takes the schema's *session* advisory lock
+  (``pg_try_advisory_lock`` on ``pgcheckpoint_sweep_lock_key()``, the key the
+  procedure uses too); if another sweeper holds it, the sweep returns at once
+  with ``skipped=True`` (one process does the work, the others skip);
 * it then pages through ``threads`` ``batch_size`` threads at a time, each page
-  in its own short transaction: lock the page's threads (``FOR UPDATE SKIP
-  LOCKED``, the lock writers and ``lock_threads`` take), expire idle threads
-  (``delete_threads``), apply keep_last/max_age (``retention_apply``), remove
-  orphan writes, collect unreferenced blobs and chunks (the core's
-  ``gc_blobs``/``gc_chunks``) and empty thread rows; the batch is measured
-  before and after, and the difference is the report;
-* a dry run runs exactly the same statements and ends each batch with
-  ROLLBACK instead of COMMIT, so it reports what the real run would remove.
+  one ``pgcheckpoint_sweep_batch`` call in its own short transaction (which
+  locks the page's threads ``FOR UPDATE SKIP LOCKED``, expires idle threads,
+  applies keep_last/max_age, removes orphan writes, collects unreferenced
+  blobs and chunks and empty thread rows, and returns what it removed);
+* a dry run runs exactly the same batches and ends each with ROLLBACK instead
+  of COMMIT, so it reports what the real run would remove.
 
 Like migrations, the plan sends its own BEGIN/COMMIT (``own_transactions``),
 because the advisory lock must outlive the batch transactions. The mixins
@@ -26,18 +29,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.runnables import RunnableConfig
 
 from . import codec
 from ._plans import Plan, PlanGen, Query, Rows
-from .errors import InvalidInputError, PgCheckpointError
+from .errors import InvalidInputError
 from .maintenance import StorageReport, optimize_plan, storage_plan
 from .retention import (
     DEFAULT_BATCH_SIZE,
@@ -45,11 +47,8 @@ from .retention import (
     DEFAULT_ORPHAN_GRACE,
     RetentionPolicy,
     SweepReport,
-    ThreadLimits,
     check_batch_size,
     check_interval,
-    effective_policy,
-    thread_limits,
 )
 
 if TYPE_CHECKING:
@@ -59,16 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgcheckpoint.sweeper")
 
 _TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
-
-
-def sweep_lock_key(schema: str) -> int:
-    """The advisory lock key of the sweeper of ``schema`` (a signed 64-bit int)."""
-    digest = zlib.crc32(f"pgcheckpoint.sweep:{schema}".encode())
-    return 0x5047_4353_0000_0000 | digest  # "PGCS" in the high bytes
-
-
-def _measure(rows: Rows | None) -> dict[str, tuple[int, int]]:
-    return {str(r[0]): (int(r[1]), int(r[2])) for r in rows or []}
+# Stray writes (of threads with no row at all) removed per statement.
+_STRAY_LIMIT = 10_000
 
 
 @dataclass(slots=True)
@@ -80,12 +71,15 @@ class _Tally:
     threads_scanned: int = 0
     batches: int = 0
 
-    def add(self, before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> None:
-        for table in _TABLES:
-            rows0, bytes0 = before.get(table, (0, 0))
-            rows1, bytes1 = after.get(table, (0, 0))
-            self.counts[table] += max(rows0 - rows1, 0)
-            self.bytes_freed += max(bytes0 - bytes1, 0)
+    def add(self, rows: Rows | None) -> None:
+        """Add one ``sweep_batch`` result: (table, rows, bytes) per table, and 'scanned'."""
+        for table, n, freed in rows or []:
+            if table == "scanned":
+                self.threads_scanned += int(n)
+                self.batches += 1
+            else:
+                self.counts[str(table)] += int(n)
+                self.bytes_freed += int(freed)
 
     def report(self, dry_run: bool) -> SweepReport:
         c = self.counts
@@ -100,18 +94,6 @@ class _Tally:
             threads_scanned=self.threads_scanned,
             batches=self.batches,
         )
-
-
-def _limits(default: RetentionPolicy, rows: Rows) -> dict[str, ThreadLimits]:
-    out: dict[str, ThreadLimits] = {}
-    for thread_id, stored, now in rows:
-        try:
-            policy = effective_policy(default, stored)
-        except PgCheckpointError as exc:
-            log.warning("thread %r has an unreadable retention policy, skipped: %s", thread_id, exc)
-            continue
-        out[str(thread_id)] = thread_limits(policy, cast(datetime, now))
-    return out
 
 
 def sweep_plan(
@@ -129,63 +111,11 @@ def sweep_plan(
     if not isinstance(dry_run, bool):
         raise InvalidInputError(f"dry_run must be a bool, got {dry_run!r}")
     q = core.queries
-    key = sweep_lock_key(core.schema)
     end = "ROLLBACK" if dry_run else "COMMIT"
-
-    def batch(ids: list[str], tally: _Tally) -> PlanGen[None]:
-        locked = yield Query(q["retention_lock"], {"thread_ids": ids}, fetch="all")
-        if not locked:
-            return
-        now = cast(datetime, locked[0][2])
-        limits = _limits(default, locked)
-        mine = sorted(limits)
-        tally.threads_scanned += len(mine)
-        tally.batches += 1
-        before = yield Query(q["retention_measure"], {"thread_ids": mine}, fetch="all")
-        ttl = {t: lim for t, lim in limits.items() if lim.ttl_cutoff is not None}
-        expired: set[str] = set()
-        if ttl:
-            rows = yield Query(
-                q["retention_expired"],
-                {
-                    "thread_ids": list(ttl),
-                    "ttl_cutoff": [lim.ttl_cutoff for lim in ttl.values()],
-                    "keep_interrupted": [lim.keep_interrupted for lim in ttl.values()],
-                },
-                fetch="all",
-                prepare=False,
-            )
-            expired = {str(r[0]) for r in rows or []}
-            if expired:
-                yield Query(q["delete_threads"], {"thread_ids": sorted(expired)})
-        alive = [t for t in mine if t not in expired]
-        limited = [
-            t for t in alive if limits[t].keep_last is not None or limits[t].min_created is not None
-        ]
-        if limited:
-            yield Query(
-                q["retention_apply"],
-                {
-                    "thread_ids": limited,
-                    "keep_last": [limits[t].keep_last for t in limited],
-                    "min_created": [limits[t].min_created for t in limited],
-                },
-                fetch="all",
-                prepare=False,
-            )
-        if alive:
-            cutoff = now - orphan_grace
-            params = {"thread_ids": alive, "cutoff": cutoff}
-            yield Query(q["retention_orphan_writes"], params, prepare=False)
-            # Every locked thread, not only those that just lost checkpoints:
-            # blobs or chunks left unreferenced by any earlier operation go too.
-            yield from core._gc(alive)
-            yield Query(q["retention_empty_threads"], params, prepare=False)
-        after = yield Query(q["retention_measure"], {"thread_ids": mine}, fetch="all")
-        tally.add(_measure(before), _measure(after))
+    policy = default.to_json()
 
     def make() -> PlanGen[SweepReport]:
-        got = yield Query("SELECT pg_try_advisory_lock(%(key)s)", {"key": key}, fetch="all")
+        got = yield Query(q["sweep_lock"], None, fetch="all")
         if not got or not got[0][0]:
             return SweepReport(dry_run=dry_run, skipped=True)
         tally = _Tally()
@@ -199,20 +129,21 @@ def sweep_plan(
             ids = [str(r[0]) for r in page]
             after = ids[-1]
             yield Query("BEGIN", None, prepare=False)
-            yield from batch(ids, tally)
+            batch = {"thread_ids": ids, "policy": policy, "orphan_grace": orphan_grace}
+            tally.add((yield Query(q["sweep_batch"], batch, fetch="all")))
             yield Query(end, None, prepare=False)
         # Writes of threads that never got a row at all, in bounded deletes.
         yield Query("BEGIN", None, prepare=False)
-        now_rows = yield Query("SELECT now()", None, fetch="all", prepare=False)
-        cutoff = cast(datetime, (now_rows or [(datetime.now(),)])[0][0]) - orphan_grace
         while True:
             rows = yield Query(
-                q["retention_stray_writes"], {"cutoff": cutoff, "limit": 10_000}, fetch="all"
+                q["sweep_strays"],
+                {"orphan_grace": orphan_grace, "limit": _STRAY_LIMIT},
+                fetch="all",
             )
             count, freed = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
             tally.counts["writes"] += count
             tally.bytes_freed += freed
-            if count < 10_000:
+            if count < _STRAY_LIMIT:
                 break
         yield Query(end, None, prepare=False)
         return tally.report(dry_run)

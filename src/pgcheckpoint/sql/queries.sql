@@ -251,11 +251,8 @@ WITH a AS (DELETE FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
 DELETE FROM {schema}.threads WHERE thread_id = %(thread_id)s;
 
 -- name: delete_threads
-WITH a AS (DELETE FROM {schema}.checkpoints WHERE thread_id = ANY (%(thread_ids)s::text[])),
-     b AS (DELETE FROM {schema}.blobs WHERE thread_id = ANY (%(thread_ids)s::text[])),
-     c AS (DELETE FROM {schema}.chunks WHERE thread_id = ANY (%(thread_ids)s::text[])),
-     d AS (DELETE FROM {schema}.writes WHERE thread_id = ANY (%(thread_ids)s::text[]))
-DELETE FROM {schema}.threads WHERE thread_id = ANY (%(thread_ids)s::text[]);
+-- Whole threads with everything they own (migration 0004, shared with the sweep).
+SELECT {schema}.pgcheckpoint_delete_threads(%(thread_ids)s::text[]);
 
 -- name: lock_threads
 -- Garbage collection holds these row locks for its transaction; writers take
@@ -319,31 +316,10 @@ DELETE FROM {schema}.writes x USING gone
 WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
   AND x.checkpoint_id = gone.checkpoint_id;
 
--- name: gc_blobs
--- Blobs of the given threads that no remaining checkpoint references. Run only
--- under lock_threads (see there).
-WITH ref AS (
-    SELECT DISTINCT c.thread_id, c.checkpoint_ns, v.channel, v.version
-    FROM {schema}.checkpoints c, unnest(c.channels, c.versions) AS v(channel, version)
-    WHERE c.thread_id = ANY (%(thread_ids)s::text[]) AND v.version IS NOT NULL
-)
-DELETE FROM {schema}.blobs b
-WHERE b.thread_id = ANY (%(thread_ids)s::text[])
-  AND NOT EXISTS (SELECT 1 FROM ref
-                  WHERE ref.thread_id = b.thread_id AND ref.checkpoint_ns = b.checkpoint_ns
-                    AND ref.channel = b.channel AND ref.version = b.version);
-
--- name: gc_chunks
--- Chunks of the given threads that no remaining blob references; run after
--- gc_blobs, under lock_threads.
-WITH ref AS (
-    SELECT DISTINCT b.thread_id, substring(b.chunk_refs FROM g.i * 16 + 1 FOR 16) AS hash
-    FROM {schema}.blobs b, generate_series(0, length(b.chunk_refs) / 16 - 1) AS g(i)
-    WHERE b.thread_id = ANY (%(thread_ids)s::text[]) AND b.chunk_refs IS NOT NULL
-)
-DELETE FROM {schema}.chunks k
-WHERE k.thread_id = ANY (%(thread_ids)s::text[])
-  AND NOT EXISTS (SELECT 1 FROM ref WHERE ref.thread_id = k.thread_id AND ref.hash = k.hash);
+-- name: gc
+-- Blobs and chunks of the given threads that nothing references any more
+-- (migration 0004, shared with the sweep). Run only under lock_threads.
+SELECT {schema}.pgcheckpoint_gc(%(thread_ids)s::text[]);
 
 -- name: thread_exists
 SELECT EXISTS (SELECT 1 FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s)
@@ -534,153 +510,22 @@ WHERE thread_id > %(after)s
 ORDER BY thread_id
 LIMIT %(limit)s;
 
--- name: retention_lock
--- Locks the page's threads like lock_threads (the row lock put_checkpoint
--- takes), so blobs and chunks can be garbage-collected safely. SKIP LOCKED: a
--- thread being written right now is left for the next sweep instead of making
--- the sweep (and the writers queued behind it) wait. Pinned threads are skipped.
-SELECT thread_id, retention, now() FROM {schema}.threads
-WHERE thread_id = ANY (%(thread_ids)s::text[]) AND NOT pinned
-ORDER BY thread_id
-FOR UPDATE SKIP LOCKED;
+-- name: sweep_lock
+-- One sweeper per schema, whoever runs it (library, CLI, pg_cron): a session
+-- advisory lock on the key of migration 0004.
+SELECT pg_try_advisory_lock({schema}.pgcheckpoint_sweep_lock_key());
 
--- name: retention_measure
--- Rows and stored bytes (pg_column_size of the variable-size columns, the
--- part a sweep frees) of the given threads, per table.
-SELECT 'threads', count(*), 0::bigint
-FROM {schema}.threads WHERE thread_id = ANY (%(thread_ids)s::text[])
-UNION ALL
-SELECT 'checkpoints', count(*),
-       coalesce(sum(pg_column_size(checkpoint) + pg_column_size(metadata)
-                    + pg_column_size(channels) + pg_column_size(versions)), 0)::bigint
-FROM {schema}.checkpoints WHERE thread_id = ANY (%(thread_ids)s::text[])
-UNION ALL
-SELECT 'blobs', count(*),
-       coalesce(sum(coalesce(pg_column_size(value), 0) + coalesce(pg_column_size(chunk_refs), 0)),
-                0)::bigint
-FROM {schema}.blobs WHERE thread_id = ANY (%(thread_ids)s::text[])
-UNION ALL
-SELECT 'chunks', count(*), coalesce(sum(pg_column_size(data)), 0)::bigint
-FROM {schema}.chunks WHERE thread_id = ANY (%(thread_ids)s::text[])
-UNION ALL
-SELECT 'writes', count(*), coalesce(sum(coalesce(pg_column_size(value), 0)), 0)::bigint
-FROM {schema}.writes WHERE thread_id = ANY (%(thread_ids)s::text[]);
+-- name: sweep_batch
+-- One batch of a sweep (migration 0004 has the policies): rows and bytes
+-- removed per table, and a 'scanned' row with the number of threads locked.
+SELECT tbl, n, bytes
+FROM {schema}.pgcheckpoint_sweep_batch(%(thread_ids)s::text[], %(policy)s::jsonb,
+                                       %(orphan_grace)s::interval);
 
--- name: retention_expired
--- Threads idle (threads.updated_at) for longer than their thread_ttl. Never a
--- thread with a pinned checkpoint, nor, with keep_interrupted, one paused on an
--- interrupt: the newest checkpoint of one of its namespaces has '__interrupt__'
--- writes (resuming moves the head on, so older interrupts are answered).
-SELECT t.thread_id
-FROM unnest(%(thread_ids)s::text[], %(ttl_cutoff)s::timestamptz[], %(keep_interrupted)s::boolean[])
-     AS u(thread_id, cutoff, keep_interrupted)
-JOIN {schema}.threads t ON t.thread_id = u.thread_id
-WHERE u.cutoff IS NOT NULL AND t.updated_at < u.cutoff
-  AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c
-                  WHERE c.thread_id = t.thread_id AND c.pinned)
-  AND NOT (u.keep_interrupted AND EXISTS (
-      SELECT 1
-      FROM (SELECT DISTINCT ON (c.checkpoint_ns) c.checkpoint_ns, c.checkpoint_id
-            FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id
-            ORDER BY c.checkpoint_ns, c.checkpoint_id DESC) h
-      JOIN {schema}.writes x
-        ON x.thread_id = t.thread_id AND x.checkpoint_ns = h.checkpoint_ns
-       AND x.checkpoint_id = h.checkpoint_id AND x.channel = '__interrupt__'))
-ORDER BY t.thread_id;
-
--- name: retention_apply
--- Applies keep_last / max_age to the given threads (one row of limits each;
--- NULL = no such limit). Kept: the newest checkpoint of every namespace, pinned
--- checkpoints, checkpoints within every limit, and (the walk of
--- prune_keep_latest, from every kept checkpoint instead of the head only) each
--- ancestor a kept checkpoint's DeltaChannels need. Everything else goes, with
--- its writes. A kept checkpoint whose parent goes gets parent_checkpoint_id
--- NULL: the kept history starts there instead of pointing at a missing row
--- (no walk needs the parent: it would have been kept). Returns the threads
--- that lost checkpoints (they need gc_blobs / gc_chunks). Run under the lock.
-WITH RECURSIVE pol AS (
-    SELECT * FROM unnest(%(thread_ids)s::text[], %(keep_last)s::integer[],
-                         %(min_created)s::timestamptz[]) AS p(thread_id, keep_last, min_created)
-), ranked AS (
-    SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.channels,
-           c.metadata, c.pinned, c.created_at, p.keep_last, p.min_created,
-           row_number() OVER (PARTITION BY c.thread_id, c.checkpoint_ns
-                              ORDER BY c.checkpoint_id DESC) AS rn
-    FROM pol p JOIN {schema}.checkpoints c ON c.thread_id = p.thread_id
-), keep AS (
-    SELECT r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.parent_checkpoint_id,
-           CASE WHEN jsonb_typeof(r.metadata -> 'counters_since_delta_snapshot') = 'object'
-                THEN ARRAY(SELECT d FROM jsonb_object_keys(r.metadata -> 'counters_since_delta_snapshot') AS d
-                           WHERE d <> ALL (r.channels))
-                ELSE '{}'::text[] END AS remaining
-    FROM ranked r
-    WHERE r.rn = 1 OR r.pinned
-       OR ((r.keep_last IS NULL OR r.rn <= r.keep_last)
-           AND (r.min_created IS NULL OR r.created_at >= r.min_created))
-  UNION
-    SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
-           ARRAY(SELECT d FROM unnest(k.remaining) AS d WHERE d <> ALL (p.channels))
-    FROM keep k
-    JOIN {schema}.checkpoints p
-      ON p.thread_id = k.thread_id AND p.checkpoint_ns = k.checkpoint_ns
-     AND p.checkpoint_id = k.parent_checkpoint_id AND p.checkpoint_id < k.checkpoint_id
-    WHERE cardinality(k.remaining) > 0
-), kept AS MATERIALIZED (
-    SELECT DISTINCT thread_id, checkpoint_ns, checkpoint_id FROM keep
-), gone AS (
-    DELETE FROM {schema}.checkpoints c
-    USING pol
-    WHERE c.thread_id = pol.thread_id
-      AND NOT EXISTS (SELECT 1 FROM kept k
-                      WHERE k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns
-                        AND k.checkpoint_id = c.checkpoint_id)
-    RETURNING c.thread_id, c.checkpoint_ns, c.checkpoint_id
-), relinked AS (
-    UPDATE {schema}.checkpoints c SET parent_checkpoint_id = NULL
-    FROM gone g, kept k
-    WHERE c.thread_id = g.thread_id AND c.checkpoint_ns = g.checkpoint_ns
-      AND c.parent_checkpoint_id = g.checkpoint_id
-      AND k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns
-      AND k.checkpoint_id = c.checkpoint_id
-), wd AS (
-    DELETE FROM {schema}.writes x USING gone
-    WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
-      AND x.checkpoint_id = gone.checkpoint_id
-)
-SELECT DISTINCT thread_id FROM gone ORDER BY thread_id;
-
--- name: retention_orphan_writes
--- Writes of the given threads whose checkpoint does not exist and that are
--- older than the grace period (see migration 0002). Run under the lock.
-DELETE FROM {schema}.writes x
-WHERE x.thread_id = ANY (%(thread_ids)s::text[]) AND x.created_at < %(cutoff)s
-  AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c
-                  WHERE c.thread_id = x.thread_id AND c.checkpoint_ns = x.checkpoint_ns
-                    AND c.checkpoint_id = x.checkpoint_id);
-
--- name: retention_empty_threads
--- Thread rows left with nothing (no checkpoint, no write) for longer than the
--- grace period; rows that carry settings (retention, pinned) stay.
-DELETE FROM {schema}.threads t
-WHERE t.thread_id = ANY (%(thread_ids)s::text[]) AND t.updated_at < %(cutoff)s
-  AND t.retention IS NULL AND NOT t.pinned
-  AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id)
-  AND NOT EXISTS (SELECT 1 FROM {schema}.writes x WHERE x.thread_id = t.thread_id);
-
--- name: retention_stray_writes
--- Writes of threads that never got a checkpoint (put_writes does not create
--- the thread row), older than the grace period; at most %(limit)s per call.
-WITH d AS (
-    DELETE FROM {schema}.writes x
-    WHERE x.ctid IN (
-        SELECT w.ctid FROM {schema}.writes w
-        WHERE w.created_at < %(cutoff)s
-          AND NOT EXISTS (SELECT 1 FROM {schema}.threads t WHERE t.thread_id = w.thread_id)
-        LIMIT %(limit)s)
-      AND NOT EXISTS (SELECT 1 FROM {schema}.threads t WHERE t.thread_id = x.thread_id)
-    RETURNING coalesce(pg_column_size(x.value), 0) AS bytes
-)
-SELECT count(*), coalesce(sum(bytes), 0)::bigint FROM d;
+-- name: sweep_strays
+-- Writes of threads that never got a checkpoint, older than the grace period;
+-- at most %(limit)s per call.
+SELECT n, bytes FROM {schema}.pgcheckpoint_sweep_strays(%(orphan_grace)s::interval, %(limit)s);
 
 -- name: retention_set_thread
 -- A thread's own policy (NULL = the saver's); creates the thread row if needed
