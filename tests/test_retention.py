@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypedDict
 import psycopg
 import pytest
 from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
@@ -184,6 +185,71 @@ def interrupt_graph(saver: PostgresSaver) -> Any:
     b.add_edge("a", "ask")
     b.add_edge("ask", END)
     return b.compile(checkpointer=saver)
+
+
+class SubState(TypedDict):
+    msgs: Annotated[list[str], operator.add]
+    ask: bool
+
+
+def _maybe_ask(state: SubState) -> dict[str, Any]:
+    return {"msgs": [str(interrupt("ok?"))]} if state.get("ask") else {"msgs": ["done"]}
+
+
+def subgraph_graph(saver: PostgresSaver) -> Any:
+    inner = StateGraph(SubState)
+    inner.add_node("work", _append)
+    inner.add_node("maybe_ask", _maybe_ask)
+    inner.add_edge(START, "work")
+    inner.add_edge("work", "maybe_ask")
+    inner.add_edge("maybe_ask", END)
+    outer = StateGraph(SubState)
+    outer.add_node("sub", inner.compile())
+    outer.add_edge(START, "sub")
+    outer.add_edge("sub", END)
+    return outer.compile(checkpointer=saver)
+
+
+def namespaces(url: str, thread: str) -> list[str]:
+    rows = sql(url, "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = %s "
+                    "ORDER BY 1", (thread,))
+    return [r[0] for r in rows]
+
+
+def test_subgraph_namespaces_older_than_kept_history_go(db_url: str) -> None:
+    with PostgresSaver.from_conn_string(db_url, max_versions=2) as saver:
+        g = subgraph_graph(saver)
+        for _ in range(5):
+            g.invoke({"msgs": ["hi"], "ask": False}, cfg("t"))
+        g.invoke({"msgs": ["hi"], "ask": True}, cfg("t"))  # paused inside the subgraph
+        assert len(namespaces(db_url, "t")) == 1 + 6
+        paused = g.get_state(cfg("t"), subgraphs=True)
+        assert paused.interrupts and paused.tasks[0].state is not None
+        saver.cleanup_old_checkpoints()
+        # The root keeps 2; of the subgraph runs only the paused one is newer than them.
+        kept = namespaces(db_url, "t")
+        assert len(kept) == 2 and kept[0] == ""
+        assert kept[1] == paused.tasks[0].state.config["configurable"]["checkpoint_ns"]
+        again = g.get_state(cfg("t"), subgraphs=True)
+        assert again.tasks[0].state.values == paused.tasks[0].state.values
+        out = g.invoke(Command(resume="yes"), cfg("t"))
+        # The same run on InMemorySaver, never swept, ends in the same state.
+        ref = subgraph_graph(InMemorySaver())  # type: ignore[arg-type]
+        for _ in range(5):
+            ref.invoke({"msgs": ["hi"], "ask": False}, cfg("t"))
+        ref.invoke({"msgs": ["hi"], "ask": True}, cfg("t"))
+        assert out == ref.invoke(Command(resume="yes"), cfg("t"))
+        assert out["msgs"][-1] == "yes"
+        # The root's newest two still include the step that ran that subgraph, so a
+        # sweep now keeps it; after one more turn it is older than the kept history.
+        saver.cleanup_old_checkpoints()
+        assert namespaces(db_url, "t") == kept
+        g.invoke({"msgs": ["hi"], "ask": False}, cfg("t"))
+        saver.cleanup_old_checkpoints()
+        latest = namespaces(db_url, "t")
+        assert len(latest) == 2 and kept[1] not in latest
+        assert sql(db_url, "SELECT count(*) FROM checkpoints "
+                           "WHERE thread_id = 't' AND checkpoint_ns = ''") == [(2,)]
 
 
 def test_thread_ttl_expires_idle_threads_but_not_paused_ones(db_url: str) -> None:

@@ -53,9 +53,10 @@ class RetentionPolicy:
 
     Each limit that is set removes what it excludes; a checkpoint survives only
     if it is within every limit. Whatever the limits, the sweeper keeps the
-    newest checkpoint of every namespace (so a thread can always resume), every
-    pinned checkpoint, and every ancestor that a kept checkpoint's
-    DeltaChannels need to be rebuilt.
+    newest checkpoint of the root namespace and of every subgraph namespace a
+    kept root checkpoint can still show or resume (so a thread can always
+    resume), every pinned checkpoint, and every ancestor that a kept
+    checkpoint's DeltaChannels need to be rebuilt (docs/retention.md).
 
     Attributes:
         keep_last: keep the newest N checkpoints of each thread and namespace.

@@ -80,8 +80,10 @@ $pgcheckpoint_measure$;
 --   * thread_ttl: the whole thread goes once threads.updated_at is older, unless
 --     it has a pinned checkpoint or (keep_interrupted) the newest checkpoint of
 --     one of its namespaces has '__interrupt__' writes (it waits for a human);
---   * keep_last / max_age: kept are the newest checkpoint of every namespace,
---     pinned checkpoints, checkpoints within every limit, and each ancestor a
+--   * keep_last / max_age: kept are the newest checkpoint of the root
+--     namespace, the newest of each subgraph namespace that is not wholly older
+--     than the kept root history (see `root` below), pinned checkpoints,
+--     checkpoints within every limit, and each ancestor a
 --     kept checkpoint's DeltaChannels need (the walk of prune_keep_latest,
 --     from every kept checkpoint); the rest goes with its writes, and a kept
 --     checkpoint whose parent went gets parent_checkpoint_id NULL;
@@ -167,18 +169,32 @@ BEGIN
                row_number() OVER (PARTITION BY c.thread_id, c.checkpoint_ns
                                   ORDER BY c.checkpoint_id DESC) AS rn
         FROM pol p JOIN {schema}.checkpoints c ON c.thread_id = p.thread_id
-    ), keep AS (
-        SELECT r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.parent_checkpoint_id,
-               CASE WHEN jsonb_typeof(r.metadata -> 'counters_since_delta_snapshot') = 'object'
-                    THEN ARRAY(SELECT d
-                               FROM jsonb_object_keys(r.metadata -> 'counters_since_delta_snapshot')
-                                    AS d
-                               WHERE d <> ALL (r.channels))
-                    ELSE '{}'::text[] END AS remaining
+    ), wanted AS (
+        SELECT r.*,
+               r.rn = 1 OR ((r.keep_last IS NULL OR r.rn <= r.keep_last)
+                            AND (r.min_created IS NULL OR r.created_at >= r.min_created)) AS ok
         FROM ranked r
-        WHERE r.rn = 1 OR r.pinned
-           OR ((r.keep_last IS NULL OR r.rn <= r.keep_last)
-               AND (r.min_created IS NULL OR r.created_at >= r.min_created))
+    ), root AS (
+        -- The oldest root-namespace checkpoint the policy keeps. A subgraph's
+        -- namespace (node:<task id>) is written while its parent step runs,
+        -- after the root checkpoint whose task it is; a namespace wholly older
+        -- than every kept root checkpoint belongs to a step no kept checkpoint
+        -- can show or resume, so it goes (its newest checkpoint included).
+        SELECT w.thread_id, min(w.checkpoint_id) AS oldest
+        FROM wanted w WHERE w.checkpoint_ns = '' AND w.ok
+        GROUP BY w.thread_id
+    ), keep AS (
+        SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.parent_checkpoint_id,
+               CASE WHEN jsonb_typeof(w.metadata -> 'counters_since_delta_snapshot') = 'object'
+                    THEN ARRAY(SELECT d
+                               FROM jsonb_object_keys(w.metadata -> 'counters_since_delta_snapshot')
+                                    AS d
+                               WHERE d <> ALL (w.channels))
+                    ELSE '{}'::text[] END AS remaining
+        FROM wanted w LEFT JOIN root ON root.thread_id = w.thread_id
+        WHERE w.pinned
+           OR (w.ok AND (w.checkpoint_ns = '' OR root.oldest IS NULL
+                         OR w.checkpoint_id > root.oldest))
       UNION
         SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
                ARRAY(SELECT d FROM unnest(k.remaining) AS d WHERE d <> ALL (p.channels))
