@@ -159,7 +159,9 @@ class SaverCore(BaseCheckpointSaver[str]):
         params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
         if needs_guard(meta, params):  # one writer per thread: concurrency.py
             params["guard_step"] = meta.get("step")
-        sql = self.queries["put_checkpoint"]
+        sql = self.queries.put_checkpoint(
+            chunks=bool(params["chunk_hashes"]), blobs=bool(params["blob_channels"])
+        )
 
         def make() -> PlanGen[RunnableConfig]:
             yield Query(sql, params)
