@@ -40,6 +40,15 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 # streams instead of loading every state at once.
 LIST_PAGE_SIZE = 200
 
+# Writes carrying at most this many bytes of values may run on the connection's
+# kept cursor, which holds them until its next statement (_connections.py,
+# _WRITE_CURSORS); larger ones get a cursor of their own.
+SMALL_WRITE_BYTES = 64 * 1024
+
+
+def _payload(*groups: Sequence[bytes | None]) -> int:
+    return sum(len(b) for group in groups for b in group if b is not None)
+
 
 def default_serde() -> SerializerProtocol:
     """LangGraph's serializer in strict mode: msgpack loads only allowlisted types."""
@@ -159,10 +168,16 @@ class SaverCore(BaseCheckpointSaver[str]):
         params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
         if needs_guard(meta, params):  # one writer per thread: concurrency.py
             params["guard_step"] = meta.get("step")
-        sql = self.queries["put_checkpoint"]
+        sql = self.queries.put_checkpoint(
+            chunks=bool(params["chunk_hashes"]), blobs=bool(params["blob_channels"])
+        )
+        small = (
+            _payload((params["checkpoint"],), params["blob_values"], params["chunk_data"])
+            <= SMALL_WRITE_BYTES
+        )
 
         def make() -> PlanGen[RunnableConfig]:
-            yield Query(sql, params)
+            yield Query(sql, params, reuse_cursor=small)
             return out
 
         return Plan("put", make)
@@ -181,9 +196,10 @@ class SaverCore(BaseCheckpointSaver[str]):
         if not params["channels"]:
             return None
         sql = self.queries["put_writes_upsert" if upsert else "put_writes_insert"]
+        small = _payload(params["values"]) <= SMALL_WRITE_BYTES
 
         def make() -> PlanGen[None]:
-            yield Query(sql, params)
+            yield Query(sql, params, reuse_cursor=small)
 
         return Plan("put_writes", make)
 
@@ -285,7 +301,7 @@ class SaverCore(BaseCheckpointSaver[str]):
         sql = self.queries["delete_thread"]
 
         def make() -> PlanGen[None]:
-            yield Query(sql, {"thread_id": tid})
+            yield Query(sql, {"thread_id": tid}, reuse_cursor=True)
 
         return Plan("delete_thread", make)
 

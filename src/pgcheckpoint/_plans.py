@@ -26,6 +26,9 @@ class Query:
     fetch: Literal["none", "all"] = "none"
     # Unprepared: for statements whose plans depend on their array arguments.
     prepare: bool | None = None
+    # A small write whose rows are not needed: may run on the connection's kept
+    # cursor (_connections.py, _WRITE_CURSORS).
+    reuse_cursor: bool = False
 
 
 PlanGen = Generator[Query, Rows | None, T]

@@ -46,6 +46,21 @@ class Queries:
             name: text.replace("{schema}", quoted) for name, text in _raw_statements().items()
         }
         self._read_cache: dict[tuple[str, ...], str] = {}
+        template = self._sql["put_checkpoint"]
+        self._puts = {
+            (chunks, blobs): template.replace(
+                "{put_chunks}", self._sql["put_chunks"] if chunks else ""
+            ).replace("{put_blobs}", self._sql["put_blobs"] if blobs else "")
+            for chunks in (False, True)
+            for blobs in (False, True)
+        }
+        # The whole statement, for callers whose rows may hold anything (batches, imports).
+        self._sql["put_checkpoint"] = self._puts[(True, True)]
+
+    def put_checkpoint(self, *, chunks: bool, blobs: bool) -> str:
+        """``put_checkpoint`` with only the CTEs a put needs: the chunks one when it
+        has new chunks, the blobs one when it has new channel values."""
+        return self._puts[(chunks, blobs)]
 
     def __getitem__(self, name: str) -> str:
         return self._sql[name]

@@ -36,6 +36,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.event_hooks import SerdeEvent, register_serde_event_listener
 
 from . import chunking, compression
+from ._arrays import BoolArray, ByteaArray, Int4Array, TextArray
 from .chunking import ChunkingPolicy
 from .compression import ZSTD_SUFFIX, CompressionPolicy
 from .errors import (
@@ -345,16 +346,17 @@ def encode_put(
         "checkpoint": data,
         "metadata": metadata_json(metadata),
         "created_at": parse_ts(checkpoint.get("ts")),
-        "channels": channels,
-        "versions": channel_versions,
-        "blob_channels": blob_channels,
-        "blob_versions": blob_versions,
-        "blob_types": blob_types,
-        "blob_values": blob_values,
-        "blob_refs": blob_refs,
-        "chunk_hashes": list(chunks),
-        "chunk_compressed": [c for c, _ in chunks.values()],
-        "chunk_data": [d for _, d in chunks.values()],
+        # Typed arrays: dumped straight to the binary wire format (_arrays.py).
+        "channels": TextArray(channels),
+        "versions": TextArray(channel_versions),
+        "blob_channels": TextArray(blob_channels),
+        "blob_versions": TextArray(blob_versions),
+        "blob_types": TextArray(blob_types),
+        "blob_values": ByteaArray(blob_values),
+        "blob_refs": ByteaArray(blob_refs),
+        "chunk_hashes": ByteaArray(chunks),
+        "chunk_compressed": BoolArray(c for c, _ in chunks.values()),
+        "chunk_data": ByteaArray(d for _, d in chunks.values()),
         # Set by the saver for puts that get the one-writer-per-thread check.
         "guard_step": None,
     }
@@ -400,10 +402,10 @@ def encode_writes(
         "checkpoint_id": where.checkpoint_id,
         "task_id": task,
         "task_path": path,
-        "idx": idx,
-        "channels": channels,
-        "types": types,
-        "values": values,
+        "idx": Int4Array(idx),
+        "channels": TextArray(channels),
+        "types": TextArray(types),
+        "values": ByteaArray(values),
     }
 
 

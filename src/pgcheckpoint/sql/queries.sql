@@ -13,6 +13,11 @@
 -- lock; `guard_step` is NULL for puts that are not checked. Arrays are sent in
 -- binary (%b): psycopg's text array dumper hex-encoded and regex-escaped every
 -- element, 0.7 ms of a 100 KB put (bench profile).
+-- `{put_chunks}` and `{put_blobs}` are the two blocks below, left out when the
+-- put has no chunk or no blob to write (Queries.put_checkpoint): a data-modifying
+-- CTE costs its executor set-up (opening the table, its indexes, the ON CONFLICT
+-- arbiter) even for an empty array; leaving out the empty chunks CTE took 0.26
+-- to 0.23 ms off a 1 KB put statement (synchronous_commit=off A/B, PostgreSQL 15).
 WITH t AS (
     INSERT INTO {schema}.threads AS th (thread_id) VALUES (%(thread_id)s)
     ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
@@ -21,20 +26,7 @@ WITH t AS (
     SELECT {schema}.pgcheckpoint_fork_guard(t.thread_id, %(checkpoint_ns)s,
                %(parent_checkpoint_id)s, %(checkpoint_id)s, %(guard_step)s::integer) AS ok
     FROM t
-), k AS (
-    INSERT INTO {schema}.chunks (thread_id, hash, compressed, data)
-    SELECT t.thread_id, u.hash, u.compressed, u.data
-    FROM t, unnest(%(chunk_hashes)b::bytea[], %(chunk_compressed)b::boolean[],
-                   %(chunk_data)b::bytea[]) AS u(hash, compressed, data)
-    ON CONFLICT (thread_id, hash) DO NOTHING
-), b AS (
-    INSERT INTO {schema}.blobs (thread_id, checkpoint_ns, channel, version, type, value, chunk_refs)
-    SELECT t.thread_id, %(checkpoint_ns)s, u.channel, u.version, u.type, u.value, u.chunk_refs
-    FROM t, unnest(%(blob_channels)b::text[], %(blob_versions)b::text[], %(blob_types)b::text[],
-                   %(blob_values)b::bytea[], %(blob_refs)b::bytea[])
-         AS u(channel, version, type, value, chunk_refs)
-    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
-)
+){put_chunks}{put_blobs}
 INSERT INTO {schema}.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
                                   type, checkpoint, metadata, created_at, channels, versions)
 SELECT t.thread_id, %(checkpoint_ns)s, %(checkpoint_id)s, %(parent_checkpoint_id)s,
@@ -48,6 +40,27 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
     metadata = EXCLUDED.metadata,
     channels = EXCLUDED.channels,
     versions = EXCLUDED.versions;
+
+-- name: put_chunks
+-- put_checkpoint's new chunks (a fragment of it; see there).
+, k AS (
+    INSERT INTO {schema}.chunks (thread_id, hash, compressed, data)
+    SELECT t.thread_id, u.hash, u.compressed, u.data
+    FROM t, unnest(%(chunk_hashes)b::bytea[], %(chunk_compressed)b::boolean[],
+                   %(chunk_data)b::bytea[]) AS u(hash, compressed, data)
+    ON CONFLICT (thread_id, hash) DO NOTHING
+)
+
+-- name: put_blobs
+-- put_checkpoint's new channel values (a fragment of it; see there).
+, b AS (
+    INSERT INTO {schema}.blobs (thread_id, checkpoint_ns, channel, version, type, value, chunk_refs)
+    SELECT t.thread_id, %(checkpoint_ns)s, u.channel, u.version, u.type, u.value, u.chunk_refs
+    FROM t, unnest(%(blob_channels)b::text[], %(blob_versions)b::text[], %(blob_types)b::text[],
+                   %(blob_values)b::bytea[], %(blob_refs)b::bytea[])
+         AS u(channel, version, type, value, chunk_refs)
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+)
 
 -- name: put_writes_upsert
 -- Used when every write is a special channel (error, interrupt, resume...):
