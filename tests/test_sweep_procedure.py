@@ -8,6 +8,7 @@ while another sweeper holds the lock, and run unattended from pg_cron.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import timedelta
@@ -15,9 +16,18 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 import _cluster
-from pgcheckpoint import PostgresSaver, RetentionPolicy
+from pgcheckpoint import (
+    AsyncPostgresSaver,
+    ConfigurationError,
+    InvalidInputError,
+    PostgresSaver,
+    RetentionPolicy,
+    StorageError,
+)
+from pgcheckpoint.cli import cli as pgcheckpoint_cli
 from test_retention import cfg, counts, graph, ids, run, sql
 
 
@@ -122,6 +132,26 @@ def test_procedure_inside_a_transaction_is_refused(db_url: str) -> None:
 
 # --- pg_cron --------------------------------------------------------------------
 
+
+def test_schedule_cleanup_refuses_bad_input_and_a_database_without_pg_cron(db_url: str) -> None:
+    with PostgresSaver.from_conn_string(db_url, max_versions=2) as saver:
+        run(saver, "t", 1)
+        before = counts(db_url)
+        for bad in ("every minute", "* * *", "", 15):
+            with pytest.raises(InvalidInputError, match="cron expression"):
+                saver.schedule_cleanup(bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="job name"):
+            saver.schedule_cleanup("* * * * *", name=" ")
+        with pytest.raises(InvalidInputError, match="batch_size"):
+            saver.schedule_cleanup("* * * * *", batch_size=0)
+        with pytest.raises(ConfigurationError, match="pg_cron is not installed"):
+            saver.schedule_cleanup("*/5 * * * *")
+        with pytest.raises(ConfigurationError, match="pg_cron is not installed"):
+            saver.unschedule_cleanup()
+        assert counts(db_url) == before
+    out = CliRunner().invoke(pgcheckpoint_cli, ["schedule-cleanup", "--dsn", db_url, "@hourly"])
+    assert out.exit_code == 1 and "pg_cron is not installed" in out.output
+
 CRON_LIB = _cluster.BIN.parent / "lib" / "pg_cron.so"
 
 
@@ -147,12 +177,21 @@ def test_pg_cron_runs_the_sweep_unattended() -> None:
             saver.pin_thread("t0")
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION pg_cron")
+                jobs = "SELECT jobname, schedule, command FROM cron.job ORDER BY jobid"
+                # pg_cron parses the fields itself: a bad one is refused, nothing scheduled.
+                with pytest.raises(StorageError, match="invalid schedule"):
+                    saver.schedule_cleanup("99 * * * *")
+                assert conn.execute(jobs).fetchall() == []
                 # pg_cron 1.4 (Debian 12) schedules by the minute: the job runs at
                 # the next minute boundary, so this waits up to ~70 s.
-                conn.execute(
-                    "SELECT cron.schedule('pgcheckpoint-sweep', '* * * * *', "
-                    "$$CALL public.pgcheckpoint_sweep('{\"keep_last\": 2}')$$)"
+                saver.retention = RetentionPolicy(keep_last=2)
+                job = saver.schedule_cleanup("* * * * *")
+                assert job.name == "pgcheckpoint-sweep" and job.schedule == "* * * * *"
+                assert job.command == (
+                    'CALL public.pgcheckpoint_sweep(\'{"keep_interrupted": true, "keep_last": 2, '
+                    '"max_age": null, "thread_ttl": null}\'::jsonb, 100, \'01:00:00\'::interval)'
                 )
+                assert conn.execute(jobs).fetchall() == [(job.name, job.schedule, job.command)]
                 deadline = time.monotonic() + 80
                 status: list[tuple[Any, ...]] = []
                 while time.monotonic() < deadline:
@@ -163,7 +202,25 @@ def test_pg_cron_runs_the_sweep_unattended() -> None:
                     if status:
                         break
                     time.sleep(0.5)
-                conn.execute("SELECT cron.unschedule('pgcheckpoint-sweep')")
+                cli = CliRunner()
+                gone = cli.invoke(pgcheckpoint_cli, ["unschedule-cleanup", "--dsn", url])
+                assert gone.exit_code == 0, gone.output
+                assert conn.execute(jobs).fetchall() == []
+                again = cli.invoke(pgcheckpoint_cli, ["unschedule-cleanup", "--dsn", url])
+                assert again.exit_code == 1 and "no pg_cron job named" in again.output
+                made = cli.invoke(pgcheckpoint_cli, ["schedule-cleanup", "--dsn", url, "--json",
+                                                     "--keep-last", "5", "--name", "nightly",
+                                                     "0 3 * * *"])
+                assert made.exit_code == 0, made.output
+                assert '"keep_last": 5' in json.loads(made.output)["command"]
+
+                async def async_api() -> None:
+                    async with AsyncPostgresSaver.from_conn_string(url) as asaver:
+                        await asaver.aschedule_cleanup("@daily", name="nightly")
+                        await asaver.aunschedule_cleanup(name="nightly")
+
+                asyncio.run(async_api())
+                assert conn.execute(jobs).fetchall() == []
             assert status and status[0][0] == "succeeded", status
             assert len(ids(saver, "t0")) == 12  # pinned
             assert [len(ids(saver, f"t{t}")) for t in (1, 2)] == [2, 2]

@@ -27,6 +27,7 @@ from .pooling import PoolSettings
 from .retention import RetentionPolicy, SweepReport
 from .retry import RetryPolicy
 from .saver import PostgresSaver
+from .sweeper import CronJob
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "CompressionPolicy",
     "ConcurrentUpdateError",
     "ConfigurationError",
+    "CronJob",
     "DeserializationError",
     "InvalidInputError",
     "MigrationError",

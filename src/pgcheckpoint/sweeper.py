@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -39,7 +40,7 @@ from langchain_core.runnables import RunnableConfig
 
 from . import codec
 from ._plans import Plan, PlanGen, Query, Rows
-from .errors import InvalidInputError
+from .errors import ConfigurationError, InvalidInputError
 from .maintenance import StorageReport, optimize_plan, storage_plan
 from .retention import (
     DEFAULT_BATCH_SIZE,
@@ -156,6 +157,89 @@ def sweep_plan(
     )
 
 
+# --- pg_cron ------------------------------------------------------------------
+
+DEFAULT_CRON_JOB = "pgcheckpoint-sweep"
+# The shapes pg_cron accepts: five cron fields, a macro such as @hourly, or (pg_cron
+# 1.5+) "N seconds". pg_cron parses the fields themselves and refuses bad ones.
+_CRON_SHAPE = re.compile(r"^(@[a-z]+|[1-9][0-9]? seconds?|\S+(\s+\S+){4})$")
+
+
+@dataclass(frozen=True, slots=True)
+class CronJob:
+    """A pg_cron job made by ``schedule_cleanup``: its id, name, schedule and SQL."""
+
+    job_id: int
+    name: str
+    schedule: str
+    command: str
+
+
+def _cron_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"the pg_cron job name must be a non-empty string, got {name!r}")
+    return name
+
+
+def _require_cron(core: SaverCore) -> PlanGen[None]:
+    rows = yield Query(core.queries["cron_installed"], None, fetch="all")
+    if not rows or not rows[0][0]:
+        raise ConfigurationError(
+            "pg_cron is not installed in this database: add 'pg_cron' to "
+            "shared_preload_libraries, restart PostgreSQL and run CREATE EXTENSION pg_cron "
+            "in the database named by cron.database_name (docs/retention.md)"
+        )
+
+
+def schedule_plan(
+    core: SaverCore,
+    policy: RetentionPolicy,
+    schedule: Any,
+    *,
+    name: Any = DEFAULT_CRON_JOB,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE,
+) -> Plan[CronJob]:
+    """A pg_cron job that runs ``CALL pgcheckpoint_sweep(policy, ...)`` on ``schedule``."""
+    if not isinstance(schedule, str) or not _CRON_SHAPE.match(schedule.strip()):
+        raise InvalidInputError(
+            f"schedule must be a cron expression such as '*/15 * * * *' or '@hourly', "
+            f"got {schedule!r}"
+        )
+    if not isinstance(orphan_grace, timedelta) or orphan_grace < timedelta(0):
+        raise InvalidInputError(f"orphan_grace must be a timedelta >= 0, got {orphan_grace!r}")
+    job, when = _cron_name(name), schedule.strip()
+    params = {
+        "name": job,
+        "schedule": when,
+        "schema": core.schema,
+        "policy": policy.to_json(),
+        "batch_size": check_batch_size(batch_size),
+        "orphan_grace": orphan_grace,
+    }
+
+    def make() -> PlanGen[CronJob]:
+        yield from _require_cron(core)
+        rows = yield Query(core.queries["cron_schedule"], params, fetch="all", prepare=False)
+        job_id, command = (rows or [(0, "")])[0]
+        return CronJob(int(job_id), job, when, str(command))
+
+    return Plan("schedule_cleanup", make)
+
+
+def unschedule_plan(core: SaverCore, name: Any = DEFAULT_CRON_JOB) -> Plan[None]:
+    job = _cron_name(name)
+
+    def make() -> PlanGen[None]:
+        yield from _require_cron(core)
+        rows = yield Query(core.queries["cron_unschedule"], {"name": job}, fetch="all",
+                           prepare=False)
+        if not rows:
+            raise InvalidInputError(f"no pg_cron job named {job!r} belongs to this user")
+
+    return Plan("unschedule_cleanup", make)
+
+
 # --- settings and pins --------------------------------------------------------
 
 
@@ -264,6 +348,16 @@ class _RetentionBase:
         )
 
 
+    def _schedule(
+        self, schedule: str, name: str, batch_size: int, orphan_grace: timedelta | None
+    ) -> Plan[CronJob]:
+        grace = DEFAULT_ORPHAN_GRACE if orphan_grace is None else orphan_grace
+        return schedule_plan(
+            self._core(), self.retention, schedule, name=name, batch_size=batch_size,
+            orphan_grace=grace,
+        )
+
+
 class RetentionSync(_RetentionBase):
     """Retention, pins, cleanup and maintenance methods of ``PostgresSaver``."""
 
@@ -301,6 +395,22 @@ class RetentionSync(_RetentionBase):
 
     def unpin_checkpoint(self, config: RunnableConfig) -> None:
         self._runner.run(pin_checkpoint_plan(self._core(), config, False))
+
+    def schedule_cleanup(
+        self,
+        schedule: str,
+        *,
+        name: str = DEFAULT_CRON_JOB,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        orphan_grace: timedelta | None = None,
+    ) -> CronJob:
+        """Have pg_cron run the sweep with this saver's policy on ``schedule`` (a cron
+        expression); a job of the same name is replaced. Needs the pg_cron extension."""
+        return self._runner.run(self._schedule(schedule, name, batch_size, orphan_grace))
+
+    def unschedule_cleanup(self, *, name: str = DEFAULT_CRON_JOB) -> None:
+        """Remove the pg_cron job made by :meth:`schedule_cleanup`."""
+        self._runner.run(unschedule_plan(self._core(), name))
 
     def storage_report(self, *, top: int = 10) -> StorageReport:
         """Bytes per table (heap, TOAST, indexes) and the ``top`` fattest threads."""
@@ -370,6 +480,20 @@ class RetentionAsync(_RetentionBase):
 
     async def aunpin_checkpoint(self, config: RunnableConfig) -> None:
         await self._runner.run(pin_checkpoint_plan(self._core(), config, False))
+
+    async def aschedule_cleanup(
+        self,
+        schedule: str,
+        *,
+        name: str = DEFAULT_CRON_JOB,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        orphan_grace: timedelta | None = None,
+    ) -> CronJob:
+        """See :meth:`PostgresSaver.schedule_cleanup`."""
+        return await self._runner.run(self._schedule(schedule, name, batch_size, orphan_grace))
+
+    async def aunschedule_cleanup(self, *, name: str = DEFAULT_CRON_JOB) -> None:
+        await self._runner.run(unschedule_plan(self._core(), name))
 
     async def astorage_report(self, *, top: int = 10) -> StorageReport:
         return await self._runner.run(storage_plan(self._core(), top))

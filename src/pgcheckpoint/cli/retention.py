@@ -1,20 +1,28 @@
-"""``cleanup``, ``size`` (alias ``stats``) and ``optimize``: retention and maintenance.
+"""``cleanup``, ``schedule-cleanup``, ``unschedule-cleanup``, ``size`` (alias ``stats``)
+and ``optimize``: retention and maintenance.
 
 Each opens a saver and calls one library method: ``cleanup_old_checkpoints``,
-``storage_report``, ``optimize``. ``cleanup`` is what a system cron job or a
-Kubernetes CronJob runs on a schedule (see docs/retention.md).
+``schedule_cleanup``, ``unschedule_cleanup``, ``storage_report``, ``optimize``.
+``cleanup`` is what a system cron job or a Kubernetes CronJob runs on a schedule;
+``schedule-cleanup`` has pg_cron run the same sweep inside the server (see
+docs/retention.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from ..retention import RetentionPolicy
+from ..sweeper import DEFAULT_CRON_JOB
 from ._app import common_options, emit, handle_errors, open_saver
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _policy(
@@ -29,17 +37,27 @@ def _policy(
     )
 
 
+def policy_options(func: F) -> F:
+    """--keep-last, --max-age-days, --thread-ttl-days and --batch-size."""
+    options = [
+        click.option("--keep-last", type=click.IntRange(min=1),
+                     help="Keep the newest N checkpoints of each thread and namespace."),
+        click.option("--max-age-days", type=click.FloatRange(min=0, min_open=True),
+                     help="Remove checkpoints older than this many days."),
+        click.option("--thread-ttl-days", type=click.FloatRange(min=0, min_open=True),
+                     help="Remove whole threads idle for longer than this many days."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=100,
+                     show_default=True, help="Threads per transaction."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.command()
 @common_options
-@click.option("--keep-last", type=click.IntRange(min=1),
-              help="Keep the newest N checkpoints of each thread and namespace.")
-@click.option("--max-age-days", type=click.FloatRange(min=0, min_open=True),
-              help="Remove checkpoints older than this many days.")
-@click.option("--thread-ttl-days", type=click.FloatRange(min=0, min_open=True),
-              help="Remove whole threads idle for longer than this many days.")
+@policy_options
 @click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Threads per transaction.")
 @handle_errors
 def cleanup(
     dsn: str | None,
@@ -48,8 +66,8 @@ def cleanup(
     keep_last: int | None,
     max_age_days: float | None,
     thread_ttl_days: float | None,
-    dry_run: bool,
     batch_size: int,
+    dry_run: bool,
 ) -> None:
     """Apply retention policies now (per-thread policies and pins are honoured).
 
@@ -78,6 +96,59 @@ def cleanup(
         )
 
     emit(as_json, report, render)
+
+
+@click.command("schedule-cleanup")
+@common_options
+@click.argument("schedule")
+@policy_options
+@click.option("--name", default=DEFAULT_CRON_JOB, show_default=True,
+              help="The pg_cron job's name; a job of that name is replaced.")
+@handle_errors
+def schedule_cleanup(
+    dsn: str | None,
+    schema: str,
+    as_json: bool,
+    schedule: str,
+    keep_last: int | None,
+    max_age_days: float | None,
+    thread_ttl_days: float | None,
+    batch_size: int,
+    name: str,
+) -> None:
+    """Have pg_cron run the sweep inside PostgreSQL on SCHEDULE (a cron expression).
+
+    The job CALLs pgcheckpoint_sweep with the policy given here (or, without policy
+    options, CHECKPOINT_MAX_VERSIONS / CHECKPOINT_RETENTION_DAYS); per-thread policies
+    and pins are honoured as by `cleanup`. Needs the pg_cron extension in this database.
+
+    \b
+    Example:
+        pgcheckpoint schedule-cleanup '*/15 * * * *' --keep-last 20 --thread-ttl-days 90
+    """
+    policy = _policy(keep_last, max_age_days, thread_ttl_days)
+    with open_saver(dsn, schema) as saver:
+        saver.retention = policy
+        job = saver.schedule_cleanup(schedule, name=name, batch_size=batch_size)
+    emit(as_json, job, lambda out: out.print(
+        f"pg_cron job {job.job_id} {job.name!r} runs {job.schedule!r}: {job.command}"))
+
+
+@click.command("unschedule-cleanup")
+@common_options
+@click.option("--name", default=DEFAULT_CRON_JOB, show_default=True,
+              help="The pg_cron job's name.")
+@handle_errors
+def unschedule_cleanup(dsn: str | None, schema: str, as_json: bool, name: str) -> None:
+    """Remove the pg_cron job that `schedule-cleanup` made.
+
+    \b
+    Example:
+        pgcheckpoint unschedule-cleanup
+    """
+    with open_saver(dsn, schema) as saver:
+        saver.unschedule_cleanup(name=name)
+    emit(as_json, {"unscheduled": name}, lambda out: out.print(f"removed pg_cron job {name!r}"))
 
 
 @click.command()
@@ -132,8 +203,11 @@ def optimize(dsn: str | None, schema: str, as_json: bool, full: bool) -> None:
 
 
 def register(group: click.Group) -> None:
-    """Add ``cleanup``, ``size``, ``stats`` (an alias of ``size``) and ``optimize``."""
+    """Add ``cleanup``, ``schedule-cleanup``, ``unschedule-cleanup``, ``size``, ``stats``
+    (an alias of ``size``) and ``optimize``."""
     group.add_command(cleanup)
+    group.add_command(schedule_cleanup)
+    group.add_command(unschedule_cleanup)
     group.add_command(size)
     group.add_command(size, name="stats")
     group.add_command(optimize)

@@ -540,6 +540,25 @@ FROM {schema}.pgcheckpoint_sweep_batch(%(thread_ids)s::text[], %(policy)s::jsonb
 -- at most %(limit)s per call.
 SELECT n, bytes FROM {schema}.pgcheckpoint_sweep_strays(%(orphan_grace)s::interval, %(limit)s);
 
+-- name: cron_installed
+-- Whether pg_cron's functions are in this database (schedule_cleanup).
+SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'cron' AND p.proname = 'schedule');
+
+-- name: cron_schedule
+-- A pg_cron job (created, or replaced by name) that CALLs the sweep procedure
+-- with the saver's policy; format() quotes the schema (%I) and the values (%L)
+-- on the server, so the job's command is built from parameters only.
+SELECT cron.schedule(%(name)s, %(schedule)s, c.command), c.command
+FROM (SELECT format('CALL %%I.pgcheckpoint_sweep(%%L::jsonb, %%s, %%L::interval)',
+                    %(schema)s::text, %(policy)s::text, %(batch_size)s::integer,
+                    %(orphan_grace)s::interval) AS command) c;
+
+-- name: cron_unschedule
+-- Removes the current user's pg_cron jobs of that name; a row per job removed.
+SELECT cron.unschedule(j.jobid) FROM cron.job j
+WHERE j.jobname = %(name)s AND j.username = current_user;
+
 -- name: retention_set_thread
 -- A thread's own policy (NULL = the saver's); creates the thread row if needed
 -- so a policy can be set before the first run.
