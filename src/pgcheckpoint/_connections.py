@@ -160,6 +160,11 @@ class _RunnerBase:
             return False
         return None
 
+    @staticmethod
+    def _on_kept_cursor(query: Query, pipelined: bool) -> bool:
+        """Whether ``query`` runs on the connection's kept cursor (see _WRITE_CURSORS)."""
+        return query.reuse_cursor and query.fetch != "all" and not pipelined
+
     def _start(self, plan: Plan[Any]) -> _Stats | None:
         if not self.hooks:
             return None
@@ -397,7 +402,7 @@ class SyncRunner(_RunnerBase):
             query = next(gen)
             while True:
                 self._sent(stats, query)
-                if pipelined or not query.reuse_cursor or query.fetch == "all":
+                if not self._on_kept_cursor(query, pipelined):
                     if plan_cur is None or pipelined:  # pipelined: see _PIPELINE_CURSORS
                         plan_cur = conn.cursor(row_factory=tuple_row)
                     cur = plan_cur
@@ -571,7 +576,7 @@ class AsyncRunner(_RunnerBase):
             query: Query = next(gen)
             while True:
                 self._sent(stats, query)
-                if pipelined or not query.reuse_cursor or query.fetch == "all":
+                if not self._on_kept_cursor(query, pipelined):
                     if plan_cur is None or pipelined:  # pipelined: see _PIPELINE_CURSORS
                         plan_cur = conn.cursor(row_factory=tuple_row)
                     cur = plan_cur

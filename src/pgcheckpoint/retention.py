@@ -222,6 +222,15 @@ def check_interval(value: Any) -> float:
     return float(value)
 
 
+def check_orphan_grace(value: Any) -> timedelta:
+    """The orphan grace period (``None``: the default of one hour), validated."""
+    if value is None:
+        return DEFAULT_ORPHAN_GRACE
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise InvalidInputError(f"orphan_grace must be a timedelta >= 0, got {value!r}")
+    return value
+
+
 def check_batch_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInputError(f"batch_size must be an int >= 1, got {value!r}")

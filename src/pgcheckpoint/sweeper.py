@@ -45,11 +45,11 @@ from .maintenance import StorageReport, optimize_plan, storage_plan
 from .retention import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLEANUP_INTERVAL,
-    DEFAULT_ORPHAN_GRACE,
     RetentionPolicy,
     SweepReport,
     check_batch_size,
     check_interval,
+    check_orphan_grace,
 )
 
 if TYPE_CHECKING:
@@ -103,12 +103,11 @@ def sweep_plan(
     *,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE,
+    orphan_grace: timedelta | None = None,
 ) -> Plan[SweepReport]:
     """Apply every thread's policy, ``batch_size`` threads per transaction."""
     size = check_batch_size(batch_size)
-    if not isinstance(orphan_grace, timedelta) or orphan_grace < timedelta(0):
-        raise InvalidInputError(f"orphan_grace must be a timedelta >= 0, got {orphan_grace!r}")
+    grace = check_orphan_grace(orphan_grace)
     if not isinstance(dry_run, bool):
         raise InvalidInputError(f"dry_run must be a bool, got {dry_run!r}")
     q = core.queries
@@ -130,7 +129,7 @@ def sweep_plan(
             ids = [str(r[0]) for r in page]
             after = ids[-1]
             yield Query("BEGIN", None, prepare=False)
-            batch = {"thread_ids": ids, "policy": policy, "orphan_grace": orphan_grace}
+            batch = {"thread_ids": ids, "policy": policy, "orphan_grace": grace}
             tally.add((yield Query(q["sweep_batch"], batch, fetch="all")))
             yield Query(end, None, prepare=False)
         # Writes of threads that never got a row at all, in bounded deletes.
@@ -138,7 +137,7 @@ def sweep_plan(
         while True:
             rows = yield Query(
                 q["sweep_strays"],
-                {"orphan_grace": orphan_grace, "limit": _STRAY_LIMIT},
+                {"orphan_grace": grace, "limit": _STRAY_LIMIT},
                 fetch="all",
             )
             count, freed = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
@@ -198,7 +197,7 @@ def schedule_plan(
     *,
     name: Any = DEFAULT_CRON_JOB,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE,
+    orphan_grace: timedelta | None = None,
 ) -> Plan[CronJob]:
     """A pg_cron job that runs ``CALL pgcheckpoint_sweep(policy, ...)`` on ``schedule``."""
     if not isinstance(schedule, str) or not _CRON_SHAPE.match(schedule.strip()):
@@ -206,8 +205,7 @@ def schedule_plan(
             f"schedule must be a cron expression such as '*/15 * * * *' or '@hourly', "
             f"got {schedule!r}"
         )
-    if not isinstance(orphan_grace, timedelta) or orphan_grace < timedelta(0):
-        raise InvalidInputError(f"orphan_grace must be a timedelta >= 0, got {orphan_grace!r}")
+    grace = check_orphan_grace(orphan_grace)
     job, when = _cron_name(name), schedule.strip()
     params = {
         "name": job,
@@ -215,7 +213,7 @@ def schedule_plan(
         "schema": core.schema,
         "policy": policy.to_json(),
         "batch_size": check_batch_size(batch_size),
-        "orphan_grace": orphan_grace,
+        "orphan_grace": grace,
     }
 
     def make() -> PlanGen[CronJob]:
@@ -341,20 +339,17 @@ class _RetentionBase:
     def _sweep(
         self, dry_run: bool, batch_size: int, orphan_grace: timedelta | None
     ) -> Plan[SweepReport]:
-        grace = DEFAULT_ORPHAN_GRACE if orphan_grace is None else orphan_grace
         return sweep_plan(
             self._core(), self.retention, dry_run=dry_run, batch_size=batch_size,
-            orphan_grace=grace,
+            orphan_grace=orphan_grace,
         )
-
 
     def _schedule(
         self, schedule: str, name: str, batch_size: int, orphan_grace: timedelta | None
     ) -> Plan[CronJob]:
-        grace = DEFAULT_ORPHAN_GRACE if orphan_grace is None else orphan_grace
         return schedule_plan(
             self._core(), self.retention, schedule, name=name, batch_size=batch_size,
-            orphan_grace=grace,
+            orphan_grace=orphan_grace,
         )
 
 
