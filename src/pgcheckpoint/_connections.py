@@ -124,6 +124,20 @@ def _pipelined(plan: Plan[Any]) -> bool:
     return isinstance(plan, PipelinePlan)
 
 
+# _NO_PIPELINE: with prepared statements off (the PgBouncer setting), plans are
+# never sent in pipeline mode and QueryMany runs its statement once per
+# parameter set instead of through psycopg's executemany (which pipelines on
+# its own). Behind PgBouncer 1.18 in transaction mode a pipelined transaction
+# now and then left its server connection linked to the client after COMMIT
+# (the backend idle, PgBouncer's SHOW CLIENTS still "active"): with a pool of
+# two servers, the next operations waited until query_wait_timeout (seen in
+# tests/test_health.py about once in ten runs of batch_save_checkpoints).
+
+
+def _pipelined_on(plan: Plan[Any], prepared_statements: bool) -> bool:
+    return prepared_statements and _pipelined(plan)
+
+
 # _WRITE_CURSORS: outside pipelines, a statement marked ``Query.reuse_cursor``
 # (small writes whose rows the plan does not need: put, put_writes,
 # delete_thread) runs on one cursor kept per connection. A new cursor starts
@@ -365,7 +379,7 @@ class SyncRunner(_RunnerBase):
     def _execute(self, conn: psycopg.Connection[Any], plan: Plan[T], stats: _Stats | None) -> T:
         if plan.own_transactions:
             return self._execute_own(conn, plan, stats)
-        if _pipelined(plan):
+        if _pipelined_on(plan, self.prepared_statements):  # see _NO_PIPELINE
             # One network flush for BEGIN and every statement up to the first
             # one whose rows the plan needs, instead of one round trip each.
             with conn.pipeline(), conn.transaction():
@@ -410,7 +424,11 @@ class SyncRunner(_RunnerBase):
                     cur = self._writer(conn)
                 rows = None
                 if isinstance(query, QueryMany):
-                    cur.executemany(query.sql, query.params_seq)
+                    if self.prepared_statements:
+                        cur.executemany(query.sql, query.params_seq)
+                    else:  # see _NO_PIPELINE
+                        for params in query.params_seq:
+                            cur.execute(query.sql, params, prepare=False, binary=True)
                 else:
                     cur.execute(
                         query.sql,
@@ -538,7 +556,7 @@ class AsyncRunner(_RunnerBase):
     ) -> T:
         if plan.own_transactions:
             return await self._execute_own(conn, plan, stats)
-        if _pipelined(plan):
+        if _pipelined_on(plan, self.prepared_statements):  # see _NO_PIPELINE
             async with conn.pipeline(), conn.transaction():
                 return await self._drive(conn, plan, stats, pipelined=True)
         if plan.transaction or not conn.autocommit:
@@ -584,7 +602,11 @@ class AsyncRunner(_RunnerBase):
                     cur = self._writer(conn)
                 rows = None
                 if isinstance(query, QueryMany):
-                    await cur.executemany(query.sql, query.params_seq)
+                    if self.prepared_statements:
+                        await cur.executemany(query.sql, query.params_seq)
+                    else:  # see _NO_PIPELINE
+                        for params in query.params_seq:
+                            await cur.execute(query.sql, params, prepare=False, binary=True)
                 else:
                     await cur.execute(
                         query.sql,
