@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = ROOT / "tests_langgraph"
@@ -132,10 +133,33 @@ def test_server() -> Iterator[str]:
     log("starting an embedded PostgreSQL")
     server = start_embedded(os.path.join(root, "pgdata"))
     try:
+        tune_throwaway_server(server.url)
         yield server.url
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def tune_throwaway_server(server_url: str) -> None:
+    """Trade durability for speed on the embedded server this run started.
+
+    Every test creates and drops a database, and DROP DATABASE waits for a
+    checkpoint; without fsync those cost a fraction. The server is deleted at
+    the end of the run, so nothing durable is lost. A server named by
+    PGCHECKPOINT_TEST_DSN is never touched.
+    """
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(sql_set_off(setting))
+        conn.execute("SELECT pg_reload_conf()")
+
+
+def sql_set_off(setting: str) -> Any:
+    from psycopg import sql
+
+    return sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting))
 
 
 @contextmanager
@@ -193,6 +217,9 @@ def run_variant(
         "-c",
         str(PLUGIN_DIR / "pytest.ini"),
         "--rootdir",
+        str(sdist),
+        # Only LangGraph's conftest files, none of a directory above the sdist.
+        "--confcutdir",
         str(sdist),
         "-p",
         "pgc_langgraph",
