@@ -450,7 +450,7 @@ class NdjsonSource:
             number += 1
             if index.trailer is not None:
                 raise self._error(f"line {number} comes after the trailer")
-            if not line.endswith(b"\n") and self.partial:
+            if not line.endswith(b"\n"):
                 index.cut_line = number  # the last line, cut short
                 break
             d = self._parse(line, number)
@@ -500,15 +500,15 @@ class NdjsonSource:
                     "read, no end line), not imported"
                 )
         trailer = index.trailer
-        if trailer is None:
+        if index.cut_line is not None:
+            self.left_out.append(f"line {index.cut_line}: cut short, ignored")
+        if trailer is None or index.cut_line is not None:
             if not self.partial:
                 raise self._error(
                     "has no trailer: the file is incomplete (cut short, or left by an export "
                     "that failed); refusing to import it. To import its complete threads "
                     "only, use partial=True (CLI: --partial)"
                 )
-            if index.cut_line is not None:
-                self.left_out.append(f"line {index.cut_line}: cut short, ignored")
             return whole
         if trailer.get("sha256") != index.digest:
             raise self._error(
