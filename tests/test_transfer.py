@@ -101,12 +101,13 @@ def test_export_filters_and_totals(saver: PostgresSaver, tmp_path: Path) -> None
         assert export_ndjson(saver, f, thread_ids=["thread-2"]).threads == 1
     totals: list[tuple[int, int]] = []
     report = export_file(
-        saver, tmp_path / "u1.ndjson", filter={"user": "u1"}, on_start=lambda t, c: totals.append((t, c))
+        saver,
+        tmp_path / "u1.ndjson",
+        filter={"user": "u1"},
+        on_start=lambda t, c: totals.append((t, c)),
     )
     assert report.threads == 2 and totals == [(2, report.checkpoints)]
-    threads = {
-        json.loads(x)["thread_id"] for x in lines_of(tmp_path / "u1.ndjson")[1:-1]
-    }
+    threads = {json.loads(x)["thread_id"] for x in lines_of(tmp_path / "u1.ndjson")[1:-1]}
     assert threads == {"thread-1", "thread-3"}
     everything: list[tuple[int, int]] = []
     export_file(saver, tmp_path / "all.ndjson", on_start=lambda t, c: everything.append((t, c)))
@@ -127,7 +128,11 @@ def test_import_into_live_database_adds_only_missing(
 
 @pytest.mark.parametrize("keep", ["half", "header"])
 def test_a_cut_file_is_refused_and_the_database_unchanged(
-    db_url: str, saver: PostgresSaver, exported: tuple[Path, list[str], int], tmp_path: Path, keep: str
+    db_url: str,
+    saver: PostgresSaver,
+    exported: tuple[Path, list[str], int],
+    tmp_path: Path,
+    keep: str,
 ) -> None:
     out, _, _ = exported
     lines = lines_of(out)
@@ -135,7 +140,7 @@ def test_a_cut_file_is_refused_and_the_database_unchanged(
     cut.write_text("".join(lines[: len(lines) // 2] if keep == "half" else lines[:1]))
     saver.delete_thread("thread-2")
     before = snapshot(db_url)
-    with pytest.raises(TransferError, match="no trailer.*incomplete"):
+    with pytest.raises(TransferError, match=r"no trailer.*incomplete"):
         import_ndjson(saver, cut)
     assert snapshot(db_url) == before
 
@@ -180,7 +185,10 @@ def test_partial_imports_whole_threads_and_says_what_it_left_out(
 
 
 def test_a_different_stored_row_is_refused_naming_thread_and_checkpoint(
-    db_url: str, saver: PostgresSaver, make_db_url: Any, exported: tuple[Path, list[str], int],
+    db_url: str,
+    saver: PostgresSaver,
+    make_db_url: Any,
+    exported: tuple[Path, list[str], int],
     tmp_path: Path,
 ) -> None:
     out, _, _ = exported
@@ -189,12 +197,12 @@ def test_a_different_stored_row_is_refused_naming_thread_and_checkpoint(
     export_file(saver, one, thread_ids=["thread-1"])
     with PostgresSaver.from_conn_string(target_url) as target:
         import_ndjson(target, one)
-        cid = next(target.list({"configurable": {"thread_id": "thread-1"}})).config[
-            "configurable"
-        ]["checkpoint_id"]
+        cid = next(target.list({"configurable": {"thread_id": "thread-1"}})).config["configurable"][
+            "checkpoint_id"
+        ]
         with psycopg.connect(target_url, autocommit=True) as conn:
             conn.execute(
-                "UPDATE public.checkpoints SET metadata = metadata || '{\"user\": \"mallory\"}' "
+                'UPDATE public.checkpoints SET metadata = metadata || \'{"user": "mallory"}\' '
                 "WHERE thread_id = 'thread-1' AND checkpoint_id = %s",
                 (cid,),
             )

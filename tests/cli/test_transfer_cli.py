@@ -23,7 +23,9 @@ def _populated(db_url: str) -> int:
 
 
 def _threads(run_cli: Run, dsn: str) -> list[str]:
-    return sorted(t["thread_id"] for t in as_json(run_cli("threads", "list", "--json", "--dsn", dsn)))
+    return sorted(
+        t["thread_id"] for t in as_json(run_cli("threads", "list", "--json", "--dsn", dsn))
+    )
 
 
 def test_export_of_an_unknown_thread_fails_and_leaves_no_file(
@@ -63,7 +65,9 @@ def test_cut_backups_are_refused_unless_partial_and_reruns_report_skipped(
     partial = as_json(run_cli("import", "ndjson", str(cut), "--partial", "--json", "--dsn", target))
     whole = [json.loads(x)["thread_id"] for x in lines[1:keep] if '"thread_end"' in x]
     assert partial["threads"] == len(whole) > 0 and _threads(run_cli, target) == sorted(whole)
-    assert partial["left_out"] and all("ignored" in x or "incomplete" in x for x in partial["left_out"])
+    assert partial["left_out"] and all(
+        "ignored" in x or "incomplete" in x for x in partial["left_out"]
+    )
 
     first = as_json(run_cli("import", "ndjson", str(out), "--json", "--dsn", target))
     assert first["checkpoints"] + first["skipped_checkpoints"] == total

@@ -136,7 +136,9 @@ def test_official_import_carries_types_the_allowlist_refuses(
         assert report.threads == 1 and report.checkpoints > 0
         with pytest.raises(BlockedTypeError):
             saver.get_tuple({"configurable": {"thread_id": "tickets"}})
-        _same(official.with_allowlist(TICKET_ALLOW), saver.with_allowlist(TICKET_ALLOW), ["tickets"])
+        _same(
+            official.with_allowlist(TICKET_ALLOW), saver.with_allowlist(TICKET_ALLOW), ["tickets"]
+        )
         again = import_official(saver, other)
         assert (again.skipped, again.checkpoints) == (1, 0)
         assert again.skipped_checkpoints == report.checkpoints
@@ -145,7 +147,7 @@ def test_official_import_carries_types_the_allowlist_refuses(
 def test_sqlite_import_never_replaces_a_different_row(
     saver: PostgresSaver, db_url: str, sqlite_file: tuple[Path, SqliteSaver, list[str]]
 ) -> None:
-    path, source, _ = sqlite_file
+    path, _, _ = sqlite_file
     import_sqlite(saver, path, thread_ids=["thread-2"])
     with psycopg.connect(db_url, autocommit=True) as conn:
         row = conn.execute(
