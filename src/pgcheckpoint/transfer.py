@@ -174,7 +174,7 @@ def _rows_plan(saver: PostgresSaver, thread_id: str) -> Plan[StoredThread]:
     p = {"thread_id": thread_id}
 
     def make() -> PlanGen[StoredThread]:
-        yield Query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", None)
+        yield Query(q["export_snapshot"], None, prepare=False)
         c = yield Query(q["rows_checkpoints"], p, fetch="all")
         b = yield Query(q["rows_blobs"], p, fetch="all")
         w = yield Query(q["rows_writes"], p, fetch="all")

@@ -473,6 +473,11 @@ INSERT INTO {schema}.threads AS th (thread_id) VALUES (%(thread_id)s)
 ON CONFLICT (thread_id) DO UPDATE SET updated_at = th.updated_at
 RETURNING th.thread_id;
 
+-- name: export_snapshot
+-- First statement of an export's per-thread transaction: every row of the
+-- thread from one snapshot, so no checkpoint names a value the export missed.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+
 -- name: rows_checkpoints
 -- A thread's rows exactly as stored, nothing decoded: what export writes and
 -- what an import compares its rows with (importers/rows.py).
