@@ -1,20 +1,21 @@
 """A thread as pgcheckpoint stores it, and the byte-level rules of every import (pure, no I/O).
 
-Export, import and the importers move **stored values**, never decoded ones:
-each value is the serde's ``(type, bytes)`` (:class:`Value`), and only
-pgcheckpoint's own storage layer around it (zstd compression, content-defined
-chunks) is undone on the way out and redone, with the target's settings, on
-the way in. Both are lossless and need no serde, so a thread holding types the
-allowlist refuses still exports, imports and copies; the allowlist applies
-when the application reads the thread.
+NDJSON export and import and the official-tables import move **stored values**,
+never decoded ones: each value is the serde's ``(type, bytes)`` (:class:`Value`),
+and only pgcheckpoint's own storage layer around it (zstd compression,
+content-defined chunks) is undone on the way out and redone, with the target's
+settings, on the way in. Both are lossless and need no serde, so a thread
+holding types the allowlist refuses still exports, imports and copies; the
+allowlist applies when the application reads the thread. (The SQLite and
+any-saver importers must decode: see their modules.)
 
-:class:`StoredThread` is one thread in the target's storage form (what the
-import writes). Its checks here are structural and need no serde either:
-each checkpoint's id equals the id inside its serialized checkpoint, every
-channel version it references has a stored value, every chunk reference is
-present and every chunk's content matches its address. Only the checkpoint's
-own bytes (a dict of primitives: ids, versions, small inline values) are
-deserialized, to read that id.
+:class:`StoredThread` is one thread in the target's storage form (what every
+import writes). Its checks here are structural and need no serde either: each
+checkpoint's id equals the id inside its serialized checkpoint, every channel
+version it references has a stored value, every chunk reference is present
+(and, on export, every stored chunk's content matches its address). Only the
+checkpoint's own bytes (a dict of primitives: ids, versions, small inline
+values) are deserialized, to read that id.
 """
 
 from __future__ import annotations
@@ -245,9 +246,10 @@ def check_thread(
                 raise TransferError(
                     f"{where}: the value of channel {channel!r} version {version!r} is missing"
                 )
+    # The thread's chunks were cut by pack_blob from the values themselves (no
+    # source carries chunks), so only their presence is checked here; export
+    # checks each stored chunk against its address when it joins them.
     chunks = set(thread.chunks) | set(have_chunks)
-    for h, (compressed, data) in thread.chunks.items():
-        chunk_content(h, compressed, data, f"thread {tid!r}")
     for (_ns, channel, version), blob in thread.blobs.items():
         if blob.type.endswith(codec.CDC_SUFFIX):
             for h in chunking.split_refs(blob.refs or b""):
