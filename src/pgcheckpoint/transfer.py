@@ -63,10 +63,12 @@ from ._plans import Plan, PlanGen, Query, fetch_all
 from .errors import InvalidInputError, TransferError
 from .importers.common import ImportReport, ThreadResult, run_import
 from .importers.rows import (
+    StoredBlob,
     StoredCheckpoint,
     StoredThread,
     StoredWrite,
     Value,
+    check_thread,
     chunk_refs_of,
     pack_blob,
     pack_value,
@@ -538,21 +540,29 @@ class NdjsonSource:
             raise TransferError(f"{where}: no type")
         return Value(type_, _unb64(d.get("data"), where))
 
+    def check_thread(self, thread_id: str) -> None:
+        """The first phase's check of a thread the target does not hold: its lines parsed
+        and checked, its values left as the serde wrote them (not packed)."""
+        check_thread(self.codec, self._load(thread_id, pack=False))
+
     def load_thread(self, thread_id: str) -> StoredThread:
+        return self._load(thread_id, pack=True)
+
+    def _load(self, thread_id: str, *, pack: bool) -> StoredThread:
         thread = StoredThread(thread_id)
         for offset in self._index.offsets.get(thread_id, []):
             self._file.seek(offset)
             d = self._parse(self._file.readline(), f"at byte {offset}")
             where = f"{self.path}: thread {thread_id!r} line at byte {offset}"
             try:
-                self._add(thread, d, where)
+                self._add(thread, d, where, pack)
             except (KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, TransferError | InvalidInputError):
                     raise
                 raise TransferError(f"{where} is malformed: {type(exc).__name__}: {exc}") from exc
         return thread
 
-    def _add(self, thread: StoredThread, d: dict[str, Any], where: str) -> None:
+    def _add(self, thread: StoredThread, d: dict[str, Any], where: str, pack: bool) -> None:
         kind = d["kind"]
         ns = codec.text_id(d.get("checkpoint_ns") or "", "checkpoint_ns", allow_empty=True)
         if kind == "checkpoint":
@@ -566,7 +576,10 @@ class NdjsonSource:
             ):
                 raise TransferError(f"{where}: metadata, channels or versions malformed")
             created = d.get("created_at")
-            type_, data = pack_value(self.codec, self._value(d, where), skeleton=True)
+            value = self._value(d, where)
+            type_, data = (
+                pack_value(self.codec, value, skeleton=True) if pack else (value.type, value.data)
+            )
             thread.checkpoints.append(
                 StoredCheckpoint(
                     ns,
@@ -586,7 +599,13 @@ class NdjsonSource:
                 codec.text_id(d["channel"], "channel"),
                 codec.text_id(d["version"], "version"),
             )
-            thread.add_blob(key, pack_blob(self.codec, self._value(d, where), thread.chunks), where)
+            value = self._value(d, where)
+            blob = (
+                pack_blob(self.codec, value, thread.chunks)
+                if pack
+                else StoredBlob(value.type, value.data, None)
+            )
+            thread.add_blob(key, blob, where)
         else:
             idx = d["idx"]
             if not isinstance(idx, int) or isinstance(idx, bool) or not -(2**31) <= idx < 2**31:
@@ -599,7 +618,8 @@ class NdjsonSource:
             )
             if wkey in thread.writes:
                 raise TransferError(f"{where}: a second write with the same key")
-            type_, data = pack_value(self.codec, self._value(d, where))
+            value = self._value(d, where)
+            type_, data = pack_value(self.codec, value) if pack else (value.type, value.data)
             thread.writes[wkey] = StoredWrite(
                 codec.text_id(d["channel"], "channel"),
                 type_,

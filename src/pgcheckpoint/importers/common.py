@@ -12,16 +12,19 @@ official tables, moved without loading a value; see ``rows.py``).
    has checkpoints for is compared with it row by row. A row with the same key
    and a different content (checkpoint, channel value or pending write) stops
    the import with :class:`~pgcheckpoint.errors.ImportConflictError`, naming
-   the thread and checkpoint, and the database is unchanged. A thread whose
-   every row is already there, identical, is skipped and reported as skipped.
+   the thread and checkpoint, and the database is unchanged (an NDJSON file is
+   checked whole here, every thread, so a malformed one is refused before
+   anything is written too). A thread whose every row is already there,
+   identical, is skipped and reported as skipped.
 2. **write**, one transaction per thread: take the thread's row lock (the lock
    ``put`` and garbage collection take), compare again under it, insert only
    the missing rows with plain INSERTs (an import never replaces a row: one
    that appeared meanwhile fails the statement and rolls the thread back),
-   then read the thread back inside the same transaction and compare every
-   row with what was meant (verification before commit). A decoded source's
-   rows are also decoded again, before the transaction, and compared with the
-   source (state, metadata, parent, pending writes).
+   then read back what it inserted inside the same transaction (as SHA-256
+   digests) and compare every row with what was sent (verification before
+   commit). A decoded source's rows are also decoded again, before the
+   transaction, and compared with the source (state, metadata, parent,
+   pending writes).
 
 Threads committed before a failure stay (each is whole and verified); running
 the import again skips them, so an interrupted import is finished by running
@@ -30,6 +33,7 @@ it again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -129,6 +133,15 @@ class Source(Protocol):
     def load_thread(self, thread_id: str) -> list[SourceCheckpoint] | StoredThread:
         """One thread: its checkpoints decoded (oldest first, with their writes), or
         every row of it in storage form."""
+        ...
+
+
+@runtime_checkable
+class CheckedSource(Source, Protocol):
+    """A source that can check a thread more cheaply than loading it for a write."""
+
+    def check_thread(self, thread_id: str) -> None:
+        """Raise TransferError if the thread does not hold together (rows.check_thread)."""
         ...
 
 
@@ -451,6 +464,66 @@ def _insert_params(
     return puts, blobs, chunk_params, writes
 
 
+def _sha(data: bytes | None) -> bytes | None:
+    return None if data is None else hashlib.sha256(data).digest()
+
+
+def _verify(core: SaverCore, thread: StoredThread, diff: _Diff) -> PlanGen[None]:
+    """Read back what was inserted (as digests) and compare it with what was sent."""
+    q = core.queries
+    tid = thread.thread_id
+    p = {"thread_id": tid}
+    bad: list[str] = []
+    if diff.checkpoints:
+        ids = TextArray(sorted({c.checkpoint_id for c in diff.checkpoints}))
+        rows = yield Query(q["verify_checkpoints"], {**p, "checkpoint_ids": ids}, fetch="all")
+        got = {(r[0], r[1]): tuple(r[2:]) for r in rows or []}
+        for cp in diff.checkpoints:
+            want = (
+                cp.parent_checkpoint_id,
+                cp.type,
+                _sha(cp.data),
+                cp.metadata,
+                cp.channels,
+                cp.versions,
+            )
+            found = got.get((cp.checkpoint_ns, cp.checkpoint_id))
+            if found is None or (*found[:2], bytes(found[2]), *found[3:]) != want:
+                bad.append(f"checkpoint {cp.checkpoint_id!r}")
+    if diff.blobs:
+        versions = TextArray(sorted({k[2] for k in diff.blobs}))
+        rows = yield Query(q["verify_blobs"], {**p, "versions": versions}, fetch="all")
+        blobs = {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows or []}
+        for key, blob in diff.blobs.items():
+            found = blobs.get(key)
+            want_b = (blob.type, _sha(blob.value), _sha(blob.refs))
+            if found is None or tuple(_bytes(x) for x in found) != want_b:
+                bad.append(f"value of channel {key[1]!r} version {key[2]!r}")
+    if diff.writes:
+        ids = TextArray(sorted({k[1] for k in diff.writes}))
+        rows = yield Query(q["verify_writes"], {**p, "checkpoint_ids": ids}, fetch="all")
+        writes = {(r[0], r[1], r[2], int(r[3])): tuple(r[4:]) for r in rows or []}
+        for wkey, write in diff.writes.items():
+            found = writes.get(wkey)
+            want_w = (write.channel, write.type, _sha(write.value), write.task_path)
+            if found is None or tuple(_bytes(x) for x in found) != want_w:
+                bad.append(f"write {wkey[3]} of task {wkey[2]!r} on checkpoint {wkey[1]!r}")
+    refs = chunk_refs_of(diff.blobs.values())
+    if refs:
+        rows = yield Query(q["rows_chunk_hashes"], {**p, "hashes": ByteaArray(refs)}, fetch="all")
+        if len(rows or []) != len(refs):
+            bad.append(f"{len(refs) - len(rows or [])} chunk(s)")
+    if bad:
+        raise TransferError(
+            f"verification failed for thread {tid!r}: {', '.join(bad[:5])} did not read back "
+            "as written; nothing was imported for this thread"
+        )
+
+
+def _bytes(x: Any) -> Any:
+    return bytes(x) if isinstance(x, memoryview | bytearray) else x
+
+
 def write_plan(core: SaverCore, thread: StoredThread, *, verify: bool = True) -> Plan[_Diff]:
     """Write what the thread adds, in one transaction, verified before commit (module doc)."""
     q = core.queries
@@ -472,20 +545,7 @@ def write_plan(core: SaverCore, thread: StoredThread, *, verify: bool = True) ->
         if writes["channels"]:
             yield Query(q["import_writes"], writes)
         if verify:
-            again = yield from _diff(core, thread)
-            if not again.empty:
-                raise TransferError(
-                    f"verification failed for thread {thread.thread_id!r}: rows missing after "
-                    "the write; nothing was imported for this thread"
-                )
-            refs = chunk_refs_of(thread.blobs.values())
-            if refs:
-                rows = yield Query(q["rows_chunk_hashes"], {**p, "hashes": refs}, fetch="all")
-                if len(rows or []) != len(refs):
-                    raise TransferError(
-                        f"verification failed for thread {thread.thread_id!r}: chunks missing "
-                        "after the write; nothing was imported for this thread"
-                    )
+            yield from _verify(core, thread, diff)
         return diff
 
     return PipelinePlan("import_thread", make, transaction=True)
@@ -598,10 +658,10 @@ def run_import(
 ) -> ImportReport:
     """Import ``source`` into ``saver``: check, then write thread by thread (module doc).
 
-    ``check_all`` loads and checks every thread in the first phase, not only those
-    the target already has, so a thread that does not hold together stops the
-    import before anything is written (NDJSON files and the official tables, whose
-    threads load without decoding a value; a decoded source would be decoded twice).
+    ``check_all`` checks every thread in the first phase, not only those the target
+    already has, so a thread that does not hold together stops the import before
+    anything is written (NDJSON files, whose threads a :class:`CheckedSource` checks
+    cheaply; other sources would be read twice).
 
     ``on_start(total_threads)`` and ``on_thread(result)`` report progress (the
     CLI draws a progress bar with them); an exception raised by ``on_thread``
@@ -630,7 +690,12 @@ def run_import(
     }
     done: set[str] = set()
     for thread_id in ids:
-        if thread_id not in present and not check_all:
+        if thread_id not in present:
+            if check_all and isinstance(source, CheckedSource):
+                _guard(source, thread_id, partial(source.check_thread, thread_id))
+            elif check_all:
+                thread = _guard(source, thread_id, partial(_load, saver, source, thread_id, verify))
+                check_thread(saver.codec, thread)
             continue
         thread = _guard(source, thread_id, partial(_load, saver, source, thread_id, verify))
         diff = runner.run(check_plan(saver, thread))

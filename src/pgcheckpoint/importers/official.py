@@ -140,7 +140,6 @@ def import_official(
             source,
             thread_ids=thread_ids,
             verify=verify,
-            check_all=True,
             on_start=on_start,
             on_thread=on_thread,
         )

@@ -499,6 +499,26 @@ FROM {schema}.writes
 WHERE thread_id = %(thread_id)s
 ORDER BY checkpoint_ns, checkpoint_id, task_path, task_id, idx;
 
+-- name: verify_checkpoints
+-- An import's read-back before commit: digests instead of the bytes it just
+-- sent (importers/common.py, _verify), so verifying does not move them twice.
+SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
+       pg_catalog.sha256(checkpoint), metadata, channels, versions
+FROM {schema}.checkpoints
+WHERE thread_id = %(thread_id)s AND checkpoint_id = ANY (%(checkpoint_ids)s::text[]);
+
+-- name: verify_blobs
+SELECT checkpoint_ns, channel, version, type, pg_catalog.sha256(value),
+       pg_catalog.sha256(chunk_refs)
+FROM {schema}.blobs
+WHERE thread_id = %(thread_id)s AND version = ANY (%(versions)s::text[]);
+
+-- name: verify_writes
+SELECT checkpoint_ns, checkpoint_id, task_id, idx, channel, type, pg_catalog.sha256(value),
+       task_path
+FROM {schema}.writes
+WHERE thread_id = %(thread_id)s AND checkpoint_id = ANY (%(checkpoint_ids)s::text[]);
+
 -- name: rows_chunk_hashes
 -- Which of these chunks the thread holds (an import checks every reference).
 SELECT hash FROM {schema}.chunks
