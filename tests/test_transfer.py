@@ -289,3 +289,25 @@ def test_bad_files(saver: PostgresSaver, tmp_path: Path) -> None:
     with pytest.raises(TransferError, match="cannot open"):
         import_ndjson(saver, tmp_path / "missing.ndjson")
     assert saver.list_threads() == []
+
+
+def test_verification_reads_back_before_commit(
+    db_url: str, saver: PostgresSaver, exported: tuple[Path, list[str], int]
+) -> None:
+    out, _, _ = exported
+    saver.delete_thread("thread-0")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # Storage that silently changes what it is given (a buggy trigger, a proxy).
+        conn.execute(
+            "CREATE FUNCTION public.damage() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN NEW.task_path := NEW.task_path || 'x'; RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER damage BEFORE INSERT ON public.writes "
+            "FOR EACH ROW EXECUTE FUNCTION public.damage()"
+        )
+    before = snapshot(db_url)
+    with pytest.raises(TransferError, match="verification failed for thread 'thread-0'"):
+        import_ndjson(saver, out)
+    assert snapshot(db_url) == before
+    assert import_ndjson(saver, out, verify=False).checkpoints > 0  # what verify prevented
