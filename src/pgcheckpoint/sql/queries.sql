@@ -625,3 +625,57 @@ SELECT current_setting('server_version'), current_setting('server_version_num'):
        current_setting('fsync'), current_setting('synchronous_commit'),
        current_setting('full_page_writes'), pg_is_in_recovery(), inet_server_port(),
        current_setting('synchronous_standby_names');
+
+-- name: thread_summaries
+-- One page of the inspector's thread list (issue 15), most recently written
+-- first. The page is chosen from the threads table alone, ordered by
+-- threads.updated_at (every put bumps it) and keyset-paged on
+-- (updated_at, thread_id); only the threads of the page are then measured
+-- (their counts, sizes and the pending interrupt or error of their head), so a
+-- page costs the same on the first and the thousandth screen. `prefix` narrows
+-- by thread id, `filter` matches the metadata of the latest root checkpoint;
+-- `thread_id` asks for one thread.
+WITH page AS (
+    SELECT t.thread_id, t.updated_at, t.pinned, t.retention
+    FROM {schema}.threads t
+    WHERE (%(thread_id)s::text IS NULL OR t.thread_id = %(thread_id)s::text)
+      AND (%(prefix)s::text IS NULL OR starts_with(t.thread_id, %(prefix)s::text))
+      AND (%(after_at)s::timestamptz IS NULL
+           OR (t.updated_at, t.thread_id) < (%(after_at)s::timestamptz, %(after_id)s::text))
+      AND (%(filter)s::jsonb IS NULL OR (
+           SELECT c.metadata FROM {schema}.checkpoints c
+           WHERE c.thread_id = t.thread_id AND c.checkpoint_ns = ''
+           ORDER BY c.checkpoint_id DESC LIMIT 1) @> %(filter)s::jsonb)
+    ORDER BY t.updated_at DESC, t.thread_id DESC
+    LIMIT %(limit)s
+)
+SELECT p.thread_id, p.updated_at, p.pinned, p.retention, s.n, s.first_at, s.last_at,
+       h.checkpoint_id, h.metadata, e.channel, e.type, e.value,
+       (SELECT max(x.created_at) FROM {schema}.writes x WHERE x.thread_id = p.thread_id),
+       (SELECT coalesce(sum(octet_length(c.checkpoint)), 0) FROM {schema}.checkpoints c
+        WHERE c.thread_id = p.thread_id)
+     + (SELECT coalesce(sum(octet_length(b.value)), 0) FROM {schema}.blobs b
+        WHERE b.thread_id = p.thread_id)
+     + (SELECT coalesce(sum(octet_length(k.data)), 0) FROM {schema}.chunks k
+        WHERE k.thread_id = p.thread_id)
+     + (SELECT coalesce(sum(octet_length(x.value)), 0) FROM {schema}.writes x
+        WHERE x.thread_id = p.thread_id),
+       now()
+FROM page p
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
+    FROM {schema}.checkpoints c WHERE c.thread_id = p.thread_id
+) s
+LEFT JOIN LATERAL (
+    SELECT c.checkpoint_id, c.metadata FROM {schema}.checkpoints c
+    WHERE c.thread_id = p.thread_id AND c.checkpoint_ns = ''
+    ORDER BY c.checkpoint_id DESC LIMIT 1
+) h ON true
+LEFT JOIN LATERAL (
+    SELECT x.channel, x.type, x.value FROM {schema}.writes x
+    WHERE x.thread_id = p.thread_id AND x.checkpoint_ns = ''
+      AND x.checkpoint_id = h.checkpoint_id AND x.channel IN ('__error__', '__interrupt__')
+    ORDER BY (x.channel = '__error__') DESC, x.task_id, x.idx
+    LIMIT 1
+) e ON true
+ORDER BY p.updated_at DESC, p.thread_id DESC;
