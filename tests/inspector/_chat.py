@@ -7,6 +7,7 @@ the last human message, then answers with the tool's result.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
@@ -76,12 +77,10 @@ def populate_chats(saver: Any) -> dict[str, str]:
     graph.invoke({"messages": [HumanMessage("Weather in Rome")]}, config(done, user="bob"))
     graph.invoke(Command(resume="yes"), config(done, user="bob"))
     failed = "chat-carol-1"
-    try:
+    with contextlib.suppress(ValueError):
         graph.invoke(
             {"messages": [HumanMessage("Weather in Atlantis")]}, config(failed, user="carol")
         )
-    except ValueError:
-        pass
     xss = XSS_THREAD
     graph.invoke({"messages": [HumanMessage(XSS + " Oslo")]}, config(xss, user="mallory"))
     # A real branch: edit an earlier state of bob's thread and run on from there.

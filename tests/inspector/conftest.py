@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("starlette", reason="the inspector needs the 'ui' extra")
 
-from _chat import populate_chats  # noqa: E402
-from graph_fixtures import populate  # noqa: E402
+from _chat import populate_chats
 
-from pgcheckpoint import PostgresSaver  # noqa: E402
+from graph_fixtures import populate
+from pgcheckpoint import PostgresSaver
 
 
 @pytest.fixture(scope="module")
