@@ -83,6 +83,7 @@ def threads_page(
         "prefix": prefix or "",
         "meta": meta or "",
         "paged": after is not None,
+        "limit": limit,
     }
 
 
