@@ -54,10 +54,21 @@ def inspector_url(host: str, port: int, token: str | None) -> str:
     is_flag=True,
     help="Enable the actions: fork/roll back, pin, retention, delete, export.",
 )
+@click.option(
+    "--require-token",
+    is_flag=True,
+    help="Require the printed token on 127.0.0.1 too (a machine shared with other users).",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the URL in a browser.")
 @handle_errors
 def ui(
-    dsn: str | None, schema: str, host: str, port: int, allow_writes: bool, open_browser: bool
+    dsn: str | None,
+    schema: str,
+    host: str,
+    port: int,
+    allow_writes: bool,
+    require_token: bool,
+    open_browser: bool,
 ) -> None:
     """Serve a local web inspector: threads, timelines, state, diffs (needs pgcheckpoint[ui]).
 
@@ -80,7 +91,7 @@ def ui(
             "pip install 'pgcheckpoint[ui]'"
         ) from exc
     local = is_loopback(host)
-    token = None if local else secrets.token_urlsafe(24)
+    token = secrets.token_urlsafe(24) if require_token or not local else None
     with open_saver(dsn, schema) as saver:
         app: Any = create_app(
             saver,
