@@ -40,6 +40,7 @@ from .errors import ConcurrentUpdateError, DeserializationError, InvalidInputErr
 
 __all__ = [
     "ChannelDiff",
+    "CheckpointNode",
     "ThreadInfo",
     "ThreadStats",
     "ThreadSummary",
@@ -427,6 +428,27 @@ def thread_summaries_plan(
     return Plan("thread_summaries", make)
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointNode:
+    """One checkpoint of :meth:`thread_graph`: where it sits in the history, no more."""
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    created_at: dt.datetime
+
+
+def thread_graph_plan(core: SaverCore, thread_id: Any) -> Plan[list[CheckpointNode]]:
+    tid = codec.text_id(thread_id, "thread_id")
+    sql = core.queries["thread_graph"]
+
+    def make() -> PlanGen[list[CheckpointNode]]:
+        rows = yield Query(sql, {"thread_id": tid}, fetch="all")
+        return [CheckpointNode(r[0], r[1], r[2], r[3]) for r in rows or []]
+
+    return Plan("thread_graph", make)
+
+
 # --- diff (pure) -------------------------------------------------------------
 
 
@@ -539,6 +561,11 @@ class ThreadsSync:
         found = self._runner.run(thread_summaries_plan(self._tcore(), thread_id=thread_id))
         return found[0] if found else None
 
+    def thread_graph(self, thread_id: str) -> list[CheckpointNode]:
+        """Every checkpoint of the thread (all namespaces) with its parent and time,
+        by namespace then newest first: the shape of its history, cheap on long threads."""
+        return self._runner.run(thread_graph_plan(self._tcore(), thread_id))
+
 
 class ThreadsAsync:
     """The thread API of ``AsyncPostgresSaver`` (``a``-prefixed twins of :class:`ThreadsSync`)."""
@@ -617,3 +644,7 @@ class ThreadsAsync:
         """See :meth:`ThreadsSync.thread_summary`."""
         found = await self._runner.run(thread_summaries_plan(self._tcore(), thread_id=thread_id))
         return found[0] if found else None
+
+    async def athread_graph(self, thread_id: str) -> list[CheckpointNode]:
+        """See :meth:`ThreadsSync.thread_graph`."""
+        return await self._runner.run(thread_graph_plan(self._tcore(), thread_id))

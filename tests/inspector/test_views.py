@@ -9,18 +9,18 @@ import pytest
 
 from pgcheckpoint import InvalidInputError
 from pgcheckpoint.inspector import _views as v
-from pgcheckpoint.threads import VersionInfo
+from pgcheckpoint.threads import CheckpointNode
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def _v(cid: str, parent: str | None) -> VersionInfo:
-    return VersionInfo("t", "", cid, parent, T0, {}, 0)
+def _v(cid: str, parent: str | None) -> CheckpointNode:
+    return CheckpointNode("", cid, parent, T0)
 
 
 def test_layout_puts_the_head_line_on_lane_zero_and_branches_beside_it() -> None:
     # 1 <- 2 <- 3 <- 5 (head) ; 2 <- 4 (an older branch forked at 2)
-    rows = v.layout([_v("1", None), _v("2", "1"), _v("3", "2"), _v("4", "2"), _v("5", "3")])
+    rows = v.layout([_v("1", None), _v("2", "1"), _v("3", "2"), _v("4", "2"), _v("5", "3")]).rows()
     by = {r.info.checkpoint_id: r for r in rows}
     assert [r.info.checkpoint_id for r in rows] == ["5", "4", "3", "2", "1"]
     assert by["5"].head and by["5"].lanes[0] == "head"
@@ -35,8 +35,13 @@ def test_layout_puts_the_head_line_on_lane_zero_and_branches_beside_it() -> None
 def test_layout_of_a_long_line_and_many_branches_stays_bounded() -> None:
     line = [_v(f"{i:05d}", f"{i - 1:05d}" if i else None) for i in range(200)]
     branches = [_v(f"b{i:04d}", f"{i * 10:05d}") for i in range(20)]
-    rows = v.layout(line + branches)
-    assert len(rows) == 220
+    timeline = v.layout(line + branches)
+    rows = timeline.rows()
+    assert len(rows) == 220 == len(timeline)
+    assert [r.lanes for r in timeline.rows(30, 40)] == [r.lanes for r in rows[30:40]]
+    assert timeline.position("00150") == rows.index(
+        next(r for r in rows if r.info.checkpoint_id == "00150")
+    )
     assert max(len(r.lanes) for r in rows) == v.MAX_LANES
     assert rows[0].info.checkpoint_id == "b0019"  # newest id first: "b…" sorts after digits
 

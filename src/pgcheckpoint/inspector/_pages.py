@@ -117,17 +117,18 @@ def thread_page(
     summary = saver.thread_summary(thread_id)
     if summary is None:
         raise NotFound(f"thread {thread_id!r} does not exist")
-    versions = saver.list_versions(thread_id)
-    namespaces = sorted({x.checkpoint_ns for x in versions})
-    rows = v.layout([x for x in versions if x.checkpoint_ns == ns])
+    graph = saver.thread_graph(thread_id)
+    namespaces = sorted({x.checkpoint_ns for x in graph})
+    timeline = v.layout([x for x in graph if x.checkpoint_ns == ns])
     start = 0
     if before is not None:
-        start = next((i + 1 for i, r in enumerate(rows) if r.info.checkpoint_id == before), 0)
-    window = rows[start : start + limit]
+        at = timeline.position(before)
+        start = 0 if at is None else at + 1
+    window = timeline.rows(start, start + limit)
     tuples: list[CheckpointTuple] = []
     refused = ""
     if window:
-        before_id = rows[start - 1].info.checkpoint_id if start else None
+        before_id = timeline.ordered[start - 1].checkpoint_id if start else None
         tuples, refused = _read_list(saver, _config(thread_id, ns), before_id, limit + 1)
     by_id = {t.config["configurable"]["checkpoint_id"]: t for t in tuples}
     for r in window:  # fork points further down than the window
@@ -147,11 +148,10 @@ def thread_page(
         "ns": ns,
         "namespaces": namespaces,
         "entries": entries,
-        "lanes": max((len(r.lanes) for r in rows), default=1),
-        "total": len(rows),
+        "total": len(timeline),
         "start": start,
-        "older": window[-1].info.checkpoint_id if start + limit < len(rows) else None,
-        "head": rows[0].info.checkpoint_id if rows else None,
+        "older": window[-1].info.checkpoint_id if start + limit < len(timeline) else None,
+        "head": timeline.ordered[0].checkpoint_id if len(timeline) else None,
         "refused": refused,
         "retention": _retention_text(summary.retention),
     }
@@ -160,7 +160,7 @@ def thread_page(
 def _entry(
     row: v.Row, t: CheckpointTuple | None, by_id: dict[str, CheckpointTuple]
 ) -> dict[str, Any]:
-    meta = row.info.metadata
+    meta: dict[str, Any] = dict(t.metadata) if t is not None else {}
     out: dict[str, Any] = {
         "row": row,
         "id": row.info.checkpoint_id,
@@ -168,7 +168,6 @@ def _entry(
         "step": meta.get("step"),
         "source": meta.get("source"),
         "restores": meta.get("rollback_of"),
-        "writes_count": row.info.writes,
         "ran": [],
         "next": [],
         "interrupts": [],
@@ -269,7 +268,7 @@ def diff_page(
             item["before"] = v.channel_view(d.before)
             item["after"] = v.channel_view(d.after)
         changes.append(item)
-    versions = saver.list_versions(thread_id, checkpoint_ns=ns, limit=500)
+    graph = [x for x in saver.thread_graph(thread_id) if x.checkpoint_ns == ns][:500]
     return {
         "thread_id": thread_id,
         "ns": ns,
@@ -278,9 +277,7 @@ def diff_page(
         "refused": refused,
         "changes": changes,
         "unchanged": [d.channel for d in diffs if d.status == "unchanged"],
-        "choices": [
-            (x.checkpoint_id, v.when(x.created_at), x.metadata.get("step")) for x in versions
-        ],
+        "choices": [(x.checkpoint_id, v.when(x.created_at)) for x in graph],
     }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import ormsgpack
 
 from ..errors import InvalidInputError
-from ..threads import VersionInfo
+from ..threads import CheckpointNode
 
 # A value view is cut beyond these bounds; the cut says how much was left out.
 MAX_TEXT = 2_000
@@ -275,7 +275,7 @@ class RawSerde:
 class Row:
     """One checkpoint of the timeline with its place in the branch graph."""
 
-    info: VersionInfo
+    info: CheckpointNode
     lane: int
     head: bool
     children: int
@@ -283,10 +283,53 @@ class Row:
     lanes: list[str] = field(default_factory=list)  # graph column: "", "line", "dot", "head"
 
 
-def layout(versions: Sequence[VersionInfo]) -> list[Row]:
-    """The rows of one namespace's history, newest first, each with a lane: the
-    head's line of ancestors is lane 0, every other leaf starts a branch that
-    runs down to the checkpoint it forked from."""
+@dataclass(slots=True)
+class Timeline:
+    """One namespace's history laid out in lanes; rows are built only for the
+    slice shown (a 10,000-checkpoint thread shows 50)."""
+
+    ordered: list[CheckpointNode]
+    lane_of: dict[str, int]
+    spans: list[tuple[int, int]]  # per lane: (top row, bottom row incl. fork point)
+    children: dict[str, int]
+    fork_of: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.ordered)
+
+    def position(self, checkpoint_id: str) -> int | None:
+        for i, node in enumerate(self.ordered):
+            if node.checkpoint_id == checkpoint_id:
+                return i
+        return None
+
+    def rows(self, start: int = 0, stop: int | None = None) -> list[Row]:
+        width = min(len(self.spans), MAX_LANES)
+        shown = self.spans[:MAX_LANES]
+        out = []
+        end = len(self.ordered) if stop is None else min(stop, len(self.ordered))
+        for i in range(start, end):
+            node = self.ordered[i]
+            lane = self.lane_of.get(node.checkpoint_id, 0)
+            cells = ["line" if top <= i <= bottom else "" for top, bottom in shown] or [""]
+            cells[lane] = "head" if i == 0 else "dot"
+            out.append(
+                Row(
+                    node,
+                    lane,
+                    i == 0,
+                    self.children.get(node.checkpoint_id, 0),
+                    self.fork_of.get(node.checkpoint_id),
+                    cells[: max(width, 1)],
+                )
+            )
+        return out
+
+
+def layout(versions: Sequence[CheckpointNode]) -> Timeline:
+    """One namespace's history, newest first, in lanes: the head's line of
+    ancestors is lane 0, every other leaf starts a branch that runs down to the
+    checkpoint it forked from."""
     ordered = sorted(versions, key=lambda v: v.checkpoint_id, reverse=True)
     index = {v.checkpoint_id: i for i, v in enumerate(ordered)}
     children: dict[str, int] = {}
@@ -294,44 +337,24 @@ def layout(versions: Sequence[VersionInfo]) -> list[Row]:
         if v.parent_checkpoint_id is not None:
             children[v.parent_checkpoint_id] = children.get(v.parent_checkpoint_id, 0) + 1
     lane_of: dict[str, int] = {}
-    spans: list[tuple[int, int]] = []  # per lane: (top row, bottom row incl. fork point)
+    spans: list[tuple[int, int]] = []
     fork_of: dict[str, str] = {}
     for v in ordered:
         if v.checkpoint_id in children or v.checkpoint_id in lane_of:
             continue  # not a leaf, or already on a lane
         lane = min(len(spans), MAX_LANES - 1)
-        top = index[v.checkpoint_id]
-        bottom = top
+        top = bottom = index[v.checkpoint_id]
         cid: str | None = v.checkpoint_id
         while cid is not None and cid in index and cid not in lane_of:
             lane_of[cid] = lane
             bottom = index[cid]
-            parent = ordered[index[cid]].parent_checkpoint_id
+            parent = ordered[bottom].parent_checkpoint_id
             if parent is not None and parent in lane_of:
                 fork_of[cid] = parent
                 bottom = index[parent]
             cid = parent
         spans.append((top, bottom))
-    rows = []
-    for i, v in enumerate(ordered):
-        lane = lane_of.get(v.checkpoint_id, 0)
-        width = min(len(spans), MAX_LANES)
-        cells = [""] * width
-        for n, (top, bottom) in enumerate(spans[:MAX_LANES]):
-            if top <= i <= bottom:
-                cells[n] = "line"
-        cells[lane] = "head" if i == 0 else "dot"
-        rows.append(
-            Row(
-                v,
-                lane,
-                i == 0,
-                children.get(v.checkpoint_id, 0),
-                fork_of.get(v.checkpoint_id),
-                cells,
-            )
-        )
-    return rows
+    return Timeline(ordered, lane_of, spans, children, fork_of)
 
 
 # --- what ran, what comes next ----------------------------------------------------
