@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
-from bench.db import bulk_connection, default_dsn, recreate_databases, settle
+from bench.db import bulk_connection, default_dsn, recreate_databases, settle, with_dbname
 from pgcheckpoint import PostgresSaver
 
 DATABASE = "bench_inspector"
@@ -129,12 +131,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the database a previous run filled"
+    )
+    parser.add_argument(
+        "--index",
+        action="store_true",
+        help="with an index on threads (updated_at DESC, thread_id), see docs/inspector.md",
+    )
     args = parser.parse_args(argv)
-    dsn = recreate_databases(args.dsn or default_dsn(), [DATABASE])[DATABASE]
-    fill = populate(dsn, args.threads, args.checkpoints)
+    admin = args.dsn or default_dsn()
+    if args.reuse:
+        dsn = with_dbname(admin, DATABASE)
+        fill: dict[str, float] = {}
+    else:
+        dsn = recreate_databases(admin, [DATABASE])[DATABASE]
+        fill = populate(dsn, args.threads, args.checkpoints)
+        print(
+            f"populated {args.threads:,} threads + one of {args.checkpoints:,} checkpoints "
+            f"in {fill['total_s']:.0f} s"
+        )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP INDEX IF EXISTS bench_threads_updated_idx")
+        if args.index:
+            conn.execute(
+                "CREATE INDEX bench_threads_updated_idx "
+                'ON threads (updated_at DESC, thread_id COLLATE "C" DESC)'
+            )
+            conn.execute("ANALYZE threads")
+        load = conn.execute("SELECT count(*) FROM threads").fetchone()
     print(
-        f"populated {args.threads:,} threads + one of {args.checkpoints:,} checkpoints "
-        f"in {fill['total_s']:.0f} s"
+        f"{load[0] if load else 0:,} threads; index on updated_at: {'yes' if args.index else 'no'}"
     )
     results = measure(dsn, args.rounds)
     width = max(map(len, results))
@@ -143,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<{width}}  median {r['median_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
             f"{r['bytes'] / 1024:6.1f} KB"
         )
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.json:
         args.json.write_text(json.dumps({"populate": fill, "pages": results}, indent=2))
     return 0
