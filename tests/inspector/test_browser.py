@@ -263,6 +263,14 @@ def test_screenshots_of_every_page(
         "failed": f"checkpoint?thread_id=chat-carol-1&checkpoint_id="
         f"{chat_saver.list_versions('chat-carol-1', checkpoint_ns='', limit=1)[0].checkpoint_id}",
     }
+    import datetime as dt
+
+    from pgcheckpoint import RetentionPolicy
+
+    # pins and a retention of its own show in the list (undone below)
+    chat_saver.pin_thread("chat-alice-1")
+    policy = RetentionPolicy(keep_last=20, max_age=dt.timedelta(days=30))
+    chat_saver.set_thread_retention(threads["subgraph"], policy)
     w = Watched(browser)
     try:
         with LiveServer(create_app(chat_saver, allow_writes=True)) as server:
@@ -277,5 +285,7 @@ def test_screenshots_of_every_page(
         assert bob and not w.errors and not w.dialogs
     finally:
         w.close()
+        chat_saver.unpin_thread("chat-alice-1")
+        chat_saver.set_thread_retention(threads["subgraph"], None)
     for name in [*pages, "confirm"]:
         assert (out / f"inspector-{name}.png").stat().st_size > 10_000

@@ -86,6 +86,8 @@ def test_parse_meta_and_duration() -> None:
     assert v.parse_duration("", "x") is None
     with pytest.raises(InvalidInputError):
         v.parse_duration("soon", "max_age")
+    for text in ("30d", "2w", "12h", "15m", "90s"):
+        assert v.short_duration(v.parse_duration(text, "x").total_seconds()) == text  # type: ignore[union-attr]
 
 
 def test_summaries_of_messages_and_interrupts() -> None:

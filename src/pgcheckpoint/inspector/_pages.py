@@ -105,7 +105,7 @@ def _retention_text(policy: dict[str, Any] | None) -> str:
         parts.append(f"keep last {policy['keep_last']}")
     for key, label in (("max_age", "max age"), ("thread_ttl", "ttl")):
         if policy.get(key) is not None:
-            parts.append(f"{label} {dt.timedelta(seconds=float(policy[key]))}")
+            parts.append(f"{label} {v.short_duration(float(policy[key]))}")
     if policy.get("keep_interrupted") is False:
         parts.append("interrupted may expire")
     return ", ".join(parts) or "none"
@@ -268,7 +268,12 @@ def diff_page(
             item["before"] = v.channel_view(d.before)
             item["after"] = v.channel_view(d.after)
         changes.append(item)
-    graph = [x for x in saver.thread_graph(thread_id) if x.checkpoint_ns == ns][:500]
+    # the 200 newest to choose from (a 10,000-checkpoint thread's whole graph would
+    # cost more than the diff); the one compared with is kept in the list
+    versions = saver.list_versions(thread_id, checkpoint_ns=ns, limit=200)
+    choices = [(x.checkpoint_id, v.when(x.created_at), x.metadata.get("step")) for x in versions]
+    if against is not None and all(c[0] != against for c in choices) and before is not None:
+        choices.append((against, str(before.checkpoint.get("ts", "")), before.metadata.get("step")))
     return {
         "thread_id": thread_id,
         "ns": ns,
@@ -277,7 +282,7 @@ def diff_page(
         "refused": refused,
         "changes": changes,
         "unchanged": [d.channel for d in diffs if d.status == "unchanged"],
-        "choices": [(x.checkpoint_id, v.when(x.created_at)) for x in graph],
+        "choices": choices,
     }
 
 

@@ -437,6 +437,15 @@ def parse_duration(text: str | None, what: str) -> dt.timedelta | None:
     return dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
+def short_duration(seconds: float) -> str:
+    """``2592000`` -> ``"30d"``: the largest unit that divides it, as parse_duration reads."""
+    for unit in ("w", "d", "h", "m"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_meta(text: str | None) -> dict[str, Any] | None:
     """A metadata search: ``key=value`` pairs separated by spaces (quote values
     with spaces); a value that parses as JSON (``3``, ``true``) is matched as
