@@ -389,3 +389,30 @@ def test_token_and_host_checks(chat_saver: PostgresSaver) -> None:
 def test_create_app_wants_a_sync_saver() -> None:
     with pytest.raises(InvalidInputError):
         create_app(object())  # type: ignore[arg-type]
+
+
+def test_thread_graph_matches_the_history(chat_saver: PostgresSaver) -> None:
+    for tid in ("chat-bob-1", "thread-0"):
+        graph = chat_saver.thread_graph(tid)
+        versions = chat_saver.list_versions(tid)
+        assert sorted(
+            (n.checkpoint_ns, n.checkpoint_id, n.parent_checkpoint_id) for n in graph
+        ) == (sorted((x.checkpoint_ns, x.checkpoint_id, x.parent_checkpoint_id) for x in versions))
+    assert chat_saver.thread_graph("no-such-thread") == []
+
+
+async def test_async_twins_answer_the_same(db_url: str) -> None:
+    from pgcheckpoint import AsyncPostgresSaver
+
+    with PostgresSaver.from_conn_string(db_url) as saver:
+        saver.setup()
+        populate_chats(saver)
+        want = saver.thread_summaries(filter={"user": "alice"})
+        graph = saver.thread_graph("chat-bob-1")
+        one = saver.thread_summary("chat-carol-1")
+    async with AsyncPostgresSaver.from_conn_string(db_url) as asaver:
+        assert await asaver.athread_summaries(filter={"user": "alice"}) == want
+        assert await asaver.athread_graph("chat-bob-1") == graph
+        got = await asaver.athread_summary("chat-carol-1")
+        assert got is not None and one is not None
+        assert (got.status, got.stored_bytes) == (one.status, one.stored_bytes)
