@@ -416,3 +416,21 @@ async def test_async_twins_answer_the_same(db_url: str) -> None:
         got = await asaver.athread_summary("chat-carol-1")
         assert got is not None and one is not None
         assert (got.status, got.stored_bytes) == (one.status, one.stored_bytes)
+
+
+def test_bad_action_input_is_refused_before_the_confirmation(
+    writable: tuple[TestClient, PostgresSaver, dict[str, str]],
+) -> None:
+    c, saver, _ = writable
+    token = _csrf(c.get("/thread", params={"thread_id": "chat-bob-1"}).text)
+    before = _snapshot(saver)
+    for name, form in (
+        ("retention", {"keep_last": "3"}),
+        ("rollback", {"thread_id": "chat-bob-1"}),
+        ("retention", {"thread_id": "chat-bob-1", "max_age": "soon"}),
+        ("rollback", {"thread_id": "chat-bob-1", "checkpoint_id": "nope", "confirmed": "yes"}),
+    ):
+        r = c.post(f"/action/{name}", data={"csrf": token, **form})
+        assert r.status_code == 400, (name, form)
+    assert c.post("/action/drop-database", data={"csrf": token}).status_code == 404
+    assert _snapshot(saver) == before

@@ -333,9 +333,10 @@ def create_app(
                 message="Missing or wrong CSRF token: reload the page and try again.",
             )
         try:
-            if name != "retention":
-                _required(form, "thread_id")
-            else:
+            _required(form, "thread_id")
+            if name == "rollback":
+                _required(form, "checkpoint_id")
+            if name == "retention":
                 _retention(form)  # bad input is refused before the confirmation
             if form.get("confirmed") != "yes":
                 fields = {k: v for k, v in form.items() if k not in ("csrf", "confirmed")}
