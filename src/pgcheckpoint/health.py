@@ -7,6 +7,10 @@ load balancer sees an outage as it happens. It also checks the settings that
 decide whether an acknowledged checkpoint survives a crash and logs a warning
 when they do not (``fsync=off``, ``synchronous_commit=off``,
 ``full_page_writes=off``): such a server acknowledges writes it may lose.
+It also reports whether the connection is encrypted (TLS, from ``pg_stat_ssl``)
+and warns when the saver runs as a superuser or as the owner of its tables, or
+with a serde that may load types outside the msgpack allowlist
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._plans import Plan, PlanGen, Query
+from ._queries import quote_schema
 from .migrations import latest_version, status_plan
 from .retry import RetryPolicy
+from .roles import SECURITY_PROBE
 
 logger = logging.getLogger("pgcheckpoint")
 
@@ -46,6 +53,14 @@ class HealthReport:
         behind_proxy: the server's port differs from the port dialled (a
             pooler such as PgBouncer or a proxy is in between); ``None``
             when unknown (unix socket).
+        role: the role the saver runs as (``current_user``).
+        superuser / table_owner: that role is a superuser / has the rights of
+            the owner of pgcheckpoint's tables (both warned about: the saver
+            should run as the runtime role of docs/security.md).
+        ssl: the connection is encrypted with TLS, as the server sees it (behind
+            a pooler: the pooler's connection to the server).
+        ssl_protocol / ssl_cipher / ssl_bits: e.g. ``"TLSv1.3"``,
+            ``"TLS_AES_256_GCM_SHA384"``, 256 (``None`` without TLS).
         error: why the check failed, when ``ok`` is false.
     """
 
@@ -63,6 +78,13 @@ class HealthReport:
     fsync: bool | None = None
     behind_proxy: bool | None = None
     warnings: tuple[str, ...] = ()
+    role: str | None = None
+    superuser: bool | None = None
+    table_owner: bool | None = None
+    ssl: bool | None = None
+    ssl_protocol: str | None = None
+    ssl_cipher: str | None = None
+    ssl_bits: int | None = None
     error: str | None = None
 
 
@@ -99,26 +121,76 @@ def _dialled_ports(source: Any) -> set[int] | None:
     return None
 
 
+def serde_warning(serde: Any) -> str | None:
+    """A warning when ``serde`` may load types outside the msgpack allowlist: it is not
+    LangGraph's ``JsonPlusSerializer`` (pgcheckpoint's default), allows every module,
+    or falls back to pickle."""
+    if serde is None:
+        return None
+    if type(serde) is not JsonPlusSerializer:
+        return (
+            f"the saver's serde is a {type(serde).__module__}.{type(serde).__qualname__}, not "
+            "the JsonPlusSerializer pgcheckpoint builds: the msgpack allowlist is not enforced "
+            "by pgcheckpoint and a forged row may load any type"
+        )
+    if getattr(serde, "_allowed_msgpack_modules", None) is True:
+        return (
+            "the saver's serde allows every msgpack module (allowed_msgpack_modules=True): a "
+            "forged row may load any type; use the default serde and saver.with_allowlist()"
+        )
+    if getattr(serde, "pickle_fallback", False):
+        return "the saver's serde has pickle_fallback=True: a forged row may run code"
+    return None
+
+
+def security_warnings(role: str, superuser: bool, owner: bool | None) -> list[str]:
+    """Warnings when the saver runs with more rights than it needs."""
+    if superuser:
+        return [
+            f"the saver runs as superuser {role!r}: run it as the runtime role "
+            "(pgcheckpoint roles create; docs/security.md)"
+        ]
+    if owner:
+        return [
+            f"the saver runs as {role!r}, which owns pgcheckpoint's tables (it may alter or drop "
+            "them): run setup as the owner and the application as the runtime role "
+            "(docs/security.md)"
+        ]
+    return []
+
+
 def health_plan(schema: str) -> Plan[tuple[tuple[Any, ...], dict[int, str]]]:
-    """The probe row and the applied migrations, in one plan."""
+    """The probe row (with the security probe's columns after it) and the applied
+    migrations, in one plan."""
     from ._queries import Queries
 
     probe = Queries(schema)["health_probe"]
     status = status_plan(schema)
+    checkpoints = f"{quote_schema(schema)}.checkpoints"
 
     def make() -> PlanGen[tuple[tuple[Any, ...], dict[int, str]]]:
         rows = yield Query(probe, None, fetch="all", prepare=False)
+        security = yield Query(SECURITY_PROBE, {"table": checkpoints}, fetch="all", prepare=False)
         applied = yield from status.make()
-        return (rows or [()])[0], applied
+        return (*(rows or [()])[0], *(security or [(None,) * 7])[0]), applied
 
     return Plan("health_check", make)
 
 
 def build_report(
-    row: tuple[Any, ...], applied: dict[int, str], latency: float, ports: set[int] | None
+    row: tuple[Any, ...],
+    applied: dict[int, str],
+    latency: float,
+    ports: set[int] | None,
+    serde: Any = None,
 ) -> HealthReport:
-    version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row
+    version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row[:8]
+    role, superuser, owner, ssl, ssl_protocol, ssl_cipher, ssl_bits = (*row[8:], *(None,) * 7)[:7]
     warnings = durability_warnings(fsync, sync_commit, fpw)
+    warnings += security_warnings(role, bool(superuser), owner)
+    serde_problem = serde_warning(serde)
+    if serde_problem:
+        warnings.append(serde_problem)
     current = max(applied) if applied else None
     latest = latest_version()
     if current is None:
@@ -145,6 +217,13 @@ def build_report(
         fsync=fsync == "on",
         behind_proxy=behind,
         warnings=tuple(warnings),
+        role=role,
+        superuser=None if superuser is None else bool(superuser),
+        table_owner=None if owner is None else bool(owner),
+        ssl=None if ssl is None else bool(ssl),
+        ssl_protocol=ssl_protocol,
+        ssl_cipher=ssl_cipher,
+        ssl_bits=None if ssl_bits is None else int(ssl_bits),
     )
 
 
@@ -188,7 +267,7 @@ class HealthSync:
         except Exception as exc:
             return _failed(exc, time.monotonic() - started)
         latency = time.monotonic() - started
-        return build_report(row, applied, latency, _dialled_ports(me._runner.source))
+        return build_report(row, applied, latency, _dialled_ports(me._runner.source), me.serde)
 
     def pool_stats(self) -> dict[str, Any]:
         """Connection pool counters (``pool_size``, ``pool_available``, ``requests_waiting``...)."""
@@ -208,7 +287,7 @@ class HealthAsync:
         except Exception as exc:
             return _failed(exc, time.monotonic() - started)
         latency = time.monotonic() - started
-        return build_report(row, applied, latency, _dialled_ports(me._runner.source))
+        return build_report(row, applied, latency, _dialled_ports(me._runner.source), me.serde)
 
     def pool_stats(self) -> dict[str, Any]:
         """Connection pool counters; see :meth:`HealthSync.pool_stats`."""

@@ -114,6 +114,17 @@ def _sql(schema: str) -> dict[str, str]:
     return {
         "applied": f"SELECT version, checksum FROM {q}.{TABLE}",
         "exists": "SELECT to_regclass(%(table)s) IS NOT NULL",
+        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+        # schema exists, which the owner role (docs/security.md) does not have.
+        "schema_exists": (
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s)"
+        ),
+        # Whether this role has the rights of the owner of the migrations table
+        # (a superuser always has).
+        "may_migrate": (
+            "SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'), current_user "
+            "FROM pg_catalog.pg_class c WHERE c.oid = to_regclass(%(table)s)"
+        ),
         "schema": f"CREATE SCHEMA IF NOT EXISTS {q}",
         "table": (
             f"CREATE TABLE IF NOT EXISTS {q}.{TABLE} (version integer PRIMARY KEY, "
@@ -156,8 +167,19 @@ def setup_plan(schema: str) -> Plan[list[int]]:
         rows = yield Query(sql["exists"], {"table": table}, fetch="all")
         if rows and rows[0][0]:
             rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
-            if not pending(_applied(rows)):
+            todo = pending(_applied(rows))
+            if not todo:
                 return []
+            # A role that cannot migrate (the runtime role) gets a clear error
+            # instead of a permission error halfway.
+            rights = yield Query(sql["may_migrate"], {"table": table}, fetch="all")
+            if rights and not rights[0][0]:
+                raise SchemaError(
+                    f"schema {schema!r} needs migration(s) "
+                    f"{', '.join(str(m.version) for m in todo)} and role {rights[0][1]!r} "
+                    "does not own pgcheckpoint's tables: run setup() (or `pgcheckpoint "
+                    "setup`) as the owner role (docs/security.md)"
+                )
         yield Query("SELECT pg_advisory_lock(%(key)s)", {"key": key}, fetch="all")
         ours = yield Query(sql["exists"], {"table": table}, fetch="all")
         if not (ours and ours[0][0]):
@@ -172,7 +194,9 @@ def setup_plan(schema: str) -> Plan[list[int]]:
                     "schema='pgcheckpoint'), and import the old threads with "
                     "`pgcheckpoint import official`"
                 )
-        yield Query(sql["schema"], None, prepare=False)
+        found = yield Query(sql["schema_exists"], {"schema": schema}, fetch="all")
+        if not (found and found[0][0]):
+            yield Query(sql["schema"], None, prepare=False)
         yield Query(sql["table"], None, prepare=False)
         rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
         todo = pending(_applied(rows))
