@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._plans import Plan, PlanGen, Query

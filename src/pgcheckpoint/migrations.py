@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from psycopg import sql
+
 from ._plans import Plan, PlanGen, Query
 from ._queries import quote_schema
 from .errors import MigrationError, SchemaError
@@ -109,6 +111,15 @@ def pending(applied: dict[int, str]) -> list[Migration]:
     return [m for m in all_migrations() if m.version not in applied]
 
 
+def migrations_table_ddl(schema: str) -> sql.Composed:
+    """The ``CREATE TABLE IF NOT EXISTS`` of the migrations table (roles.py runs it too)."""
+    return sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
+        "name text NOT NULL, checksum text NOT NULL, "
+        "applied_at timestamptz NOT NULL DEFAULT now())"
+    ).format(sql.Identifier(schema, TABLE))
+
+
 def _sql(schema: str) -> dict[str, str]:
     q = quote_schema(schema)
     return {
@@ -126,11 +137,7 @@ def _sql(schema: str) -> dict[str, str]:
             "FROM pg_catalog.pg_class c WHERE c.oid = to_regclass(%(table)s)"
         ),
         "schema": f"CREATE SCHEMA IF NOT EXISTS {q}",
-        "table": (
-            f"CREATE TABLE IF NOT EXISTS {q}.{TABLE} (version integer PRIMARY KEY, "
-            "name text NOT NULL, checksum text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())"
-        ),
+        "table": migrations_table_ddl(schema).as_string(None),
         "record": (
             f"INSERT INTO {q}.{TABLE} (version, name, checksum) "
             "VALUES (%(version)s, %(name)s, %(checksum)s)"

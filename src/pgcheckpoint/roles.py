@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -35,7 +36,9 @@ from ._connections import translate
 from .errors import ConfigurationError
 from .maintenance import TABLES
 from .migrations import TABLE as MIGRATIONS_TABLE
+from .migrations import migrations_table_ddl
 
+Conn = psycopg.Connection[Any]
 DEFAULT_PREFIX = "pgcheckpoint"
 KINDS = ("owner", "runtime", "readonly")
 # Environment variables the CLI reads a role's password from (never printed).
@@ -68,9 +71,9 @@ class RoleNames:
     ) -> RoleNames:
         """``<prefix>_owner``, ``<prefix>_runtime``, ``<prefix>_readonly`` unless named."""
         names = cls(
-            owner or f"{prefix}_owner",
-            runtime or f"{prefix}_runtime",
-            readonly or f"{prefix}_readonly",
+            f"{prefix}_owner" if owner is None else owner,
+            f"{prefix}_runtime" if runtime is None else runtime,
+            f"{prefix}_readonly" if readonly is None else readonly,
         )
         names.check()
         return names
@@ -132,7 +135,7 @@ class DatabaseState:
     member_of_owner: bool
 
 
-def read_state(conn: psycopg.Connection[tuple[object, ...]], schema: str, names: RoleNames) -> DatabaseState:
+def read_state(conn: Conn, schema: str, names: RoleNames) -> DatabaseState:
     """Read the roles and pgcheckpoint objects that already exist."""
     params = {
         "names": list(names.as_dict().values()),
@@ -213,7 +216,13 @@ def plan_statements(
         # An existing schema (public, say) is not taken over: the owner may
         # create in it and owns pgcheckpoint's objects only.
         add("owner_schema", "GRANT USAGE, CREATE ON SCHEMA {s} TO {owner}", s=s, owner=owner)
-    for table, table_owner in sorted(state.tables.items()):
+    tables = dict(state.tables)
+    if MIGRATIONS_TABLE not in tables:
+        # setup()'s own bootstrap statement, run here so that the table exists
+        # before the default privileges: the runtime role must only read it.
+        out.append(("create_migrations_table", migrations_table_ddl(schema)))
+        tables[MIGRATIONS_TABLE] = state.current_user
+    for table, table_owner in sorted(tables.items()):
         if table_owner != names.owner:
             add(
                 f"own_{table}",
@@ -229,42 +238,76 @@ def plan_statements(
                 r=_ident(schema, routine),
                 owner=owner,
             )
-    for role in (runtime, readonly):
-        add("usage", "GRANT USAGE ON SCHEMA {s} TO {role}", s=s, role=role)
-    for table in sorted(state.tables):
+    for grantee in (runtime, readonly):
+        add("usage", "GRANT USAGE ON SCHEMA {s} TO {role}", s=s, role=grantee)
+    for table in sorted(tables):
         t = _ident(schema, table)
         if table == MIGRATIONS_TABLE:
             # setup() by the runtime role reads it (and does nothing more).
-            add("migrations_read", "GRANT SELECT ON {t} TO {runtime}, {readonly}", t=t,
-                runtime=runtime, readonly=readonly)
+            add(
+                "migrations_read",
+                "GRANT SELECT ON {t} TO {runtime}, {readonly}",
+                t=t,
+                runtime=runtime,
+                readonly=readonly,
+            )
             add(
                 "migrations_no_write",
-                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {t} FROM {runtime}",
+                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {t} "
+                "FROM {runtime}",
                 t=t,
                 runtime=runtime,
             )
             continue
-        add(f"runtime_{table}", "GRANT {rights} ON {t} TO {runtime}",
-            rights=_rights(RUNTIME_TABLE_RIGHTS), t=t, runtime=runtime)
+        add(
+            f"runtime_{table}",
+            "GRANT {rights} ON {t} TO {runtime}",
+            rights=_rights(RUNTIME_TABLE_RIGHTS),
+            t=t,
+            runtime=runtime,
+        )
         add(f"readonly_{table}", "GRANT SELECT ON {t} TO {readonly}", t=t, readonly=readonly)
     for routine in state.routines:
-        add(f"execute_{routine}", "GRANT EXECUTE ON ROUTINE {r} TO {runtime}",
-            r=_ident(schema, routine), runtime=runtime)
+        add(
+            f"execute_{routine}",
+            "GRANT EXECUTE ON ROUTINE {r} TO {runtime}",
+            r=_ident(schema, routine),
+            runtime=runtime,
+        )
     default = "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {s} "
-    add("default_runtime_tables", default + "GRANT {rights} ON TABLES TO {runtime}",
-        owner=owner, s=s, rights=_rights(RUNTIME_TABLE_RIGHTS), runtime=runtime)
-    add("default_runtime_sequences", default + "GRANT USAGE, SELECT ON SEQUENCES TO {runtime}",
-        owner=owner, s=s, runtime=runtime)
-    add("default_runtime_routines", default + "GRANT EXECUTE ON ROUTINES TO {runtime}",
-        owner=owner, s=s, runtime=runtime)
-    add("default_readonly_tables", default + "GRANT SELECT ON TABLES TO {readonly}",
-        owner=owner, s=s, readonly=readonly)
+    add(
+        "default_runtime_tables",
+        default + "GRANT {rights} ON TABLES TO {runtime}",
+        owner=owner,
+        s=s,
+        rights=_rights(RUNTIME_TABLE_RIGHTS),
+        runtime=runtime,
+    )
+    add(
+        "default_runtime_sequences",
+        default + "GRANT USAGE, SELECT ON SEQUENCES TO {runtime}",
+        owner=owner,
+        s=s,
+        runtime=runtime,
+    )
+    add(
+        "default_runtime_routines",
+        default + "GRANT EXECUTE ON ROUTINES TO {runtime}",
+        owner=owner,
+        s=s,
+        runtime=runtime,
+    )
+    add(
+        "default_readonly_tables",
+        default + "GRANT SELECT ON TABLES TO {readonly}",
+        owner=owner,
+        s=s,
+        readonly=readonly,
+    )
     return out
 
 
-def render(
-    statements: list[tuple[str, sql.Composed]], conn: psycopg.Connection[tuple[object, ...]] | None = None
-) -> str:
+def render(statements: list[tuple[str, sql.Composed]], conn: Conn | None = None) -> str:
     """The statements as one script a DBA can review and run (no passwords in it)."""
     lines = ["BEGIN;"]
     for name, statement in statements:
@@ -274,9 +317,7 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def password_statement(
-    conn: psycopg.Connection[tuple[object, ...]], role: str, password: str
-) -> sql.Composed:
+def password_statement(conn: Conn, role: str, password: str) -> sql.Composed:
     """``ALTER ROLE ... PASSWORD`` with the SCRAM verifier computed here (as psql's
     ``\\password`` does): the password itself never reaches the server or its log."""
     try:
@@ -291,7 +332,7 @@ def password_statement(
 
 
 def apply(
-    conn: psycopg.Connection[tuple[object, ...]],
+    conn: Conn,
     schema: str,
     names: RoleNames,
     passwords: Mapping[str, str] | None = None,

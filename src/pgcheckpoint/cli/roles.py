@@ -68,13 +68,9 @@ def create(
         pgcheckpoint roles create --schema agents --print-sql
         PGCHECKPOINT_RUNTIME_PASSWORD=... pgcheckpoint roles create --schema agents
     """
-    names = roles_lib.RoleNames.from_prefix(
-        prefix, owner=owner, runtime=runtime, readonly=readonly
-    )
+    names = roles_lib.RoleNames.from_prefix(prefix, owner=owner, runtime=runtime, readonly=readonly)
     passwords = {
-        kind: os.environ[var]
-        for kind, var in roles_lib.PASSWORD_ENV.items()
-        if os.environ.get(var)
+        kind: os.environ[var] for kind, var in roles_lib.PASSWORD_ENV.items() if os.environ.get(var)
     }
     try:
         with psycopg.connect(resolve_dsn(dsn), autocommit=True) as conn:
@@ -94,7 +90,8 @@ def create(
         missing = [k for k in roles_lib.KINDS if k not in passwords]
         if missing:
             out.print(
-                "no password set for: " + ", ".join(missing)
+                "no password set for: "
+                + ", ".join(missing)
                 + " (set one with psql's \\password, or the PGCHECKPOINT_*_PASSWORD variables)"
             )
 
