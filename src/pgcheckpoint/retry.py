@@ -18,6 +18,16 @@ from .errors import ConfigurationError
 
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 _TRANSIENT_CLASSES = ("08", "53")
+# libpq's refusals to trust the server (they carry no SQLSTATE): a wrong CA or
+# host name, TLS required but not offered, channel binding not done. Retrying
+# cannot change the answer, so they are raised at the first attempt.
+_TRUST_REFUSALS = (
+    "certificate verify failed",
+    "does not match host name",
+    "server does not support SSL",
+    "root certificate file",
+    "channel binding",
+)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -27,7 +37,9 @@ def is_transient(exc: BaseException) -> bool:
     state = exc.sqlstate
     if state is None:
         # No SQLSTATE: the connection broke (closed, reset, timed out) before
-        # or while the server answered.
+        # or while the server answered, unless libpq refused to trust the server.
+        if any(refusal in str(exc) for refusal in _TRUST_REFUSALS):
+            return False
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
     return state in _TRANSIENT_STATES or state.startswith(_TRANSIENT_CLASSES)
 
