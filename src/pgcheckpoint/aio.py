@@ -23,7 +23,7 @@ from ._core import SaverCore
 from .concurrency import BatchAsync
 from .errors import ConfigurationError
 from .health import HealthAsync
-from .migrations import setup_plan, status_plan
+from .migrations import MigrationState, report_plan, setup_plan, status_plan
 from .options import SaverOptions, configure
 from .pooling import PoolSettings
 from .retention import sweeper_settings_from_env
@@ -108,6 +108,11 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, 
     async def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""
         return await self._runner.run(status_plan(self.schema))
+
+    async def migration_report(self) -> list[MigrationState]:
+        """Every migration this release ships or the database has (newer ones
+        included), applied or not; see docs/migrations.md."""
+        return await self._runner.run(report_plan(self.schema))
 
     # --- the checkpoint contract -------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._conninfo import mask
 from ._plans import Plan, PlanGen, Query
-from .migrations import latest_version, status_plan
+from .migrations import Newer, latest_version, read_newer, status_plan
 from .retry import RetryPolicy
 
 logger = logging.getLogger("pgcheckpoint")
@@ -108,23 +108,31 @@ def _dialled_ports(source: Any) -> set[int] | None:
     return None
 
 
-def health_plan(schema: str) -> Plan[tuple[tuple[Any, ...], dict[int, str]]]:
-    """The probe row and the applied migrations, in one plan."""
+_Probe = tuple[tuple[Any, ...], dict[int, str], list[Newer]]
+
+
+def health_plan(schema: str) -> Plan[_Probe]:
+    """The probe row, the applied migrations and the newer ones, in one plan."""
     from ._queries import Queries
 
     probe = Queries(schema)["health_probe"]
     status = status_plan(schema)
 
-    def make() -> PlanGen[tuple[tuple[Any, ...], dict[int, str]]]:
+    def make() -> PlanGen[_Probe]:
         rows = yield Query(probe, None, fetch="all", prepare=False)
         applied = yield from status.make()
-        return (rows or [()])[0], applied
+        newer = yield from read_newer(schema, applied)
+        return (rows or [()])[0], applied, newer
 
     return Plan("health_check", make)
 
 
 def build_report(
-    row: tuple[Any, ...], applied: dict[int, str], latency: float, ports: set[int] | None
+    row: tuple[Any, ...],
+    applied: dict[int, str],
+    latency: float,
+    ports: set[int] | None,
+    newer: list[Newer] | None = None,
 ) -> HealthReport:
     version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row
     warnings = durability_warnings(fsync, sync_commit, fpw)
@@ -134,11 +142,15 @@ def build_report(
         warnings.append("the pgcheckpoint schema is not set up: call setup()")
     elif current < latest:
         warnings.append(f"schema version {current} is older than {latest}: call setup()")
-    elif current > latest:
-        warnings.append(f"schema version {current} is newer than this pgcheckpoint ({latest})")
+    usable = all(n.usable for n in newer or [])
+    if current is not None and current > latest:
+        verdict = "declared compatible" if usable else "NOT compatible: upgrade pgcheckpoint"
+        warnings.append(
+            f"schema version {current} is newer than this pgcheckpoint ({latest}); {verdict}"
+        )
     behind = None if server_port is None or ports is None else int(server_port) not in ports
     return HealthReport(
-        ok=current is not None and current <= latest,
+        ok=current is not None and (current <= latest or usable),
         latency_seconds=latency,
         server_version=version,
         server_version_num=int(version_num),
@@ -221,12 +233,13 @@ class HealthSync:
         runner = me._runner
         started = time.monotonic()
         try:
-            row, applied = runner.run(health_plan(me.schema), retry=_one_attempt(timeout))
+            row, applied, newer = runner.run(health_plan(me.schema), retry=_one_attempt(timeout))
         except Exception as exc:
             report = _failed(exc, time.monotonic() - started, runner.secrets)
         else:
             latency = time.monotonic() - started
-            report = build_report(row, applied, latency, _dialled_ports(runner.source))
+            ports = _dialled_ports(runner.source)
+            report = build_report(row, applied, latency, ports, newer)
         return _health_log(me).report(report)
 
     def pool_stats(self) -> dict[str, Any]:
@@ -245,12 +258,15 @@ class HealthAsync:
         runner = me._runner
         started = time.monotonic()
         try:
-            row, applied = await runner.run(health_plan(me.schema), retry=_one_attempt(timeout))
+            row, applied, newer = await runner.run(
+                health_plan(me.schema), retry=_one_attempt(timeout)
+            )
         except Exception as exc:
             report = _failed(exc, time.monotonic() - started, runner.secrets)
         else:
             latency = time.monotonic() - started
-            report = build_report(row, applied, latency, _dialled_ports(runner.source))
+            ports = _dialled_ports(runner.source)
+            report = build_report(row, applied, latency, ports, newer)
         return _health_log(me).report(report)
 
     def pool_stats(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ._connections import SyncRunner, SyncSource
 from ._core import SaverCore
 from .concurrency import BatchSync
 from .health import HealthSync
-from .migrations import setup_plan, status_plan
+from .migrations import MigrationState, report_plan, setup_plan, status_plan
 from .options import SaverOptions, configure
 from .pooling import PoolSettings
 from .retention import sweeper_settings_from_env
@@ -113,6 +113,11 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
     def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""
         return self._runner.run(status_plan(self.schema))
+
+    def migration_report(self) -> list[MigrationState]:
+        """Every migration this release ships or the database has (newer ones
+        included), applied or not; see docs/migrations.md."""
+        return self._runner.run(report_plan(self.schema))
 
     # --- the checkpoint contract -------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
