@@ -40,7 +40,7 @@ _KEYWORD_SECRET = re.compile(
 )
 _QUERY_SECRET = re.compile(r"[?&]" + _SECRET_KEYS + r"=([^&#]*)")
 _URI = re.compile(r"^\s*postgres(?:ql)?://", re.IGNORECASE)
-_QUOTED = re.compile(r'"([^"]*)"')
+_QUOTED = re.compile(r'"([^"]*)"|\'([^\']*)\'')
 
 
 def secrets_of(conninfo: str) -> tuple[str, ...]:
@@ -84,9 +84,10 @@ def mask(text: str, secrets: tuple[str, ...] | list[str]) -> str:
         text = text.replace(secret, MASK)
 
     def quoted(match: re.Match[str]) -> str:
-        inner = match[1]
+        inner = match[1] if match[1] is not None else match[2]
         if inner and inner != MASK and any(inner in s for s in secrets):
-            return f'"{MASK}"'
+            quote = match[0][0]
+            return f"{quote}{MASK}{quote}"
         return match[0]
 
     return _QUOTED.sub(quoted, text)
@@ -95,11 +96,18 @@ def mask(text: str, secrets: tuple[str, ...] | list[str]) -> str:
 def check(conninfo: str) -> dict[str, str]:
     """``conninfo`` parsed by libpq, or :class:`ConfigurationError` saying why not (masked)."""
     try:
-        return {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+        params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
     except psycopg.Error as exc:
         reason = mask(str(exc).strip(), secrets_of(conninfo))
         # Not chained: the driver's message quotes the connection string.
         raise ConfigurationError(f"invalid connection string: {reason}") from None
+    if "@" in params.get("host", ""):
+        # libpq ends the password at its first '@': the rest of it became the host.
+        raise ConfigurationError(
+            "invalid connection string: its host contains '@'; percent-encode an '@' "
+            "in the password as %40"
+        )
+    return params
 
 
 def describe(conninfo: str) -> str:
@@ -112,7 +120,7 @@ def describe(conninfo: str) -> str:
     ports = str(params.get("port") or "5432").split(",")
     if len(ports) == 1:
         ports = ports * len(hosts)
-    where = ",".join(f"{h}:{p}" for h, p in zip(hosts, ports, strict=False))
+    where = ",".join(f"{h}:{p or 5432}" for h, p in zip(hosts, ports, strict=False))
     user = params.get("user")
     db = params.get("dbname") or user or "(default)"
     text = f'database "{db}" on {where}'
