@@ -8,6 +8,10 @@ log in with a SCRAM password, so wrong passwords are real authentication failure
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
 import traceback
 from collections.abc import Iterator
@@ -288,3 +292,70 @@ def test_failure_kinds_of_real_errors() -> None:
 
     assert connect_failure_kind(error(_url(free_port()))) == "unreachable"
     assert connect_failure_kind(error("postgresql://u:pa%zz@h/db")) == "config"
+
+
+# --- the CLI, run as a user would -------------------------------------------------
+
+
+def _cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PGCHECKPOINT_DSN", "DATABASE_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "pgcheckpoint.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        input=input,
+        timeout=120,
+    )
+
+
+@needs_cluster
+def test_cli_wrong_password_names_the_database_and_hides_the_password(cluster: Cluster) -> None:
+    done = _cli("setup", "--dsn", _url(cluster.port, password=WRONG))
+    assert done.returncode == 1
+    assert "ConnectionFailedError" in done.stderr
+    assert "password authentication failed" in done.stderr
+    assert f'database "postgres" on 127.0.0.1:{cluster.port} as user "app"' in done.stderr
+    assert "Traceback" not in done.stderr
+    _no_secret(done.stdout + done.stderr, WRONG)
+
+
+@needs_cluster
+def test_cli_with_the_right_password_shows_it_nowhere(cluster: Cluster) -> None:
+    url = _url(cluster.port)
+    for args in (("setup",), ("threads", "list"), ("migrate", "status"), ("size",)):
+        done = _cli(*args, "--dsn", url)
+        assert done.returncode == 0, done.stderr
+        assert f'on 127.0.0.1:{cluster.port} as user "app", schema "public"' in done.stderr
+        _no_secret(done.stdout + done.stderr, SECRET)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pa%zzS3cret@127.0.0.1:5432/db",
+        "host=127.0.0.1 user=app password=S3cr3t Qzx9 Wvu8",
+        f"postgresql://app:S3cr3t%25Qzx9@127.0.0.1:{free_port()}/db",
+    ],
+)
+def test_cli_connection_errors_are_one_line_without_the_password(url: str) -> None:
+    done = _cli("threads", "list", "--dsn", url, "--connect-timeout", "2")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr
+    assert "error connecting in" not in done.stderr  # psycopg_pool's per-attempt noise
+    _no_secret(done.stdout + done.stderr, "S3cr3t", "Qzx9", "Wvu8", "pa%zzS3cret")
+
+
+def test_cli_connect_timeout_bounds_a_server_that_never_answers() -> None:
+    with socket.socket() as silent:  # accepts TCP connections, never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        done = _cli(
+            "migrate", "status", "--dsn", f"postgresql://app@127.0.0.1:{port}/db",
+            "--connect-timeout", "1",
+        )
+    assert done.returncode == 1
+    assert "ConnectionFailedError" in done.stderr and "timeout" in done.stderr
+    assert _cli("migrate", "status", "--connect-timeout", "0").returncode == 2

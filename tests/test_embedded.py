@@ -218,12 +218,15 @@ def test_missing_platformdirs_is_a_clear_configuration_error(
 
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One per user and project (tests/cli/test_target.py checks the project part).
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert embedded.default_data_dir() == Path("/var/lib/pgcheckpoint/pgdata")
+    path = embedded.default_data_dir()
+    assert path.parent.parent == Path("/var/lib/pgcheckpoint/projects")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     path = embedded.default_data_dir()
     assert path.name == "pgdata"
-    assert path.parent.name == "pgcheckpoint"
+    assert path.parent.parent.name == "projects"
+    assert path.parent.parent.parent.name == "pgcheckpoint"
 
 
 def test_unusable_path_is_a_storage_error(data_dir: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 import click
 from rich.console import Console
 
-from .._conninfo import describe
+from .._conninfo import check, describe
 from ..errors import PgCheckpointError
 from ..pooling import PoolSettings
 from ..saver import PostgresSaver
@@ -129,6 +129,7 @@ def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
             f"PostgreSQL of project {project_root()} (data in {default_data_dir()})"
         )
         dsn = start_embedded().url
+    check(dsn)
     target = f'{describe(dsn)}, schema "{schema}"'
     ctx.meta[_META_TARGET] = target
     _say(target)
