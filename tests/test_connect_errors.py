@@ -359,3 +359,35 @@ def test_cli_connect_timeout_bounds_a_server_that_never_answers() -> None:
     assert done.returncode == 1
     assert "ConnectionFailedError" in done.stderr and "timeout" in done.stderr
     assert _cli("migrate", "status", "--connect-timeout", "0").returncode == 2
+
+
+async def test_async_saver_sorts_connection_failures_too() -> None:
+    from pgcheckpoint import AsyncPostgresSaver
+
+    recorder = Recorder()
+    with pytest.raises(ConnectionFailedError) as info:
+        async with AsyncPostgresSaver.from_conn_string(_url(free_port())) as saver:
+            instrument(saver, recorder)
+            await saver.setup()
+    assert "Connection refused" in str(info.value)
+    assert [r.attempts for r in recorder.results] == [1]
+    _no_secret(_everything(info.value), SECRET)
+    bad_url = "postgresql://a:pa%zz" + "S3cret@h/db"  # (the traceback shows this line)
+    with pytest.raises(ConfigurationError) as bad:
+        async with AsyncPostgresSaver.from_conn_string(bad_url):
+            pass
+    _no_secret(_everything(bad.value), "pa%zzS3cret")
+
+
+@needs_cluster
+async def test_async_saver_wrong_password(cluster: Cluster) -> None:
+    from pgcheckpoint import AsyncPostgresSaver
+
+    with pytest.raises(ConnectionFailedError) as info:
+        async with AsyncPostgresSaver.from_conn_string(_url(cluster.port, password=WRONG)) as s:
+            await s.setup()
+    assert "password authentication failed" in str(info.value)
+    _no_secret(_everything(info.value), WRONG)
+    async with AsyncPostgresSaver.from_conn_string(_url(cluster.port)) as saver:
+        report = await saver.ahealth_check(timeout=2)
+    assert report.error is None and report.latency_seconds > 0
