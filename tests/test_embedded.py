@@ -178,15 +178,17 @@ def test_resolve_dsn_falls_back_to_embedded(data_dir: Path) -> None:
         "url = resolve_dsn(embedded_path=sys.argv[1])\n"
         "print(psycopg.connect(url).execute('SELECT 1').fetchone()[0], url)\n"
     )
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", script, str(data_dir)],
         capture_output=True,
         text=True,
         env=env_without_dsn(),
         timeout=120,
         check=True,
-    ).stdout
-    one, url = out.split()
+    )
+    one, url = done.stdout.split()
+    # Never silently: the fallback says so.
+    assert f"using the embedded PostgreSQL in {data_dir}" in done.stderr
     assert one == "1"
     assert str(data_dir.resolve()) in url
     assert (data_dir / "PG_VERSION").exists()

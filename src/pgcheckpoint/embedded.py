@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 _INSTALL_HINT = "pip install 'pgcheckpoint[embedded]'"
+
+logger = logging.getLogger("pgcheckpoint")
 
 # pgserver records, in this file of its data directory, the PIDs of the
 # processes holding the server; it stops the server when the last one exits.
@@ -270,11 +273,18 @@ def resolve_dsn(
     """Pick a connection string: ``dsn`` if given, else ``$DATABASE_URL``, else embedded.
 
     The embedded server (started in ``embedded_path`` or :func:`default_data_dir`)
-    runs until this process exits.
+    runs until this process exits; choosing it is logged (WARNING), so that an
+    application never writes to it without saying so.
     """
     if dsn:
         return dsn
     env = os.environ.get("DATABASE_URL")
     if env:
         return env
-    return start_embedded(embedded_path).url
+    path = Path(embedded_path) if embedded_path is not None else default_data_dir()
+    logger.warning(
+        "pgcheckpoint: no connection string and no DATABASE_URL: using the embedded "
+        "PostgreSQL in %s",
+        path,
+    )
+    return start_embedded(path).url
