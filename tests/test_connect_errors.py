@@ -280,6 +280,8 @@ def test_describe_names_the_target_without_the_password() -> None:
     text = describe("postgresql://app:hunter2@db1:5433,db2/app?sslmode=require")
     assert text == 'database "app" on db1:5433,db2:5432 as user "app"'
     assert describe("not a dsn=") == "an invalid connection string"
+    # A password that equals a name is masked there too.
+    assert describe("postgresql://admin:admin@h/db") == 'database "db" on h:5432 as user "***"'
 
 
 def test_failure_kinds_of_real_errors() -> None:

@@ -111,7 +111,8 @@ def check(conninfo: str) -> dict[str, str]:
 
 
 def describe(conninfo: str) -> str:
-    """``database "app" on db1:5432 as user "app"`` (never the password)."""
+    """``database "app" on db1:5432 as user "app"`` (never the password, even when a
+    name equals it)."""
     try:
         params = conninfo_to_dict(conninfo)
     except psycopg.Error:
@@ -124,7 +125,9 @@ def describe(conninfo: str) -> str:
     user = params.get("user")
     db = params.get("dbname") or user or "(default)"
     text = f'database "{db}" on {where}'
-    return f'{text} as user "{user}"' if user else text
+    text = f'{text} as user "{user}"' if user else text
+    # A password equal to a name shown here (postgres:postgres) is masked there too.
+    return mask(text, secrets_of(conninfo))
 
 
 FailureKind = Literal["config", "busy", "unreachable"]
