@@ -393,3 +393,22 @@ async def test_async_saver_wrong_password(cluster: Cluster) -> None:
     async with AsyncPostgresSaver.from_conn_string(_url(cluster.port)) as saver:
         report = await saver.ahealth_check(timeout=2)
     assert report.error is None and report.latency_seconds > 0
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ('failed: FATAL:  the database system is starting up', "busy"),
+        ('failed: FATAL:  the database system is shutting down', "busy"),
+        ('failed: FATAL:  sorry, too many clients already', "busy"),
+        ('failed: FATAL:  password authentication failed for user "app"', "config"),
+        ('failed: FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "app"', "config"),
+        ('failed: FATAL:  permission denied for database "app"', "config"),
+        ("failed: server certificate for \"db\" does not match host name \"x\"", "config"),
+        ("failed: timeout expired", "unreachable"),
+        ("failed: No route to host", "unreachable"),
+    ],
+)
+def test_failure_kinds_by_message(message: str, kind: str) -> None:
+    # The texts libpq and PostgreSQL 15 produce; libpq gives them no SQLSTATE.
+    assert connect_failure_kind(psycopg.OperationalError(f"connection {message}")) == kind
