@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,9 +51,6 @@ def cli() -> None:
         export DATABASE_URL=postgresql://localhost/app
         pgcheckpoint threads list --limit 5
     """
-    # psycopg_pool logs every failed connection attempt; the command's own error
-    # already says why it could not connect, once.
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def _remember_timeout(ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
