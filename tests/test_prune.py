@@ -12,7 +12,7 @@ checkpoint in the database names a parent that does not exist.
 
 from __future__ import annotations
 
-import operator
+import itertools
 import threading
 from collections.abc import Sequence
 from typing import Annotated, Any, TypedDict
@@ -21,86 +21,21 @@ import psycopg
 import pytest
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph import START, StateGraph
-from langgraph.types import Command, StateSnapshot, interrupt
+from langgraph.types import Command
 
+from _history import (
+    cfg,
+    dangling,
+    fan_graph,
+    ids,
+    memory_graph,
+    namespaces,
+    parentless,
+    sql,
+    subgraph_graph,
+    turn,
+)
 from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
-
-
-class State(TypedDict):
-    notes: Annotated[list[str], operator.add]
-
-
-def cfg(thread: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread}}
-
-
-def sql(url: str, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-# A checkpoint naming a parent that is not in the table: what neither prune nor
-# the sweep may leave behind (get_state would show a parent_config that leads
-# nowhere).
-DANGLING = """
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id
-FROM checkpoints c
-WHERE c.parent_checkpoint_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM checkpoints p
-                  WHERE p.thread_id = c.thread_id AND p.checkpoint_ns = c.checkpoint_ns
-                    AND p.checkpoint_id = c.parent_checkpoint_id)
-"""
-
-
-def dangling(url: str) -> list[tuple[Any, ...]]:
-    return sql(url, DANGLING)
-
-
-def namespaces(saver: PostgresSaver, thread: str) -> list[str]:
-    return sorted({t.config["configurable"]["checkpoint_ns"] for t in saver.list(cfg(thread))})
-
-
-def ids(saver: PostgresSaver, thread: str, ns: str = "") -> list[str]:
-    return [t.config["configurable"]["checkpoint_id"]
-            for t in saver.list({"configurable": {"thread_id": thread, "checkpoint_ns": ns}})]
-
-
-def parentless(snap: StateSnapshot) -> StateSnapshot:
-    """The snapshot as prune must leave it: no parent, here and in subgraph states."""
-    tasks = tuple(t._replace(state=parentless(t.state)) if isinstance(t.state, StateSnapshot)
-                  else t for t in snap.tasks)
-    return snap._replace(parent_config=None, tasks=tasks)
-
-
-def _note(name: str, fail: set[str] | None = None) -> Any:
-    def node(state: State) -> dict[str, Any]:
-        if fail is not None and name in fail:
-            fail.discard(name)
-            raise ValueError(f"{name} failed")
-        return {"notes": [name]}
-
-    return node
-
-
-def _ask(state: State) -> dict[str, Any]:
-    return {"notes": [f"answer {interrupt('approve?')} after {len(state['notes'])}"]}
-
-
-def fan_graph(saver: Any, *, ask: bool = False, fail: set[str] | None = None) -> Any:
-    """left and right in one step, then reply (which may ask)."""
-    b = StateGraph(State)
-    b.add_node("left", _note("left", fail))
-    b.add_node("right", _note("right", fail))
-    b.add_node("reply", _ask if ask else _note("reply"))
-    b.add_edge(START, "left")
-    b.add_edge(START, "right")
-    b.add_edge(["left", "right"], "reply")
-    return b.compile(checkpointer=saver)
-
-
-def turn(i: int) -> dict[str, Any]:
-    return {"notes": [f"turn {i}"]}
 
 
 @pytest.mark.parametrize("durability", ["sync", "async", "exit"])
@@ -174,16 +109,6 @@ def test_keep_latest_keeps_writes_of_tasks_that_finished_before_a_failure(
     assert g.get_state(cfg("pruned")).values == g.get_state(cfg("twin")).values
 
 
-def subgraph_graph(saver: Any) -> Any:
-    sub = StateGraph(State)
-    sub.add_node("reply", _ask)
-    sub.add_edge(START, "reply")
-    outer = StateGraph(State)
-    outer.add_node("sub", sub.compile())
-    outer.add_edge(START, "sub")
-    return outer.compile(checkpointer=saver)
-
-
 def test_keep_latest_keeps_an_interrupted_subgraph_but_not_finished_calls(
     saver: PostgresSaver, db_url: str
 ) -> None:
@@ -207,31 +132,6 @@ def test_keep_latest_keeps_an_interrupted_subgraph_but_not_finished_calls(
     for t in ("pruned", "twin"):
         g.invoke(Command(resume="yes 2"), cfg(t))
     assert g.get_state(cfg("pruned")).values == g.get_state(cfg("twin")).values
-
-
-class Calls(TypedDict):
-    notes: Annotated[list[str], operator.add]
-    calls: Annotated[list[str], operator.add]
-
-
-def counting(name: str, *, checkpointer: bool | None) -> Any:
-    def count(state: Calls) -> dict[str, Any]:
-        return {"calls": [name], "notes": [f"{name} call {len(state['calls']) + 1}"]}
-
-    b = StateGraph(Calls)
-    b.add_node("count", count)
-    b.add_edge(START, "count")
-    return b.compile(checkpointer=checkpointer)
-
-
-def memory_graph(saver: Any) -> Any:
-    """A `checkpointer=True` subgraph (its state outlives each call), then a plain one."""
-    b = StateGraph(State)
-    b.add_node("memory", counting("memory", checkpointer=True))
-    b.add_node("call", counting("call", checkpointer=None))
-    b.add_edge(START, "memory")
-    b.add_edge("memory", "call")
-    return b.compile(checkpointer=saver)
 
 
 @pytest.mark.parametrize("durability", ["sync", "async"])
@@ -293,7 +193,7 @@ def test_keep_latest_on_a_delta_channel_keeps_the_chain_it_needs(
     assert 1 < len(kept) < len(all_ids)
     kept_ids = [t.config["configurable"]["checkpoint_id"] for t in kept]
     assert kept_ids == all_ids[: len(kept)]  # the head and its nearest ancestors
-    for child, parent in zip(kept, kept[1:], strict=False):
+    for child, parent in itertools.pairwise(kept):
         assert child.parent_config is not None
         assert child.parent_config["configurable"]["checkpoint_id"] == (
             parent.config["configurable"]["checkpoint_id"])
