@@ -101,14 +101,25 @@ def subgraph_graph(saver: Any) -> Any:
     return outer.compile(checkpointer=saver)
 
 
+def _merge(left: list[str], right: list[str]) -> list[str]:
+    # A subgraph run as a node returns its whole state, the parent's notes
+    # included: a plain `operator.add` would double the list at every call.
+    return left + [n for n in right if n not in left]
+
+
+class MemoryState(TypedDict):
+    notes: Annotated[list[str], _merge]
+
+
 class Calls(TypedDict):
-    notes: Annotated[list[str], operator.add]
+    notes: Annotated[list[str], _merge]
     calls: Annotated[list[str], operator.add]
 
 
 def counting(name: str, *, checkpointer: bool | None) -> Any:
     def count(state: Calls) -> dict[str, Any]:
-        return {"calls": [name], "notes": [f"{name} call {len(state['calls']) + 1}"]}
+        n = len(state["calls"]) + 1
+        return {"calls": [name], "notes": [f"{name} call {n} after {len(state['notes'])} notes"]}
 
     b = StateGraph(Calls)
     b.add_node("count", count)
@@ -118,9 +129,14 @@ def counting(name: str, *, checkpointer: bool | None) -> Any:
 
 def memory_graph(saver: Any) -> Any:
     """A `checkpointer=True` subgraph (its state outlives each call), then a plain one."""
-    b = StateGraph(State)
+    b = StateGraph(MemoryState)
     b.add_node("memory", counting("memory", checkpointer=True))
     b.add_node("call", counting("call", checkpointer=None))
     b.add_edge(START, "memory")
     b.add_edge("memory", "call")
     return b.compile(checkpointer=saver)
+
+
+def remembered(values: dict[str, Any], calls: int) -> bool:
+    """Whether the memory subgraph counted ``calls`` calls (it kept its state)."""
+    return any(n.startswith(f"memory call {calls} after") for n in values["notes"])
