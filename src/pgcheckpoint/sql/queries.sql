@@ -305,7 +305,8 @@ SELECT {schema}.pgcheckpoint_trim(
 
 -- name: gc
 -- Blobs and chunks of the given threads that nothing references any more
--- (migration 0004, shared with the sweep). Run only under lock_threads.
+-- (pgcheckpoint_gc: migration 0004, redefined set-based in 0006; shared with the
+-- sweep). Run only under lock_threads.
 SELECT {schema}.pgcheckpoint_gc(%(thread_ids)s::text[]);
 
 -- name: thread_exists
