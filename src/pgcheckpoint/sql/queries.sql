@@ -292,7 +292,7 @@ WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
   AND x.checkpoint_id = gone.checkpoint_id;
 
 -- name: prune_keep_latest
--- pgcheckpoint_trim (migration 0006) with a limit of one checkpoint per
+-- pgcheckpoint_trim (migration 0005) with a limit of one checkpoint per
 -- namespace and no pins: the newest checkpoint of each namespace that stays,
 -- the ancestors its DeltaChannels need, the writes of what is kept; finished
 -- subgraph calls go whole; no kept checkpoint names a deleted parent. Run only
@@ -305,7 +305,7 @@ SELECT {schema}.pgcheckpoint_trim(
 
 -- name: gc
 -- Blobs and chunks of the given threads that nothing references any more
--- (pgcheckpoint_gc: migration 0004, redefined set-based in 0006; shared with the
+-- (pgcheckpoint_gc: migration 0004, redefined set-based in 0005; shared with the
 -- sweep). Run only under lock_threads.
 SELECT {schema}.pgcheckpoint_gc(%(thread_ids)s::text[]);
 

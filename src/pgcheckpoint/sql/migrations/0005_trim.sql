@@ -1,3 +1,4 @@
+-- pgcheckpoint: compatible-with 4
 -- One rule for what a thread's history keeps (issue 10), shared by
 -- prune(strategy="keep_latest") and the retention sweep: pgcheckpoint_trim.
 -- Both used to carry their own copy of it, and both differed from the
