@@ -18,16 +18,6 @@ from .errors import ConfigurationError
 
 _TRANSIENT_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 _TRANSIENT_CLASSES = ("08", "53")
-# libpq's refusals to trust the server (they carry no SQLSTATE): a wrong CA or
-# host name, TLS required but not offered, channel binding not done. Retrying
-# cannot change the answer, so they are raised at the first attempt.
-_TRUST_REFUSALS = (
-    "certificate verify failed",
-    "does not match host name",
-    "server does not support SSL",
-    "root certificate file",
-    "channel binding",
-)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -37,9 +27,7 @@ def is_transient(exc: BaseException) -> bool:
     state = exc.sqlstate
     if state is None:
         # No SQLSTATE: the connection broke (closed, reset, timed out) before
-        # or while the server answered, unless libpq refused to trust the server.
-        if any(refusal in str(exc) for refusal in _TRUST_REFUSALS):
-            return False
+        # or while the server answered.
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
     return state in _TRANSIENT_STATES or state.startswith(_TRANSIENT_CLASSES)
 
@@ -56,6 +44,14 @@ class RetryPolicy:
         multiplier: growth of the wait bound per attempt.
         jitter: draw each wait uniformly from [0, bound] ("full jitter"), so
             clients that failed together do not come back together.
+        wait_for_server: seconds to keep retrying a server that does not
+            answer (connection refused, timed out, host not found) before the
+            saver has ever connected to it. The default, 0, reports such a
+            failure at once as ``ConnectionFailedError``: at start-up it is
+            most likely a wrong host or port. Set it when the application may
+            start before its database (containers started together). A server
+            that answered once and then goes away is always retried until
+            ``deadline``; see docs/resilience.md.
     """
 
     enabled: bool = True
@@ -64,8 +60,13 @@ class RetryPolicy:
     max_delay: float = 2.0
     multiplier: float = 2.0
     jitter: bool = True
+    wait_for_server: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.wait_for_server < 0:
+            raise ConfigurationError(
+                f"retry wait_for_server must be >= 0, got {self.wait_for_server}"
+            )
         if self.deadline < 0 or self.initial_delay < 0 or self.max_delay < self.initial_delay:
             raise ConfigurationError(
                 "retry needs deadline >= 0 and 0 <= initial_delay <= max_delay, got "
