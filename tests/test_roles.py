@@ -272,6 +272,21 @@ def test_health_warns_about_superuser_owner_and_serde(roles_on: RoleNames, db_ur
     assert report.superuser is True
     assert any("superuser" in w for w in report.warnings)
 
+    # A runtime role given CREATE on the schema (the planting risk of issue 12.1).
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(roles_on.runtime))
+        )
+    with PostgresSaver.from_conn_string(as_role(db_url, roles_on.runtime)) as saver:
+        report = saver.health_check()
+    assert any("may CREATE in pgcheckpoint's schema" in w for w in report.warnings)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(
+                sql.Identifier(roles_on.runtime)
+            )
+        )
+
     permissive = JsonPlusSerializer(allowed_msgpack_modules=True)
     with PostgresSaver.from_conn_string(
         as_role(db_url, roles_on.runtime), serde=permissive

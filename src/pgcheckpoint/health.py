@@ -152,7 +152,9 @@ def serde_warning(serde: Any) -> str | None:
     return None
 
 
-def security_warnings(role: str, superuser: bool, owner: bool | None) -> list[str]:
+def security_warnings(
+    role: str, superuser: bool, owner: bool | None, may_create: bool | None
+) -> list[str]:
     """Warnings when the saver runs with more rights than it needs."""
     if superuser:
         return [
@@ -164,6 +166,12 @@ def security_warnings(role: str, superuser: bool, owner: bool | None) -> list[st
             f"the saver runs as {role!r}, which owns pgcheckpoint's tables (it may alter or drop "
             "them): run setup as the owner and the application as the runtime role "
             "(docs/security.md)"
+        ]
+    if may_create:
+        return [
+            f"role {role!r} may CREATE in pgcheckpoint's schema (it could plant a table or "
+            "function there): grant it only what `pgcheckpoint roles create` grants the "
+            "runtime role (docs/security.md)"
         ]
     return []
 
@@ -182,10 +190,12 @@ def health_plan(schema: str) -> Plan[_Probe]:
 
     def make() -> PlanGen[_Probe]:
         rows = yield Query(probe, None, fetch="all", prepare=False)
-        security = yield Query(SECURITY_PROBE, {"table": checkpoints}, fetch="all", prepare=False)
+        security = yield Query(
+            SECURITY_PROBE, {"table": checkpoints, "schema": schema}, fetch="all", prepare=False
+        )
         applied = yield from status.make()
         newer = yield from read_newer(schema, applied)
-        row = (*(rows or [()])[0], *(security or [(None,) * 7])[0])
+        row = (*(rows or [()])[0], *(security or [(None,) * 8])[0])
         return row, applied, newer
 
     return Plan("health_check", make)
@@ -200,9 +210,12 @@ def build_report(
     serde: Any = None,
 ) -> HealthReport:
     version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row[:8]
-    role, superuser, owner, ssl, ssl_protocol, ssl_cipher, ssl_bits = (*row[8:], *(None,) * 7)[:7]
+    role, superuser, owner, may_create, ssl, ssl_protocol, ssl_cipher, ssl_bits = (
+        *row[8:],
+        *(None,) * 8,
+    )[:8]
     warnings = durability_warnings(fsync, sync_commit, fpw)
-    warnings += security_warnings(role, bool(superuser), owner)
+    warnings += security_warnings(role, bool(superuser), owner, may_create)
     serde_problem = serde_warning(serde)
     if serde_problem:
         warnings.append(serde_problem)

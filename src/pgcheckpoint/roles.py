@@ -238,8 +238,8 @@ def plan_statements(
                 r=_ident(schema, routine),
                 owner=owner,
             )
-    for grantee in (runtime, readonly):
-        add("usage", "GRANT USAGE ON SCHEMA {s} TO {role}", s=s, role=grantee)
+    for kind, grantee in (("runtime", runtime), ("readonly", readonly)):
+        add(f"usage_{kind}", "GRANT USAGE ON SCHEMA {s} TO {role}", s=s, role=grantee)
     for table in sorted(tables):
         t = _ident(schema, table)
         if table == MIGRATIONS_TABLE:
@@ -361,13 +361,16 @@ def apply(
 
 # --- what health_check() asks ------------------------------------------------------
 # The current role, whether it is a superuser, whether it has the rights of the
-# owner of pgcheckpoint's checkpoints table, and the TLS state of this
+# owner of pgcheckpoint's checkpoints table, whether it may CREATE in the schema
+# (and so plant a table or function there), and the TLS state of this
 # connection as the server sees it (pg_stat_ssl: one row per backend, readable
 # for one's own backend by any role).
 SECURITY_PROBE = (
     "SELECT current_user, r.rolsuper, "
     "(SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') "
     " FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(%(table)s)), "
+    "(SELECT pg_catalog.has_schema_privilege(n.oid, 'CREATE') "
+    " FROM pg_catalog.pg_namespace n WHERE n.nspname = %(schema)s), "
     "s.ssl, s.version, s.cipher, s.bits "
     "FROM pg_catalog.pg_roles r "
     "LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = pg_catalog.pg_backend_pid() "
