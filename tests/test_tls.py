@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 import _cluster
 
@@ -37,6 +39,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PASSWORD = "tls-secret-Pa55"  # in every DSN; must never appear in an error
+SCRAM_USER = "scram_user"
 _DAY = datetime.timedelta(days=1)
 
 
@@ -144,8 +147,18 @@ def _start(ssl: bool, tmp: Path) -> Iterator[tuple[_cluster.Cluster, Path, Path]
             _cluster._own(f)
         settings = {"ssl": "on", "ssl_cert_file": f"'{cert_file}'", "ssl_key_file": f"'{key_file}'"}
         cluster.configure(settings)
+        # A SCRAM login over TLS only, for channel binding (first match wins in pg_hba).
+        hba = cluster.data / "pg_hba.conf"
+        hba.write_text(f"hostssl all {SCRAM_USER} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
     try:
         cluster.start()
+        if ssl:
+            with psycopg.connect(cluster.url(), autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                        sql.Identifier(SCRAM_USER), sql.Literal(PASSWORD)
+                    )
+                )
         yield cluster, ca.write(tmp / "ca.pem"), other.write(tmp / "other-ca.pem")
     finally:
         cluster.destroy()
@@ -216,6 +229,25 @@ def test_wrong_host_name_is_refused(tls_server: TlsServer) -> None:
 def test_require_against_a_server_without_tls_is_refused(plain_server: TlsServer) -> None:
     error = _refused(plain_server.dsn(sslmode="require"))
     assert "SSL" in str(error)
+
+
+def test_channel_binding_with_scram_over_verify_full(tls_server: TlsServer) -> None:
+    dsn = tls_server.dsn(
+        user=SCRAM_USER,
+        sslmode="verify-full",
+        sslrootcert=str(tls_server.ca_file),
+        channel_binding="require",
+    )
+    with PostgresSaver.from_conn_string(dsn) as saver:
+        saver.setup()
+        report = saver.health_check()
+    assert report.ok and report.ssl is True and report.role == SCRAM_USER
+
+
+def test_channel_binding_required_but_not_done_is_refused(plain_server: TlsServer) -> None:
+    # The server without TLS lets us in without SCRAM: no channel binding took place.
+    error = _refused(plain_server.dsn(sslmode="disable", channel_binding="require"))
+    assert "channel binding" in str(error)
 
 
 def test_cluster_tools_present() -> None:
