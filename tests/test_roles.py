@@ -356,6 +356,18 @@ def test_print_sql_is_what_a_dba_runs(empty_db_url: str, monkeypatch: pytest.Mon
         assert "BEGIN;" in render(plan_statements(ODD, names, state), None)
 
 
+def test_roles_create_never_prints_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGCHECKPOINT_OWNER_PASSWORD", "owner-Secret-9")
+    for dsn, secret in [
+        ("postgresql://admin:pa%zz@127.0.0.1:1/app", "pa%zz"),
+        ("host=127.0.0.1 port=1 user=admin password=Hunter2Secret dbname=app", "Hunter2Secret"),
+    ]:
+        result = CliRunner().invoke(pgcheckpoint_cli, ["roles", "create", "--dsn", dsn])
+        assert result.exit_code == 1, result.output
+        assert secret not in result.output and "owner-Secret-9" not in result.output
+        assert "Error" in result.output
+
+
 @pytest.mark.parametrize(
     "kw",
     [{"owner": "pg_mine"}, {"runtime": ""}, {"readonly": "x" * 64}, {"owner": "a", "runtime": "a"}],

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from .. import roles as roles_lib
 from .._connections import translate
+from .._conninfo import secrets_of
 from ..embedded import resolve_dsn
 from ._app import common_options, emit, handle_errors
 
@@ -72,8 +73,10 @@ def create(
     passwords = {
         kind: os.environ[var] for kind, var in roles_lib.PASSWORD_ENV.items() if os.environ.get(var)
     }
+    conninfo = resolve_dsn(dsn)
+    secrets = (*secrets_of(conninfo), *passwords.values())
     try:
-        with psycopg.connect(resolve_dsn(dsn), autocommit=True) as conn:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
             if print_sql:
                 state = roles_lib.read_state(conn, schema, names)
                 text = roles_lib.render(roles_lib.plan_statements(schema, names, state), conn)
@@ -81,7 +84,8 @@ def create(
                 return
             done = roles_lib.apply(conn, schema, names, passwords)
     except psycopg.Error as exc:
-        raise translate(exc, "roles create") from exc
+        # Not chained: libpq's own message may quote the password.
+        raise translate(exc, "roles create", secrets) from None
 
     def render(out: Console) -> None:
         for kind, name in names.as_dict().items():
