@@ -17,7 +17,8 @@ from typing import Any, TypeVar, cast
 import click
 from rich.console import Console
 
-from ..errors import PgCheckpointError
+from ..allowlist import parse_allow
+from ..errors import ConfigurationError, PgCheckpointError
 from ..saver import PostgresSaver
 from ._output import jsonable
 
@@ -61,10 +62,33 @@ def common_options(func: F) -> F:
             help="Schema holding pgcheckpoint's tables.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
+        click.option(
+            "--allow",
+            envvar="PGCHECKPOINT_ALLOW",
+            multiple=True,
+            metavar="MODULE:CLASS",
+            expose_value=False,
+            callback=_remember_allow,
+            help="Also rebuild this stored type on read (repeatable; the module is "
+            "imported) [env: PGCHECKPOINT_ALLOW, space- or comma-separated].",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+_ALLOW_KEY = "pgcheckpoint.allow"
+
+
+def _remember_allow(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
+    """Keep --allow for :func:`open_saver`, so commands need no parameter of their own."""
+    entries = [e for v in value for e in v.replace(",", " ").split()]
+    try:
+        parse_allow(entries)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param_hint="--allow") from exc
+    ctx.meta[_ALLOW_KEY] = entries
 
 
 def handle_errors(func: F) -> F:
@@ -82,8 +106,11 @@ def handle_errors(func: F) -> F:
 
 @contextmanager
 def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
-    """A saver for one command (``dsn`` None: ``resolve_dsn``'s embedded server)."""
-    with PostgresSaver.from_conn_string(dsn, schema=schema) as saver:
+    """A saver for one command (``dsn`` None: ``resolve_dsn``'s embedded server), with
+    the command's ``--allow`` types added to its allowlist."""
+    ctx = click.get_current_context(silent=True)
+    allow = ctx.meta.get(_ALLOW_KEY, []) if ctx is not None else []
+    with PostgresSaver.from_conn_string(dsn, schema=schema, allow=allow) as saver:
         yield saver
 
 
