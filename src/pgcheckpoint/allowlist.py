@@ -224,7 +224,7 @@ class TypePolicy:
             elif code == jsonplus.EXT_METHOD_SINGLE_ARG:
                 key = (str(inner[0]), str(inner[1]), str(inner[3]))
                 if key not in lg_msgpack.SAFE_MSGPACK_METHODS:
-                    refused.append(".".join(key))
+                    refused.append(".".join(key) + "()")
             return None
 
         ormsgpack.unpackb(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)

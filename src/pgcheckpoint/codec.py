@@ -66,7 +66,7 @@ _blocked: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
 _show_raw: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "pgcheckpoint_show_raw", default=False
 )
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.]")
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.()]")
 
 
 def _on_serde_event(event: SerdeEvent) -> None:
@@ -74,7 +74,7 @@ def _on_serde_event(event: SerdeEvent) -> None:
     if sink is not None and event["kind"] in ("msgpack_blocked", "msgpack_method_blocked"):
         name = f"{event['module']}.{event['name']}"
         if "method" in event:
-            name += f".{event['method']}"
+            name += f".{event['method']}()"
         sink.append(name)
 
 
@@ -84,7 +84,7 @@ register_serde_event_listener(_on_serde_event)
 @dataclass(frozen=True, slots=True)
 class Unloadable:
     """A stored value that was not loaded because it names refused types: what
-    ``show`` prints in its place. Names keep only ``[A-Za-z0-9_.]`` (others become
+    ``show`` prints in its place. Names keep only ``[A-Za-z0-9_.()]`` (others become
     ``?``), so text from a row cannot carry markup or terminal escapes."""
 
     not_loaded: tuple[str, ...]

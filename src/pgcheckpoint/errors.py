@@ -40,14 +40,25 @@ class DeserializationError(CodecError):
 
 
 def _how_to_allow(blocked: list[str]) -> str:
-    entries = ", ".join(repr(":".join(b.rsplit(".", 1))) for b in blocked)
-    flags = " ".join(f"--allow {':'.join(b.rsplit('.', 1))}" for b in blocked)
-    return (
-        f"To allow them, import their module before reading and make them data classes "
-        f"(pydantic model, dataclass, Enum, NamedTuple), or list them: "
-        f"PostgresSaver(..., allow=[{entries}]) or saver.with_allowlist(...); "
-        f"on the command line {flags} or PGCHECKPOINT_ALLOW (docs/serde.md)."
-    )
+    """How to allow ``blocked`` (``module.Class``; ``module.Class.method()`` for a
+    method call, which no allowlist permits)."""
+    types = [":".join(b.rsplit(".", 1)) for b in blocked if not b.endswith("()")]
+    parts = []
+    if types:
+        entries = ", ".join(repr(t) for t in types)
+        flags = " ".join(f"--allow {t}" for t in types)
+        parts.append(
+            "To allow a type, import its module before reading and make it a data class "
+            "(pydantic model, dataclass, Enum, NamedTuple), or list it: "
+            f"PostgresSaver(..., allow=[{entries}]) or saver.with_allowlist(...); "
+            f"on the command line {flags} or PGCHECKPOINT_ALLOW."
+        )
+    if len(types) < len(blocked):
+        parts.append(
+            "A method call (module.Class.method()) is allowed only for "
+            "datetime.datetime.fromisoformat: store a plain datetime instead of a subclass."
+        )
+    return " ".join(parts) + " See docs/serde.md."
 
 
 class BlockedTypeError(DeserializationError):
