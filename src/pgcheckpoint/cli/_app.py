@@ -8,6 +8,7 @@ one public library function, hand the result to :func:`emit` (rich for people,
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -69,8 +70,9 @@ def common_options(func: F) -> F:
             metavar="MODULE:CLASS",
             expose_value=False,
             callback=_remember_allow,
-            help="Also rebuild this stored type on read (repeatable; the module is "
-            "imported) [env: PGCHECKPOINT_ALLOW, space- or comma-separated].",
+            help="Also rebuild this stored type on read; its module is imported, so its "
+            "other data classes load too (repeatable) [env: PGCHECKPOINT_ALLOW, space- or "
+            "comma-separated].",
         ),
     ]
     for option in reversed(options):
@@ -85,9 +87,20 @@ def _remember_allow(ctx: click.Context, _param: click.Parameter, value: tuple[st
     """Keep --allow for :func:`open_saver`, so commands need no parameter of their own."""
     entries = [e for v in value for e in v.replace(",", " ").split()]
     try:
-        parse_allow(entries)
+        modules = sorted({module for module, _ in parse_allow(entries)})
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param_hint="--allow") from exc
+    # Imported now, as the application would have: the data classes of these modules
+    # (the types nested in the listed ones) then load too (docs/serde.md).
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise click.BadParameter(
+                f"cannot import module {module!r}: {type(exc).__name__}: {exc}",
+                ctx=ctx,
+                param_hint="--allow",
+            ) from exc
     ctx.meta[_ALLOW_KEY] = entries
 
 
