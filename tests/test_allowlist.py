@@ -23,6 +23,7 @@ from langchain_core.agents import AgentAction, AgentFinish
 from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.serde import jsonplus
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.func import entrypoint, task
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
@@ -389,3 +390,31 @@ def test_bad_allow_option_is_a_configuration_error(db_url: str) -> None:
         PostgresSaver.from_conn_string(db_url, allow=["not a type"]),
     ):
         pass
+
+
+class _ReversingCipher:
+    """A stand-in cipher (reverses the bytes): enough to route values through
+    EncryptedSerializer, which wraps the serializer that applies the rule."""
+
+    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+        return "reverse", plaintext[::-1]
+
+    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+        assert ciphername == "reverse"
+        return ciphertext[::-1]
+
+
+def test_the_rule_holds_inside_an_encrypted_serializer(db_url: str) -> None:
+    serde = EncryptedSerializer(_ReversingCipher(), PlainDataSerializer())
+    with PostgresSaver.from_conn_string(db_url, serde=serde) as saver:
+        with pytest.raises(UnreadableTypeError, match="Tags"):
+            saver.put(cfg("e"), make_checkpoint({"t": Tags({"x"})}), {}, {"t": 1})
+        saved = saver.put(cfg("e"), make_checkpoint({"o": Order(id=1, color=Color.RED)}), {},
+                          {"o": 1})
+        got = saver.get_tuple(saved)
+        assert got is not None
+        assert got.checkpoint["channel_values"]["o"] == Order(id=1, color=Color.RED)
+    with PostgresSaver.from_conn_string(db_url, serde=serde, allow=[Tags]) as allowed:
+        saved = allowed.put(cfg("e2"), make_checkpoint({"t": Tags({"x"})}), {}, {"t": 1})
+        got = allowed.get_tuple(saved)
+        assert got is not None and got.checkpoint["channel_values"]["t"] == Tags({"x"})
