@@ -74,6 +74,12 @@ _CONSTRUCTORS = frozenset(
 # msgpack's extension markers (ext 8/16/32 and fixext 1-16). Bytes without any of
 # them hold no extension, so the write check can skip decoding them.
 _EXT_MARKER = re.compile(b"[\xc7-\xc9\xd4-\xd8]")
+
+
+def _may_hold_extension(data: bytes) -> bool:
+    return not data.isascii() and _EXT_MARKER.search(data) is not None
+
+
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _CLASS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # pydantic's secret types are written by constructor, like a data class.
@@ -211,7 +217,7 @@ class TypePolicy:
 
     def refused_in(self, data: bytes) -> list[str]:
         """The type (and method) names in msgpack ``data`` that reading would refuse."""
-        if not _EXT_MARKER.search(data):
+        if not _may_hold_extension(data):
             return []
         refused: list[str] = []
 
