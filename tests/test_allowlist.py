@@ -109,6 +109,21 @@ def test_a_module_getattr_is_never_called(tmp_path: Path, monkeypatch: pytest.Mo
     assert not marker.exists()
 
 
+def test_a_missing_name_is_decided_again_when_the_module_defines_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name absent from its module (a class local to a function) builds nothing and is
+    let through; that answer is not kept, so a function defined there later is refused."""
+    (tmp_path / "pgc_late_module.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import pgc_late_module
+
+    policy = TypePolicy()
+    assert ("pgc_late_module", "later") in policy
+    monkeypatch.setattr(pgc_late_module, "later", _side_effect, raising=False)
+    assert ("pgc_late_module", "later") not in policy
+
+
 def test_explicit_allowlist_entries() -> None:
     assert parse_allow(["a.b:C", ("d", "E"), Tags, "f.g.H"]) == {
         ("a.b", "C"), ("d", "E"), key(Tags), ("f.g", "H"),

@@ -168,8 +168,9 @@ class TypePolicy:
     """The read rule of this module's docstring, as the ``allowed_msgpack_modules``
     container of LangGraph's msgpack hook (``(module, name) in policy``).
 
-    Only allowed answers are cached: a module imported later can turn a refusal
-    into an allowance, never the reverse.
+    Only classes found allowed are cached: a module imported later can turn a
+    refusal into an allowance, never the reverse. A name missing from its module is
+    decided again each time (the module could define it later).
     """
 
     __slots__ = ("_allowed", "explicit")
@@ -177,9 +178,6 @@ class TypePolicy:
     def __init__(self, explicit: Iterable[AllowEntry] = ()) -> None:
         self.explicit = parse_allow(explicit)
         self._allowed: set[tuple[str, ...]] = set()
-
-    def extended(self, extra: Iterable[AllowEntry]) -> TypePolicy:
-        return TypePolicy(self.explicit | parse_allow(extra))
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, tuple) or len(key) != 2:
@@ -189,23 +187,20 @@ class TypePolicy:
         module, name = key
         if not isinstance(module, str) or not isinstance(name, str):
             return False
-        if not self._decide(module, name):
-            return False
-        self._allowed.add(key)
-        return True
-
-    def _decide(self, module: str, name: str) -> bool:
-        key = (module, name)
-        if key in lg_msgpack.SAFE_MSGPACK_TYPES or key in self.explicit:
+        if (module, name) in lg_msgpack.SAFE_MSGPACK_TYPES or (module, name) in self.explicit:
             return True
-        if key in _BUILTIN_EXTRA:
-            return module in sys.modules
-        found = _loaded_class(module, name)
-        if found is None:
-            return True  # nothing to construct: LangGraph returns the stored fields
-        return found is not False and is_plain_data_class(found)
+        if (module, name) in _BUILTIN_EXTRA:
+            allowed = module in sys.modules
+        else:
+            found = _loaded_class(module, name)
+            if found is None:
+                return True  # nothing to construct: LangGraph returns the stored fields
+            allowed = found is not False and is_plain_data_class(found)
+        if allowed:
+            self._allowed.add(key)
+        return allowed
 
-    # LangGraph's with_msgpack_allowlist iterates the base allowlist.
+    # The explicit entries, for code that iterates an allowlist.
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.explicit)
 
