@@ -67,7 +67,7 @@ EXPECTED_ROUTINES = {
     ("pgcheckpoint_fork_guard", "f"), ("pgcheckpoint_delete_threads", "f"),
     ("pgcheckpoint_gc", "f"), ("pgcheckpoint_measure", "f"), ("pgcheckpoint_sweep_batch", "f"),
     ("pgcheckpoint_sweep_strays", "f"), ("pgcheckpoint_sweep_lock_key", "f"),
-    ("pgcheckpoint_sweep", "p"),
+    ("pgcheckpoint_sweep", "p"), ("pgcheckpoint_trim", "f"),
 }
 # Already-compressed bytes: no pglz (STORAGE EXTERNAL, 'e').
 EXTERNAL = {("checkpoints", "checkpoint"), ("blobs", "value"), ("chunks", "data"),

@@ -173,8 +173,16 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         self._runner.run(self._copy_thread_plan(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """``keep_latest``: keep each namespace's newest checkpoint (and the ancestors
-        its DeltaChannels need); ``delete``: delete the threads."""
+        """Prune threads, in one transaction under their row locks.
+
+        ``delete`` deletes the threads. ``keep_latest`` keeps each namespace's
+        newest checkpoint with its pending writes, and the ancestors its
+        DeltaChannels need; drops the namespaces of finished subgraph calls (a
+        call's namespace stays while it belongs to the root's newest checkpoint;
+        a ``checkpointer=True`` subgraph's always does); and leaves no kept
+        checkpoint naming a deleted parent (its parent becomes None). See
+        docs/retention.md, "prune".
+        """
         self._runner.run(self._prune_plan(thread_ids, strategy))
 
     def get_delta_channel_history(
