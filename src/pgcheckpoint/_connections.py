@@ -45,6 +45,7 @@ from .concurrency import PipelinePlan, QueryMany
 from .errors import (
     ConcurrentUpdateError,
     ConfigurationError,
+    MissingParentError,
     RetryExhaustedError,
     StorageError,
     TransientStorageError,
@@ -61,16 +62,20 @@ AsyncSource = psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any]
 
 
 FORK_GUARD_STATE = "PGC01"
+MISSING_PARENT_STATE = "PGC02"
 
 
 def translate(exc: BaseException, operation: str) -> BaseException:
     """The pgcheckpoint error for a driver error (others are returned unchanged)."""
     if not isinstance(exc, psycopg.Error):
         return exc
-    if exc.sqlstate == FORK_GUARD_STATE:
-        # Raised by put_checkpoint's one-writer-per-thread check (migration 0003),
+    if exc.sqlstate in (FORK_GUARD_STATE, MISSING_PARENT_STATE):
+        # Raised by put_checkpoint's one-writer-per-thread check (migration 0005),
         # whose message already says what happened and what to do.
-        return ConcurrentUpdateError(exc.diag.message_primary or str(exc))
+        message = exc.diag.message_primary or str(exc)
+        if exc.sqlstate == MISSING_PARENT_STATE:
+            return MissingParentError(message)
+        return ConcurrentUpdateError(message)
     state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
     message = f"{operation} failed{state}: {str(exc).strip() or type(exc).__name__}"
     if is_transient(exc):

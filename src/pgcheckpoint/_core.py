@@ -31,7 +31,7 @@ from ._plans import Plan, PlanGen, Query
 from ._queries import Queries
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
-from .concurrency import needs_guard
+from .concurrency import AddressedId, GuardMemory, HeadId, guard_put
 from .errors import ConfigurationError, InvalidInputError
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -129,6 +129,9 @@ class SaverCore(BaseCheckpointSaver[str]):
         self.compression = compression or CompressionPolicy()
         self.chunking = chunking or ChunkingPolicy()
         self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+        # What this saver read and wrote, for the one-writer rule (concurrency.py).
+        # Shared by with_allowlist clones (a shallow copy), as it should be.
+        self.guard_memory = GuardMemory()
 
     @property
     def codec(self) -> codec.Codec:
@@ -166,8 +169,8 @@ class SaverCore(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
         params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
-        if needs_guard(meta, params):  # one writer per thread: concurrency.py
-            params["guard_step"] = meta.get("step")
+        guard_put(self.guard_memory, config, params, meta)  # one writer: concurrency.py
+        memory = self.guard_memory
         sql = self.queries.put_checkpoint(
             chunks=bool(params["chunk_hashes"]), blobs=bool(params["blob_channels"])
         )
@@ -178,6 +181,7 @@ class SaverCore(BaseCheckpointSaver[str]):
 
         def make() -> PlanGen[RunnableConfig]:
             yield Query(sql, params, reuse_cursor=small)
+            memory.saved(params)
             return out
 
         return Plan("put", make)
@@ -216,10 +220,21 @@ class SaverCore(BaseCheckpointSaver[str]):
             names.append("where_id")
         sql = self.queries.read_checkpoints(names, single=True)
 
+        head = where.checkpoint_id is None
+        memory = self.guard_memory
+
         def make() -> PlanGen[CheckpointTuple | None]:
             rows = yield Query(sql, params, fetch="all")
             found = codec.decode_rows(self.codec, rows or [])
-            return found[0] if found else None
+            memory.read(where.thread_id, where.checkpoint_ns, head=head, found=bool(found))
+            if not found:
+                return None
+            # The id keeps what kind of read found it, for a put naming it as
+            # parent (concurrency.py); it is still a plain str to everyone else.
+            conf = found[0].config["configurable"]
+            kind = HeadId if head else AddressedId
+            conf["checkpoint_id"] = kind(conf["checkpoint_id"])
+            return found[0]
 
         return Plan("get_tuple", make)
 
