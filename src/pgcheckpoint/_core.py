@@ -31,7 +31,7 @@ from ._plans import Plan, PlanGen, Query
 from ._queries import Queries
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
-from .concurrency import AddressedId, GuardMemory, HeadId, guard_put
+from .concurrency import GuardMemory, guard_put, tag_read
 from .errors import ConfigurationError, InvalidInputError
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -96,7 +96,7 @@ class _Lister:
 
         def make() -> PlanGen[list[CheckpointTuple]]:
             rows = yield Query(sql, params, fetch="all")
-            page = codec.decode_rows(core.codec, rows or [])
+            page = [tag_read(t, False) for t in codec.decode_rows(core.codec, rows or [])]
             self._advance(page, size)
             return page
 
@@ -227,14 +227,9 @@ class SaverCore(BaseCheckpointSaver[str]):
             rows = yield Query(sql, params, fetch="all")
             found = codec.decode_rows(self.codec, rows or [])
             memory.read(where.thread_id, where.checkpoint_ns, head=head, found=bool(found))
-            if not found:
-                return None
-            # The id keeps what kind of read found it, for a put naming it as
-            # parent (concurrency.py); it is still a plain str to everyone else.
-            conf = found[0].config["configurable"]
-            kind = HeadId if head else AddressedId
-            conf["checkpoint_id"] = kind(conf["checkpoint_id"])
-            return found[0]
+            # The ids keep what kind of read found them, for a put naming one as
+            # parent (concurrency.py); they are still plain strs to everyone else.
+            return tag_read(found[0], head) if found else None
 
         return Plan("get_tuple", make)
 

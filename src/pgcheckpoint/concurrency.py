@@ -15,9 +15,10 @@ writer believed when it chose the parent of its put:
   unless the parent is still the newest checkpoint of its (thread, namespace)
   (or the namespace is still empty).
 * **exists**: the parent was chosen (``get_tuple`` with a ``checkpoint_id``,
-  whose id comes back as an :class:`AddressedId`; a ``fork`` checkpoint; any
-  other put naming a parent). The put may fork, but its parent must exist, or
-  it is refused with :class:`~pgcheckpoint.errors.MissingParentError`.
+  ``list`` and every ``parent_config``, whose ids come back as
+  :class:`AddressedId`; a ``fork`` checkpoint; any other put naming a
+  parent). The put may fork, but its parent must exist, or it is refused with
+  :class:`~pgcheckpoint.errors.MissingParentError`.
 * a put with no parent into a namespace this saver did not read as empty is
   not checked (a first checkpoint written directly).
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         ChannelVersions,
         Checkpoint,
         CheckpointMetadata,
+        CheckpointTuple,
     )
 
     from ._core import SaverCore
@@ -80,6 +82,21 @@ class AddressedId(str):
     """A checkpoint id ``get_tuple`` returned for a config that named it."""
 
     __slots__ = ()
+
+
+def tag_read(tup: CheckpointTuple, head: bool) -> CheckpointTuple:
+    """Mark the ids of a checkpoint read with the kind of read that found them.
+
+    ``head``: a ``get_tuple`` without ``checkpoint_id``. Every other read (an
+    addressed ``get_tuple``, ``list``) and every ``parent_config`` chose a
+    checkpoint, so a put naming it may fork (its parent only has to exist).
+    """
+    conf = tup.config["configurable"]
+    conf["checkpoint_id"] = (HeadId if head else AddressedId)(conf["checkpoint_id"])
+    if tup.parent_config is not None:
+        pconf = tup.parent_config["configurable"]
+        pconf["checkpoint_id"] = AddressedId(pconf["checkpoint_id"])
+    return tup
 
 
 class GuardMemory:
