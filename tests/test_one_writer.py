@@ -73,10 +73,28 @@ def test_memory_is_bounded() -> None:
     assert memory.mode(_params("c0"), "c0", {}) == EXISTS  # forgotten: only "exists"
 
 
-def test_tagged_ids_are_plain_strings() -> None:
-    head = HeadId("1f0-abc")
-    assert head == "1f0-abc" and hash(head) == hash("1f0-abc") and repr(head) == "'1f0-abc'"
-    assert type(str(head)) is str
+class _AnyStr(str):
+    """A matcher like LangGraph's tests use."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str)
+
+    def __ne__(self, other: object) -> bool:
+        return not isinstance(other, str)
+
+    __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize("kind", [HeadId, AddressedId])
+def test_tagged_ids_are_plain_strings(kind: type[str]) -> None:
+    tagged = kind("1f0-abc")
+    assert tagged == "1f0-abc" and "1f0-abc" == tagged and tagged != "1f0-abd"  # noqa: SIM300
+    assert hash(tagged) == hash("1f0-abc") and repr(tagged) == "'1f0-abc'"
+    assert type(str(tagged)) is str and {tagged: 1}["1f0-abc"] == 1
+    assert tagged == _AnyStr() and _AnyStr() == tagged
+    assert not (tagged != _AnyStr())  # noqa: SIM202 (__ne__ is what is tested)
+    assert {"checkpoint_id": tagged} == {"checkpoint_id": _AnyStr()}
+    assert tagged == HeadId("1f0-abc") and tagged != AddressedId("x")
 
 
 # --- legitimate single-writer patterns ----------------------------------------

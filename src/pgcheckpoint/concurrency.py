@@ -66,20 +66,43 @@ EXISTS = "exists"
 MEMORY_SIZE = 10_000
 
 
-class HeadId(str):
+class ReadId(str):
+    """A checkpoint id as a read returned it; it behaves exactly as the plain id.
+
+    Comparisons with another ``str`` subclass defer to that subclass first, as
+    they would for a plain ``str`` (Python tries a right operand's reflected
+    method first only when its type subclasses the left one's): LangGraph's
+    tests compare configs with matchers such as ``AnyStr``.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not str and isinstance(other, str) and not isinstance(other, ReadId):
+            return NotImplemented
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        if type(other) is not str and isinstance(other, str) and not isinstance(other, ReadId):
+            return NotImplemented
+        return str.__ne__(self, other)
+
+    __hash__ = str.__hash__
+
+
+class HeadId(ReadId):
     """A checkpoint id ``get_tuple`` returned as its namespace's latest checkpoint.
 
-    It is an ordinary ``str`` (equal, hashed and printed as the plain id); the
-    type only tells a later ``put`` that names it as parent that the writer
-    believed it was extending the head. LangGraph hands the id back untouched
-    in the config of the run's first put.
+    The type only tells a later ``put`` that names it as parent that the
+    writer believed it was extending the head. LangGraph hands the id back
+    untouched in the config of the run's first put.
     """
 
     __slots__ = ()
 
 
-class AddressedId(str):
-    """A checkpoint id ``get_tuple`` returned for a config that named it."""
+class AddressedId(ReadId):
+    """A checkpoint id returned by a read that chose it (see :func:`tag_read`)."""
 
     __slots__ = ()
 
