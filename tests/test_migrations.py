@@ -42,7 +42,8 @@ EXPECTED_COLUMNS: dict[str, list[tuple[str, str, bool, str | None]]] = {
                ("type", T, False, None), ("value", B, True, None),
                ("task_path", T, False, "''::text"), ("created_at", TS, False, "now()")],
     "pgcheckpoint_migrations": [("version", "integer", False, None), ("name", T, False, None),
-                                ("checksum", T, False, None), ("applied_at", TS, False, "now()")],
+                                ("checksum", T, False, None), ("applied_at", TS, False, "now()"),
+                                ("compatible_with", "integer", True, None)],
 }
 # index -> definition with the schema name removed.
 EXPECTED_INDEXES = {
@@ -242,7 +243,8 @@ def test_newer_database_raises_schema_error(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO pgcheckpoint_migrations (version, name, checksum) "
                      "VALUES (999, 'from_the_future', 'x')")
-    with pytest.raises(SchemaError, match="has migration 999, newer than this pgcheckpoint") as e:
+    with pytest.raises(SchemaError, match=r"newer than this pgcheckpoint .* 999 \(from_the_future, "
+                                          "declares no compatibility") as e:
         _setup(db_url)
     assert not isinstance(e.value, MigrationError)
 

@@ -11,6 +11,7 @@ every command's help has an example).
 from __future__ import annotations
 
 import importlib
+import logging
 
 import click
 
@@ -19,7 +20,7 @@ from ._app import cli
 __all__ = ["COMMAND_MODULES", "cli", "main"]
 
 # Registration order is irrelevant: click lists commands alphabetically.
-COMMAND_MODULES: tuple[str, ...] = ("schema", "threads", "transfer", "docs", "retention")
+COMMAND_MODULES: tuple[str, ...] = ("schema", "threads", "transfer", "docs", "retention", "ui")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(cli)
@@ -27,6 +28,9 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Entry point of the ``pgcheckpoint`` script."""
+    # psycopg_pool logs every failed connection attempt; a command's own error
+    # already says, once, why it could not connect.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     cli(prog_name="pgcheckpoint", auto_envvar_prefix="PGCHECKPOINT")
 
 
