@@ -153,6 +153,11 @@ class ConcurrentUpdateError(StorageError):
     """Another writer changed the thread at the same time; see docs/concurrency.md."""
 
 
+class MissingParentError(ConcurrentUpdateError):
+    """A put names a parent checkpoint the database does not have (deleted, pruned,
+    or lost by a failover); nothing was written. See docs/concurrency.md."""
+
+
 class TransferError(PgCheckpointError):
     """An import, export or migration from another saver could not be completed."""
 
@@ -175,6 +180,7 @@ __all__ = [
     "ImportConflictError",
     "InvalidInputError",
     "MigrationError",
+    "MissingParentError",
     "PgCheckpointError",
     "RetryExhaustedError",
     "SchemaError",

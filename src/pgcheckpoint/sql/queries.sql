@@ -9,8 +9,9 @@
 -- is upserted first (every later CTE reads from `t`), so a writer holds the
 -- per-thread row lock before it relies on any chunk or blob already existing;
 -- garbage collection takes the same lock (lock_threads) before it deletes.
--- `g` then runs the one-writer-per-thread check (migration 0003) under that
--- lock; `guard_step` is NULL for puts that are not checked. Arrays are sent in
+-- `g` then runs the one-writer-per-thread check (migration 0006) under that
+-- lock; `guard` says which check (concurrency.py: 'head', 'exists', or NULL for
+-- none). Arrays are sent in
 -- binary (%b): psycopg's text array dumper hex-encoded and regex-escaped every
 -- element, 0.7 ms of a 100 KB put (bench profile).
 -- `{put_chunks}` and `{put_blobs}` are the two blocks below, left out when the
@@ -23,8 +24,8 @@ WITH t AS (
     ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
     RETURNING th.thread_id
 ), g AS (
-    SELECT {schema}.pgcheckpoint_fork_guard(t.thread_id, %(checkpoint_ns)s,
-               %(parent_checkpoint_id)s, %(checkpoint_id)s, %(guard_step)s::integer) AS ok
+    SELECT {schema}.pgcheckpoint_put_guard(t.thread_id, %(checkpoint_ns)s,
+               %(parent_checkpoint_id)s, %(checkpoint_id)s, %(guard)s::text) AS ok
     FROM t
 ){put_chunks}{put_blobs}
 INSERT INTO {schema}.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
@@ -292,7 +293,7 @@ WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
   AND x.checkpoint_id = gone.checkpoint_id;
 
 -- name: prune_keep_latest
--- pgcheckpoint_trim (migration 0005) with a limit of one checkpoint per
+-- pgcheckpoint_trim (migration 0006) with a limit of one checkpoint per
 -- namespace and no pins: the newest checkpoint of each namespace that stays,
 -- the ancestors its DeltaChannels need, the writes of what is kept; finished
 -- subgraph calls go whole; no kept checkpoint names a deleted parent. Run only
