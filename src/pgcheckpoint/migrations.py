@@ -23,6 +23,7 @@ from importlib import resources
 
 from ._plans import Plan, PlanGen, Query
 from ._queries import quote_schema
+from .distribution import HAS_CITUS, NO_CITUS, Distributed, distribute_steps
 from .errors import MigrationError, SchemaError
 
 NO_TRANSACTION = "-- pgcheckpoint: no-transaction"
@@ -146,18 +147,30 @@ def status_plan(schema: str) -> Plan[dict[int, str]]:
     return Plan("migration status", make)
 
 
-def setup_plan(schema: str) -> Plan[list[int]]:
-    """Apply pending migrations; returns the versions applied (empty when up to date)."""
+def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]]:
+    """Apply pending migrations, then distribute the schema on Citus when asked
+    (distribution.py); returns the versions applied (empty when up to date)."""
     sql = _sql(schema)
     table = f"{quote_schema(schema)}.{TABLE}"
     key = lock_key(schema)
 
     def make() -> PlanGen[list[int]]:
+        if distributed is True:
+            # Refused before any migration runs, so the database is left as it was.
+            citus = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+            if not (citus and citus[0][0]):
+                raise SchemaError(NO_CITUS)
         rows = yield Query(sql["exists"], {"table": table}, fetch="all")
         if rows and rows[0][0]:
             rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
             if not pending(_applied(rows)):
-                return []
+                if distributed is False:
+                    return []
+                # On Citus the lock is taken every time: two setups must not
+                # both distribute the same table (the second would fail).
+                citus = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+                if distributed == "auto" and not (citus and citus[0][0]):
+                    return []
         yield Query("SELECT pg_advisory_lock(%(key)s)", {"key": key}, fetch="all")
         ours = yield Query(sql["exists"], {"table": table}, fetch="all")
         if not (ours and ours[0][0]):
@@ -193,6 +206,7 @@ def setup_plan(schema: str) -> Plan[list[int]]:
                     yield Query(statement, None, prepare=False)
                 yield Query(sql["record"], record, prepare=False)
             done.append(migration.version)
+        yield from distribute_steps(schema, distributed)
         return done
 
     return Plan(
