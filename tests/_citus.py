@@ -117,9 +117,25 @@ class CitusDatabases:
         return name
 
     def drop(self, name: str) -> None:
-        self._on_every_node(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        # Closed on every node first: the maintenance daemons of the workers'
+        # copies connect to each other, and would be back before the drop.
+        ident = sql.Identifier(name)
+        for url in self.node_urls:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL(
+                        "DO $$BEGIN IF EXISTS (SELECT FROM pg_database WHERE datname = {}) THEN "
+                        "EXECUTE {}; END IF; END$$"
+                    ).format(
+                        sql.Literal(name),
+                        sql.Literal(
+                            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false")
+                            .format(ident)
+                            .as_string(conn)
+                        ),
+                    )
+                )
+        self._on_every_node(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
         self._frozen.discard(name)
         if name == self._base:
             self._base = None
@@ -144,8 +160,4 @@ class CitusDatabases:
                     stamp, sep, _ = name[len(DB_PREFIX) :].partition("_")
                     if sep and stamp.isdigit() and int(stamp) < cutoff:
                         with contextlib.suppress(psycopg.Error):
-                            conn.execute(
-                                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                                    sql.Identifier(name)
-                                )
-                            )
+                            self.drop(name)
