@@ -35,7 +35,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from pgcheckpoint._queries import _raw_statements
+from pgcheckpoint._queries import Queries, _raw_statements
 
 TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
 THREAD_PARAM = re.compile(r"%\((thread_id|source|target)\)s")
@@ -80,9 +80,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "threads upsert `DO UPDATE SET updated_at = now()`: 0A000 functions used in the DO "
         "UPDATE SET clause ... must be marked IMMUTABLE. Passes: compute the time once in the "
         "statement (`VALUES (%(thread_id)s, now())` then `SET updated_at = EXCLUDED.updated_at`)"
-    ),
-    ("immutable_do_update", "copy_thread"): (
-        "same threads upsert as put_checkpoint; same fix (`SET updated_at = EXCLUDED.updated_at`)"
     ),
     ("recursive_cte_one_thread", "prune_keep_latest"): (
         "WITH RECURSIVE over `thread_id = ANY (%(thread_ids)s)`: 0A000 recursive CTEs are only "
@@ -195,8 +192,8 @@ def _all_violations(catalog: psycopg.Connection[object]) -> dict[tuple[str, str]
         .replace("{put_chunks}", statements["put_chunks"])
         .replace("{put_blobs}", statements["put_blobs"])
     )
-    statements["read_checkpoints[where_thread]"] = statements["read_checkpoints"].replace(
-        "{where}", statements["where_thread"]
+    statements["read_checkpoints[where_thread]"] = Queries("public").read_checkpoints(
+        ["where_thread"]
     )
     volatile = {
         str(name): str(v)
