@@ -31,7 +31,6 @@ from langgraph.graph import END, START, StateGraph
 from _citus import CITUS_DSN_ENV, CitusDatabases, citus_workers
 from _helpers import cfg, db_snapshot, make_checkpoint
 from pgcheckpoint import PostgresSaver
-from pgcheckpoint.errors import SchemaError
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get(CITUS_DSN_ENV), reason=f"{CITUS_DSN_ENV} names no Citus coordinator"
@@ -156,16 +155,6 @@ def test_distributing_a_database_that_holds_threads_keeps_them(citus_url: str) -
                 "SELECT pg_relation_size(%s::regclass)", [f'"public".{table}']
             ).fetchone()
             assert local == (0,), table
-
-
-def test_setup_distributed_true_without_citus_is_refused(empty_db_url: str) -> None:
-    """On plain PostgreSQL (the suite's own server) nothing is created."""
-    if citus_workers(empty_db_url) is not None:
-        pytest.skip("the test server itself is a Citus coordinator")
-    with PostgresSaver.from_conn_string(empty_db_url) as saver:
-        with pytest.raises(SchemaError, match="citus extension is not installed"):
-            saver.setup(distributed=True)
-        assert saver.migration_status() == {}
 
 
 # --- router plans -----------------------------------------------------------------
