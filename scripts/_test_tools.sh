@@ -1,8 +1,9 @@
 # Sourced by scripts/test.sh: installs the extra server software some tests use
 # on servers of their own (Debian's pgbouncer for the transaction-mode tests,
-# postgresql-15-cron for the scheduled-sweep test) when it is missing and this
-# is a Debian machine where we are root. Tests that need a tool that still is
-# not there skip and say why.
+# postgresql-15-cron for the scheduled-sweep test, chromium for the inspector's
+# browser tests, driven by Playwright without a browser download) when it is
+# missing and this is a Debian machine where we are root. Tests that need a
+# tool that still is not there skip and say why.
 install_test_tools() {
     local missing=()
     command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
@@ -11,6 +12,9 @@ install_test_tools() {
     if [[ -d /usr/lib/postgresql/15/lib && ! -e /usr/lib/postgresql/15/lib/pg_cron.so ]]; then
         missing+=(postgresql-15-cron)
     fi
+    # Debian's Chromium for tests/inspector/test_browser.py (Playwright drives it
+    # through executable_path; `playwright install` is never run).
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     if [[ ${#missing[@]} -eq 0 ]]; then
         return 0
     fi

@@ -48,7 +48,7 @@ PER_THREAD = {
     "thread_stats", "checkpoint_at_time", "list_versions", "checkpoint_children",
     "delete_checkpoint", "thread_keys", "import_writes", "export_writes",
     "retention_set_thread", "retention_get_thread", "retention_pin_thread",
-    "retention_pin_checkpoint", "copy_thread",
+    "retention_pin_checkpoint", "copy_thread", "thread_graph",
     # read_checkpoints with where_thread: get_tuple and list(config) (assembled below).
     "read_checkpoints[where_thread]",
 }  # fmt: skip
@@ -59,7 +59,7 @@ MULTI_THREAD = {
 CROSS_THREAD = {
     # Every shard, by design: list(None), list_threads, delete_for_runs, sweeper, reports.
     "read_checkpoints", "threads_list", "threads_of_runs", "retention_page", "sweep_strays",
-    "storage_tables", "storage_threads", "storage_thread_count",
+    "storage_tables", "storage_threads", "storage_thread_count", "thread_summaries",
     # No table of ours: the server, pg_cron, advisory locks, the official saver's tables.
     "health_probe", "cron_installed", "cron_schedule", "cron_unschedule", "sweep_lock",
     "official_thread_ids", "official_checkpoints", "official_blobs", "official_writes",

@@ -36,12 +36,14 @@ from . import codec
 from ._connections import AsyncRunner, SyncRunner
 from ._core import SaverCore
 from ._plans import Plan, PlanGen, Query
-from .errors import ConcurrentUpdateError, InvalidInputError
+from .errors import ConcurrentUpdateError, DeserializationError, InvalidInputError
 
 __all__ = [
     "ChannelDiff",
+    "CheckpointNode",
     "ThreadInfo",
     "ThreadStats",
+    "ThreadSummary",
     "ThreadsAsync",
     "ThreadsSync",
     "VersionInfo",
@@ -312,6 +314,141 @@ def delete_checkpoint_plan(
     return Plan("delete_checkpoint", make, transaction=True)
 
 
+# --- thread summaries (the inspector's thread list, issue 15) --------------------
+
+ACTIVE_WINDOW = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    """One thread of :meth:`thread_summaries`: what a list of threads shows about it.
+
+    ``interrupt`` / ``error`` are the value of the first ``__interrupt__`` /
+    ``__error__`` write pending on the head (root namespace); ``problem`` says
+    why that value could not be read (e.g. a type the allowlist refuses).
+    ``status`` is ``failed`` (an error is pending), ``waiting`` (an interrupt
+    is), ``active`` (written in the last minute), ``idle``, or ``empty`` (a
+    thread row with no checkpoint, e.g. a retention set before the first run).
+    """
+
+    thread_id: str
+    checkpoints: int
+    first_at: dt.datetime | None
+    last_at: dt.datetime | None
+    updated_at: dt.datetime
+    last_write_at: dt.datetime | None
+    head_checkpoint_id: str | None
+    metadata: dict[str, Any]
+    pinned: bool
+    retention: dict[str, Any] | None
+    stored_bytes: int
+    status: Literal["failed", "waiting", "active", "idle", "empty"]
+    interrupt: Any = None
+    error: Any = None
+    problem: str | None = None
+
+
+def _summary_status(
+    checkpoints: int, pending: str | None, active: bool
+) -> Literal["failed", "waiting", "active", "idle", "empty"]:
+    if not checkpoints:
+        return "empty"
+    if pending == "__error__":
+        return "failed"
+    if pending == "__interrupt__":
+        return "waiting"
+    return "active" if active else "idle"
+
+
+def thread_summaries_plan(
+    core: SaverCore,
+    *,
+    limit: int = 50,
+    after: tuple[dt.datetime, str] | None = None,
+    prefix: str | None = None,
+    filter: Mapping[str, Any] | None = None,
+    thread_id: str | None = None,
+) -> Plan[list[ThreadSummary]]:
+    """Threads most recently written first; page with ``after=(updated_at, thread_id)``
+    of the last summary seen."""
+    size = _limit(limit)
+    if size is not None and size > MAX_PAGE:
+        raise InvalidInputError(f"limit must be at most {MAX_PAGE}, got {limit}")
+    if after is not None:
+        if not (isinstance(after, tuple) and len(after) == 2):
+            raise InvalidInputError("after must be a (updated_at, thread_id) tuple")
+        _moment(after[0])
+        codec.text_id(after[1], "after thread_id")
+    if prefix is not None and (not isinstance(prefix, str) or "\x00" in prefix):
+        raise InvalidInputError(f"prefix must be a string without NUL, got {prefix!r}")
+    params = {
+        "limit": size,
+        "prefix": prefix or None,
+        "thread_id": None if thread_id is None else codec.text_id(thread_id, "thread_id"),
+        "filter": codec.metadata_json(filter, "filter") if filter else None,
+        "after_at": after[0] if after else None,
+        "after_id": after[1] if after else None,
+    }
+    sql = core.queries["thread_summaries"]
+
+    def make() -> PlanGen[list[ThreadSummary]]:
+        rows = yield Query(sql, params, fetch="all")
+        out = []
+        for (tid, updated, pinned, retention, n, first, last, head, meta, channel, type_,
+             value, last_write, size_, now) in rows or []:
+            pending: Any = None
+            problem = None
+            if channel is not None:
+                try:
+                    pending = core.codec.unpack(type_, value, f"{channel} write of {head}")
+                except DeserializationError as exc:
+                    problem = str(exc)
+            latest = max(t for t in (updated, last_write) if t is not None)
+            out.append(
+                ThreadSummary(
+                    tid,
+                    int(n),
+                    first,
+                    last,
+                    updated,
+                    last_write,
+                    head,
+                    dict(meta or {}),
+                    bool(pinned),
+                    dict(retention) if retention else None,
+                    int(size_),
+                    _summary_status(int(n), channel, now - latest <= ACTIVE_WINDOW),
+                    interrupt=pending if channel == "__interrupt__" else None,
+                    error=pending if channel == "__error__" else None,
+                    problem=problem,
+                )
+            )
+        return out
+
+    return Plan("thread_summaries", make)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointNode:
+    """One checkpoint of :meth:`thread_graph`: where it sits in the history, no more."""
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    created_at: dt.datetime
+
+
+def thread_graph_plan(core: SaverCore, thread_id: Any) -> Plan[list[CheckpointNode]]:
+    tid = codec.text_id(thread_id, "thread_id")
+    sql = core.queries["thread_graph"]
+
+    def make() -> PlanGen[list[CheckpointNode]]:
+        rows = yield Query(sql, {"thread_id": tid}, fetch="all")
+        return [CheckpointNode(r[0], r[1], r[2], r[3]) for r in rows or []]
+
+    return Plan("thread_graph", make)
+
+
 # --- diff (pure) -------------------------------------------------------------
 
 
@@ -403,6 +540,32 @@ class ThreadsSync:
             delete_checkpoint_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
         )
 
+    def thread_summaries(
+        self,
+        *,
+        limit: int = 50,
+        after: tuple[dt.datetime, str] | None = None,
+        prefix: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ThreadSummary]:
+        """A page of threads for a thread list (the inspector's), most recently
+        written first, with status, counts, size, pins and retention of each;
+        page with ``after=(last.updated_at, last.thread_id)``."""
+        plan = thread_summaries_plan(
+            self._tcore(), limit=limit, after=after, prefix=prefix, filter=filter
+        )
+        return self._runner.run(plan)
+
+    def thread_summary(self, thread_id: str) -> ThreadSummary | None:
+        """One thread's :class:`ThreadSummary`, or None if it does not exist."""
+        found = self._runner.run(thread_summaries_plan(self._tcore(), thread_id=thread_id))
+        return found[0] if found else None
+
+    def thread_graph(self, thread_id: str) -> list[CheckpointNode]:
+        """Every checkpoint of the thread (all namespaces) with its parent and time,
+        by namespace then newest first: the shape of its history, cheap on long threads."""
+        return self._runner.run(thread_graph_plan(self._tcore(), thread_id))
+
 
 class ThreadsAsync:
     """The thread API of ``AsyncPostgresSaver`` (``a``-prefixed twins of :class:`ThreadsSync`)."""
@@ -462,3 +625,26 @@ class ThreadsAsync:
         await self._runner.run(
             delete_checkpoint_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
         )
+
+    async def athread_summaries(
+        self,
+        *,
+        limit: int = 50,
+        after: tuple[dt.datetime, str] | None = None,
+        prefix: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ThreadSummary]:
+        """See :meth:`ThreadsSync.thread_summaries`."""
+        plan = thread_summaries_plan(
+            self._tcore(), limit=limit, after=after, prefix=prefix, filter=filter
+        )
+        return await self._runner.run(plan)
+
+    async def athread_summary(self, thread_id: str) -> ThreadSummary | None:
+        """See :meth:`ThreadsSync.thread_summary`."""
+        found = await self._runner.run(thread_summaries_plan(self._tcore(), thread_id=thread_id))
+        return found[0] if found else None
+
+    async def athread_graph(self, thread_id: str) -> list[CheckpointNode]:
+        """See :meth:`ThreadsSync.thread_graph`."""
+        return await self._runner.run(thread_graph_plan(self._tcore(), thread_id))
