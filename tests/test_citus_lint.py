@@ -46,7 +46,9 @@ PER_THREAD = {
     "put_checkpoint", "put_writes_upsert", "put_writes_insert",
     "delta_history", "fetch_chunks", "delete_thread", "thread_exists", "latest_id",
     "thread_stats", "checkpoint_at_time", "list_versions", "checkpoint_children",
-    "delete_checkpoint", "thread_keys", "import_writes", "export_writes",
+    "delete_checkpoint", "import_writes", "import_lock_thread", "import_checkpoint",
+    "import_blobs", "import_chunks", "rows_checkpoints", "rows_blobs", "rows_chunk_hashes",
+    "rows_writes", "verify_checkpoints", "verify_blobs", "verify_writes",
     "retention_set_thread", "retention_get_thread", "retention_pin_thread",
     "retention_pin_checkpoint", "copy_thread", "thread_graph",
     # read_checkpoints with where_thread: get_tuple and list(config) (assembled below).
@@ -60,8 +62,10 @@ CROSS_THREAD = {
     # Every shard, by design: list(None), list_threads, delete_for_runs, sweeper, reports.
     "read_checkpoints", "threads_list", "threads_of_runs", "retention_page", "sweep_strays",
     "storage_tables", "storage_threads", "storage_thread_count", "thread_summaries",
+    "export_counts",
     # No table of ours: the server, pg_cron, advisory locks, the official saver's tables.
     "health_probe", "cron_installed", "cron_schedule", "cron_unschedule", "sweep_lock",
+    "export_snapshot",
     "official_thread_ids", "official_checkpoints", "official_blobs", "official_writes",
 }  # fmt: skip
 # Pieces assembled into other statements (checked as part of those).
