@@ -252,8 +252,9 @@ NOT_ROUTED_YET: dict[str, str] = {
     ),
     "put_writes_special": "same statement shape as put_writes (upsert variant)",
     "prune": (
-        "prune_keep_latest: 0A000 recursive CTEs are only supported when they contain a filter "
-        "on the distribution column (thread_id = ANY (...) is not one)"
+        "prune_keep_latest calls pgcheckpoint_trim(text[], ...) (migration 0005), whose "
+        "recursive keep-walk is over thread_id = ANY (...): 0A000 recursive CTEs are only "
+        "supported when they contain a filter on the distribution column"
     ),
     "delete_checkpoint": (
         "gc is `SELECT pgcheckpoint_gc(text[])`: a function of a thread list, so it runs on the "

@@ -74,7 +74,7 @@ FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chu
 # Functions of the schema that read per-thread tables without one thread id.
 MULTI_THREAD_FUNCTIONS = {
     "pgcheckpoint_delete_threads", "pgcheckpoint_gc", "pgcheckpoint_measure",
-    "pgcheckpoint_sweep_batch",
+    "pgcheckpoint_sweep_batch", "pgcheckpoint_trim",
 }  # fmt: skip
 CROSS_THREAD_FUNCTIONS = {"pgcheckpoint_sweep_strays", "pgcheckpoint_sweep"}
 
@@ -85,15 +85,10 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "UPDATE SET clause ... must be marked IMMUTABLE. Passes: compute the time once in the "
         "statement (`VALUES (%(thread_id)s, now())` then `SET updated_at = EXCLUDED.updated_at`)"
     ),
-    ("recursive_cte_one_thread", "prune_keep_latest"): (
-        "WITH RECURSIVE over `thread_id = ANY (%(thread_ids)s)`: 0A000 recursive CTEs are only "
-        "supported when they contain a filter on the distribution column. Passes: run it once "
-        "per thread with `thread_id = %(thread_id)s` (prune of n threads = n routed statements)"
-    ),
-    ("recursive_cte_one_thread", "pgcheckpoint_sweep_batch"): (
-        "its keep-walk is a WITH RECURSIVE over every thread of the batch (= ANY): not "
-        "pushable. Passes: loop over the batch's threads in PL/pgSQL with the walk filtered by "
-        "`thread_id = v_thread`, or call a per-thread function distributed by its thread id"
+    ("recursive_cte_one_thread", "pgcheckpoint_trim"): (
+        "migration 0005's trim (prune and sweep): a WITH RECURSIVE keep-walk over every thread "
+        "of p_thread_ids: not pushable. Passes: the same walk per thread, `thread_id = "
+        "p_thread_id`, in a function distributed by that first argument"
     ),
 }
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from ..errors import InvalidInputError
 from ..saver import PostgresSaver
 from ..threads import ChannelDiff, ThreadStats, VersionInfo, diff_checkpoints
-from ._app import common_options, emit, handle_errors, open_saver, parse_filter
+from ._app import common_options, current_target, emit, handle_errors, open_saver, parse_filter
 from ._output import short, summarize, when
 
 
@@ -321,9 +321,9 @@ def delete(
         if checkpoint_id
         else (f"thread {thread_id!r}")
     )
-    if not yes:
-        click.confirm(f"Delete {what}?", abort=True)
     with open_saver(dsn, schema) as saver:
+        if not yes:
+            click.confirm(f"Delete {what} from {current_target()}?", abort=True)
         if checkpoint_id:
             saver.delete_checkpoint(thread_id, checkpoint_id, checkpoint_ns=ns)
         else:
