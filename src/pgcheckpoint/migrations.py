@@ -34,6 +34,7 @@ from psycopg import sql as pgsql
 
 from ._plans import Plan, PlanGen, Query
 from ._queries import quote_schema
+from .distribution import HAS_CITUS, NO_CITUS, Distributed, distribute_steps
 from .errors import MigrationError, SchemaError
 
 NO_TRANSACTION = "-- pgcheckpoint: no-transaction"
@@ -268,8 +269,9 @@ def _carry_on(schema: str, newer: list[Newer]) -> None:
     )
 
 
-def setup_plan(schema: str) -> Plan[list[int]]:
-    """Apply pending migrations; returns the versions applied (empty when up to date).
+def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]]:
+    """Apply pending migrations, then distribute the schema on Citus when asked
+    (distribution.py); returns the versions applied (empty when up to date).
 
     Migrations newer than this release are left alone when they declare it
     compatible (logged), and raise ``SchemaError`` when they do not.
@@ -279,6 +281,11 @@ def setup_plan(schema: str) -> Plan[list[int]]:
     key = lock_key(schema)
 
     def make() -> PlanGen[list[int]]:
+        if distributed is True:
+            # Refused before any migration runs, so the database is left as it was.
+            citus = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+            if not (citus and citus[0][0]):
+                raise SchemaError(NO_CITUS)
         rows = yield Query(sql["exists"], {"table": table}, fetch="all")
         if rows and rows[0][0]:
             rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
@@ -287,13 +294,26 @@ def setup_plan(schema: str) -> Plan[list[int]]:
             check_newer(newer)
             todo = pending(applied)
             if not todo:
-                if newer:
-                    _carry_on(schema, newer)
-                return []
+                if distributed is False:
+                    if newer:
+                        _carry_on(schema, newer)
+                    return []
+                # On Citus the lock is taken every time: two setups must not
+                # both distribute the same table (the second would fail).
+                citus = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+                if distributed == "auto" and not (citus and citus[0][0]):
+                    if newer:
+                        _carry_on(schema, newer)
+                    return []
             # A role that cannot migrate (the runtime role) gets a clear error
-            # instead of a permission error halfway.
+            # instead of a permission error halfway; with nothing to apply it
+            # leaves the distribution to the owner's setup and returns.
             rights = yield Query(sql["may_migrate"], {"table": table}, fetch="all")
             if rights and not rights[0][0]:
+                if not todo:
+                    if newer:
+                        _carry_on(schema, newer)
+                    return []
                 raise SchemaError(
                     f"schema {schema!r} needs migration(s) "
                     f"{', '.join(str(m.version) for m in todo)} and role {rights[0][1]!r} "
@@ -342,6 +362,7 @@ def setup_plan(schema: str) -> Plan[list[int]]:
                     yield Query(statement, None, prepare=False)
                 yield Query(sql["record"], record, prepare=False)
             done.append(migration.version)
+        yield from distribute_steps(schema, distributed)
         if newer:
             _carry_on(schema, newer)
         return done

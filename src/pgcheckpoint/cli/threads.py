@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.pretty import Pretty
 from rich.table import Table
 
+from ..codec import show_unloadable
 from ..errors import InvalidInputError
 from ..saver import PostgresSaver
 from ..threads import ChannelDiff, ThreadStats, VersionInfo, diff_checkpoints
@@ -187,12 +188,15 @@ def show(
 ) -> None:
     """The state of a checkpoint (the latest when CHECKPOINT_ID is left out).
 
+    A value naming a type this process may not rebuild (docs/serde.md) is shown as
+    <not loaded: module.Class (msgpack, N bytes)>; --allow module:Class loads it.
+
     \b
     Example:
         pgcheckpoint show user-42
         pgcheckpoint show user-42 1ef6a3c2-0d6e-6b8e-8003-5d9c8f1d2a11 --json
     """
-    with open_saver(dsn, schema) as saver:
+    with open_saver(dsn, schema) as saver, show_unloadable():
         found = _get(saver, thread_id, checkpoint_id, ns)
     data = {
         "config": found.config,
@@ -252,7 +256,7 @@ def diff(
     Example:
         pgcheckpoint diff user-42 1ef6a3c2-...-0001 1ef6a3c2-...-0007
     """
-    with open_saver(dsn, schema) as saver:
+    with open_saver(dsn, schema) as saver, show_unloadable():
         diffs = diff_checkpoints(
             _get(saver, thread_id, a, ns).checkpoint, _get(saver, thread_id, b, ns).checkpoint
         )
