@@ -301,7 +301,7 @@ def test_health_warns_about_superuser_owner_and_serde(roles_on: RoleNames, db_ur
         as_role(db_url, roles_on.runtime), serde=Custom(allowed_msgpack_modules=None)
     ) as saver:
         report = saver.health_check()
-    assert any("not the JsonPlusSerializer" in w for w in report.warnings)
+    assert any("not the serializer pgcheckpoint builds" in w for w in report.warnings)
     # The default serde, with an allowlist added, is pgcheckpoint's: no warning.
     with PostgresSaver.from_conn_string(as_role(db_url, roles_on.runtime)) as saver:
         report = saver.with_allowlist([("collections", "OrderedDict")]).health_check()

@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from ._conninfo import mask
 from ._plans import Plan, PlanGen, Query
 from ._queries import quote_schema
+from .allowlist import PlainDataSerializer
 from .migrations import Newer, latest_version, read_newer, status_plan
 from .retry import RetryPolicy
 from .roles import SECURITY_PROBE
@@ -131,16 +132,17 @@ def _dialled_ports(source: Any) -> set[int] | None:
 
 
 def serde_warning(serde: Any) -> str | None:
-    """A warning when ``serde`` may load types outside the msgpack allowlist: it is not
-    LangGraph's ``JsonPlusSerializer`` (pgcheckpoint's default), allows every module,
-    or falls back to pickle."""
-    if serde is None:
+    """A warning when ``serde`` may load types outside the allowlist: it is neither
+    the serializer pgcheckpoint builds (``allowlist.PlainDataSerializer``) nor
+    LangGraph's ``JsonPlusSerializer`` in strict mode (no ``allowed_msgpack_modules=True``,
+    no ``pickle_fallback``)."""
+    if serde is None or type(serde) is PlainDataSerializer:
         return None
     if type(serde) is not JsonPlusSerializer:
         return (
             f"the saver's serde is a {type(serde).__module__}.{type(serde).__qualname__}, not "
-            "the JsonPlusSerializer pgcheckpoint builds: the msgpack allowlist is not enforced "
-            "by pgcheckpoint and a forged row may load any type"
+            "the serializer pgcheckpoint builds: the type allowlist is not enforced by "
+            "pgcheckpoint and a forged row may load any type it allows"
         )
     if getattr(serde, "_allowed_msgpack_modules", None) is True:
         return (
