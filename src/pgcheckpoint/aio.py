@@ -81,6 +81,9 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, 
         dsn = await asyncio.to_thread(resolve_dsn, conn_string)
         async with AsyncConnectionPool(dsn, open=False, **settings.async_pool_kwargs()) as p:
             saver = cls(p, **kwargs)
+            if not saver.auto_cleanup:
+                yield saver
+                return
             async with saver.auto_sweeper():
                 yield saver
 

@@ -76,6 +76,9 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         kwargs.setdefault("prepared_statements", settings.prepared_statements)
         with ConnectionPool(resolve_dsn(conn_string), open=True, **settings.pool_kwargs()) as p:
             saver = cls(p, **kwargs)
+            if not saver.auto_cleanup:
+                yield saver
+                return
             with saver.auto_sweeper():
                 yield saver
 

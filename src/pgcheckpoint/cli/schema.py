@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from ..migrations import all_migrations, render_pending
 from ._app import common_options, emit, handle_errors, open_saver
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @click.command()
@@ -48,6 +48,8 @@ def migrate() -> None:
 
 
 def _status_rows(applied: dict[int, str]) -> list[dict[str, Any]]:
+    from ..migrations import all_migrations  # psycopg: imported when a command runs
+
     return [
         {
             "version": m.version,
@@ -73,6 +75,8 @@ def status(dsn: str | None, schema: str, as_json: bool) -> None:
         rows = _status_rows(saver.migration_status())
 
     def render(out: Console) -> None:
+        from rich.table import Table
+
         table = Table("version", "name", "applied", "checksum", title=f"schema {schema!r}")
         for r in rows:
             table.add_row(
@@ -105,6 +109,8 @@ def apply(dsn: str | None, schema: str, as_json: bool, print_sql: bool) -> None:
     with open_saver(dsn, schema) as saver:
         applied = saver.migration_status()
         if print_sql:
+            from ..migrations import render_pending
+
             click.echo(render_pending(schema, applied), nl=False)
             return
         saver.setup()

@@ -6,16 +6,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..importers import ImportReport, ThreadResult, import_official, import_sqlite
-from ..transfer import export_ndjson, import_ndjson
 from ._app import common_options, console, emit, handle_errors, open_saver, parse_filter
+
+if TYPE_CHECKING:
+    # Imported where used: the importers pull in LangGraph, rich.progress is slow to
+    # import; `pgcheckpoint --help` needs neither.
+    from rich.console import Console
+
+    from ..importers import ImportReport, ThreadResult
 
 
 @contextmanager
@@ -23,6 +25,14 @@ def _progress(
     label: str, quiet: bool
 ) -> Iterator[tuple[Callable[[int], None], Callable[[ThreadResult], None]]]:
     """on_start/on_thread callbacks drawing a progress bar on stderr."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         TextColumn(label),
         BarColumn(),
@@ -48,6 +58,8 @@ def _progress(
 
 def _report(as_json: bool, report: ImportReport) -> None:
     def render(out: Console) -> None:
+        from rich.table import Table
+
         table = Table(show_header=False, title="import report")
         for key, value in report.as_dict().items():
             if key != "problems":
@@ -98,6 +110,8 @@ def import_sqlite_cmd(
     Example:
         pgcheckpoint import sqlite ./checkpoints.sqlite --dsn postgresql://localhost/app
     """
+    from ..importers import import_sqlite
+
     with open_saver(dsn, schema) as saver, _progress("importing", quiet) as (start, step):
         saver.setup()
         report = import_sqlite(saver, path, verify=not no_verify, on_start=start, on_thread=step)
@@ -132,6 +146,8 @@ def import_official_cmd(
     Example:
         pgcheckpoint import official postgresql://localhost/old_app --dsn postgresql://localhost/app
     """
+    from ..importers import import_official
+
     with open_saver(dsn, schema) as saver, _progress("importing", quiet) as (start, step):
         saver.setup()
         report = import_official(
@@ -159,6 +175,8 @@ def import_ndjson_cmd(
     Example:
         pgcheckpoint import ndjson backup.ndjson
     """
+    from ..transfer import import_ndjson
+
     with open_saver(dsn, schema) as saver, _progress("importing", quiet) as (start, step):
         saver.setup()
         report = import_ndjson(saver, path, verify=not no_verify, on_start=start, on_thread=step)
@@ -205,6 +223,8 @@ def export(
         pgcheckpoint export --filter '{"user": "alice"}' -o alice.ndjson
         pgcheckpoint export --thread user-42 > user-42.ndjson
     """
+    from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("exporting"),
         MofNCompleteColumn(),
@@ -213,6 +233,8 @@ def export(
         disable=quiet or output is None,
     )
     task = progress.add_task("export", total=None)
+    from ..transfer import export_ndjson
+
     with open_saver(dsn, schema) as saver, progress:
         out = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
