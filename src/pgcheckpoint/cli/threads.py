@@ -162,17 +162,27 @@ def list_(
         found = saver.list_threads(limit=limit, offset=offset, filter=parse_filter(filter_))
 
     def render(out: Console) -> None:
-        table = _table("thread", "checkpoints", "first (UTC)", "last (UTC)", "step", "source")
-        # The id column keeps its full width up to 36 characters (a UUID) and folds
-        # beyond; the times fold onto two lines at 80 columns rather than vanish.
+        # Thread ids are never cut: up to 36 characters (a UUID) they keep one line,
+        # longer ones fold. When the full table does not fit (80 columns), it drops its
+        # borders and the `first` column (in --json and `threads show`) and prints
+        # times on two lines, so that no column is squeezed to nothing.
         widest = max((len(clean(t.thread_id, newlines=False)) for t in found), default=6)
-        table.columns[0].min_width = min(widest, 36)
+        narrow = out.width < min(widest, 36) + 90
+        columns = ["thread", "checkpoints", *(() if narrow else ("first (UTC)",)),
+                   "last (UTC)", "step", "source"]
+        table = _table(*columns)
+        if narrow:
+            table.box, table.pad_edge, table.padding = None, False, (0, 1, 0, 1)
+
+        def at(value: Any) -> str:
+            return when(value).replace(" ", "\n") if narrow else when(value)
+
         for t in found:
             table.add_row(
                 text(t.thread_id, newlines=False),
                 str(t.checkpoints),
-                when(t.first_at),
-                when(t.last_at),
+                *(() if narrow else (at(t.first_at),)),
+                at(t.last_at),
                 text(t.metadata.get("step", "")),
                 text(t.metadata.get("source", "")),
             )
@@ -358,9 +368,14 @@ def _diff_render(diffs: list[ChannelDiff], out: Console, show_all: bool) -> None
     for d in diffs:
         if d.status == "unchanged" or (not show_all and is_internal_channel(d.channel)):
             continue
-        if d.added or d.removed:
+        added, removed = list(d.added), list(d.removed)
+        if d.status == "added":  # a channel new in B: each item of a list is an addition
+            added = list(d.after) if isinstance(d.after, list) else [d.after]
+        elif d.status == "removed":
+            removed = list(d.before) if isinstance(d.before, list) else [d.before]
+        if added or removed:
             detail = Text()
-            for style, sign, items in (("green", "+", d.added), ("red", "-", d.removed)):
+            for style, sign, items in (("green", "+", added), ("red", "-", removed)):
                 for x in items:
                     if detail:
                         detail.append("\n")
