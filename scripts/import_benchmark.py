@@ -124,12 +124,34 @@ def main() -> None:
             f"({first['checkpoints_per_second']:,.0f} checkpoints/s incl. verification; "
             f"{wall:.2f}s wall for the command)"
         )
-        print(
-            f"verification: {'PASSED' if first['verified'] else 'FAILED'} "
-            f"({len(first['problems'])} problem(s))"
-        )
+        print(f"verification: {'PASSED' if first['verified'] else 'FAILED'}")
         again, wall2 = cli("import", "sqlite", str(source), "--dsn", target, "--no-verify")
-        print(f"re-run: {again['skipped']}/{again['threads']} threads skipped in {wall2:.2f}s wall")
+        print(
+            f"re-run: {again['skipped']}/{again['threads']} threads skipped "
+            f"({again['skipped_checkpoints']:,} checkpoints compared, "
+            f"{again['checkpoints']} imported) in {wall2:.2f}s wall"
+        )
+
+        backup = args.workdir / "backup.ndjson"
+        exported, wall3 = cli("export", "--dsn", target, "-o", str(backup))
+        print(
+            f"export: {exported['checkpoints']:,} checkpoints, {exported['values']:,} values, "
+            f"{exported['writes']:,} writes in {wall3:.2f}s wall, "
+            f"{backup.stat().st_size / 1e6:.1f} MB NDJSON"
+        )
+        restored, wall4 = cli("import", "ndjson", str(backup), "--dsn", unverified_db)
+        print(
+            f"import ndjson into an empty database: {restored['seconds']:.2f}s "
+            f"({restored['checkpoints_per_second']:,.0f} checkpoints/s, verified); "
+            f"{wall4:.2f}s wall"
+        )
+        rerun, wall5 = cli("import", "ndjson", str(backup), "--dsn", unverified_db)
+        print(
+            f"import ndjson again: {rerun['skipped']}/{rerun['threads']} threads skipped, "
+            f"{rerun['skipped_checkpoints']:,} checkpoints compared, in {wall5:.2f}s wall"
+        )
+        drop_database(args.dsn, unverified_db)
+        unverified_db = fresh_database(args.dsn)
 
         raw, _ = cli("import", "sqlite", str(source), "--dsn", unverified_db, "--no-verify")
         print(

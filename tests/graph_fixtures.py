@@ -7,6 +7,8 @@ an ``interrupt`` (a pending INTERRUPT write on the checkpoint it stops at).
 
 from __future__ import annotations
 
+import operator
+from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -94,3 +96,37 @@ def every_tuple(checkpointer: Any, thread_id: str) -> list[Any]:
         key=lambda c: (c["configurable"]["checkpoint_ns"], c["configurable"]["checkpoint_id"])
     )
     return [checkpointer.get_tuple(c) for c in configs]
+
+
+@dataclass
+class Ticket:
+    """A user type no allowlist knows by default: a thread holding it must still export,
+    import and copy byte for byte (the allowlist applies when the application reads it)."""
+
+    title: str
+    priority: int
+
+
+TICKET_ALLOW = [("graph_fixtures", "Ticket")]
+
+
+class TicketState(TypedDict):
+    tickets: Annotated[list[Ticket], operator.add]
+    note: str
+
+
+def _file_ticket(state: TicketState) -> dict[str, Any]:
+    n = len(state.get("tickets") or [])
+    return {"tickets": [Ticket(f"ticket {n}", n)], "note": f"filed {n + 1}"}
+
+
+def populate_tickets(checkpointer: Any, thread_id: str = "tickets", runs: int = 3) -> None:
+    """Run a one-node graph whose state holds ``Ticket`` objects; the checkpointer must
+    allow the type (``checkpointer.with_allowlist(TICKET_ALLOW)``)."""
+    b = StateGraph(TicketState)
+    b.add_node("file", _file_ticket)
+    b.add_edge(START, "file")
+    b.add_edge("file", END)
+    graph = b.compile(checkpointer=checkpointer)
+    for _ in range(runs):
+        graph.invoke({"tickets": [], "note": "new"}, {"configurable": {"thread_id": thread_id}})

@@ -222,7 +222,13 @@ class Codec:
         self, value: Any, where: str, chunks_out: dict[bytes, tuple[bool, bytes]]
     ) -> tuple[str, bytes | None, bytes | None]:
         """(type, value, chunk_refs) for a channel value; new chunks go to ``chunks_out``."""
-        type_, data = dumps(self.serde, value, where)
+        return self.pack_blob(*dumps(self.serde, value, where), chunks_out)
+
+    def pack_blob(
+        self, type_: str, data: bytes, chunks_out: dict[bytes, tuple[bool, bytes]]
+    ) -> tuple[str, bytes | None, bytes | None]:
+        """``encode_blob`` for bytes the serde already wrote: compression and
+        chunking only, so importers store values without loading them."""
         policy = self.chunking
         if not policy.enabled or len(data) < policy.threshold:
             type_, data = self.pack(type_, data)

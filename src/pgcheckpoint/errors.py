@@ -97,12 +97,21 @@ class TransferError(PgCheckpointError):
     """An import, export or migration from another saver could not be completed."""
 
 
+class ImportConflictError(TransferError):
+    """A row to import exists in the target with a different content.
+
+    An import never replaces a stored row; the error names the thread and checkpoint,
+    and nothing of that thread (or, when found before writing, of the import) is written.
+    """
+
+
 __all__ = [
     "BlockedTypeError",
     "CodecError",
     "ConcurrentUpdateError",
     "ConfigurationError",
     "DeserializationError",
+    "ImportConflictError",
     "InvalidInputError",
     "MigrationError",
     "PgCheckpointError",

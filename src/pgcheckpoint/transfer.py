@@ -1,56 +1,89 @@
-"""Export and import threads as NDJSON: one JSON object per line, lossless.
+"""Export and import threads as NDJSON that proves itself (format version 2).
 
-The first line is a header::
+A file is one JSON object per line (UTF-8, ``\\n`` after every line)::
 
-    {"format": "pgcheckpoint.ndjson", "version": 1, "exported_at": "..."}
+    {"format": "pgcheckpoint.ndjson", "version": 2, "exported_at": "<ISO 8601>"}
+    ... each thread's lines together: its checkpoints (oldest first), its
+        channel values, its pending writes, then its end line ...
+    {"kind": "trailer", "threads": {...}, "lines": N, "sha256": "<hex>"}
 
-then one line per checkpoint, each thread's lines together and oldest first::
+Lines of a thread (values are the serde's bytes, base64, never decoded)::
 
-    {"thread_id": "t1", "checkpoint_ns": "", "checkpoint_id": "1ef...",
-     "parent_checkpoint_id": "1ef..." | null, "created_at": "2025-...+00:00",
-     "metadata": {...},
-     "checkpoint": {"type": "msgpack", "data": "<base64>"},
-     "writes": [{"task_id": "...", "task_path": "...", "idx": 0, "channel": "messages",
-                 "type": "msgpack", "data": "<base64>"}]}
+    {"kind": "checkpoint", "thread_id", "checkpoint_ns", "checkpoint_id",
+     "parent_checkpoint_id": str | null, "created_at": ISO 8601 | null,
+     "metadata": {...}, "channels": [str], "versions": [str | null],
+     "type": "msgpack", "data": "<base64>"}
+    {"kind": "value", "thread_id", "checkpoint_ns", "channel", "version",
+     "type", "data": "<base64>" | null}
+    {"kind": "write", "thread_id", "checkpoint_ns", "checkpoint_id", "task_id",
+     "task_path", "idx", "channel", "type", "data": "<base64>" | null}
+    {"kind": "thread_end", "thread_id", "checkpoints": n, "values": n, "writes": n}
 
-Values are the serde's typed bytes (``dumps_typed``), never pgcheckpoint's
-storage format (no compression, no chunks), so a file is portable between
-settings and versions. Importing goes through the importers' per-thread,
-one-transaction, skip-if-present path (:mod:`pgcheckpoint.importers.common`):
-it works on an empty or a live database and never duplicates.
+A checkpoint line carries the checkpoint without its large channel values:
+``channels[i]`` is held inline in ``data`` when ``versions[i]`` is null, else by
+the value line of that (checkpoint_ns, channel, version). ``type``/``data`` are
+exactly what the serde wrote (pgcheckpoint's compression and chunking undone,
+losslessly), so a thread whose values the allowlist would refuse exports and
+imports all the same, and a file does not depend on the storage settings.
+
+The trailer is the last line. ``threads`` maps every thread id to its
+``{"checkpoints", "values", "writes"}`` line counts, ``lines`` counts the lines
+before the trailer (header included) and ``sha256`` is the SHA-256 of those
+lines' exact bytes, newlines included.
+
+Import refuses, before writing anything, a file without a valid trailer (cut
+short, or left by a failed export), with a digest or a count that does not
+match, with a thread whose lines are not together, or with lines after the
+trailer. ``partial=True`` accepts a file without a trailer: it imports the
+threads whose end line is present and whose counts match, and reports the
+others in ``ImportReport.left_out``. Each thread's rows then go through the
+importers' guarded write (:mod:`pgcheckpoint.importers.write`): never replacing
+a stored row, identical rows skipped, verified before commit.
+
+Reading is :class:`pgcheckpoint.importers.ndjson.NdjsonSource`. Export writes
+a file through a temporary file renamed on success, so a failed export leaves
+no file that looks like a backup; an unknown thread id fails before anything
+is written.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
-
-from langgraph.checkpoint.base import Checkpoint
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import codec
-from ._plans import fetch_all
-from .errors import InvalidInputError, PgCheckpointError, TransferError
-from .importers.common import (
-    ImportReport,
-    SourceCheckpoint,
-    SourceWrite,
-    ThreadResult,
-    run_import,
+from ._plans import Plan, PlanGen, Query, fetch_all
+from .errors import InvalidInputError, TransferError
+from .importers.common import ImportReport, ThreadResult, run_import
+from .importers.ndjson import FORMAT, VERSION, NdjsonSource
+from .importers.rows import (
+    StoredThread,
+    chunk_refs_of,
+    thread_from_rows,
+    unpack_blob,
+    unpack_value,
 )
 
 if TYPE_CHECKING:
     from .saver import PostgresSaver
 
-__all__ = ["FORMAT", "VERSION", "ExportReport", "export_ndjson", "import_ndjson"]
-
-FORMAT = "pgcheckpoint.ndjson"
-VERSION = 1
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "ExportReport",
+    "NdjsonSource",
+    "export_file",
+    "export_ndjson",
+    "import_ndjson",
+]
 
 
 @dataclass(slots=True)
@@ -59,83 +92,148 @@ class ExportReport:
 
     threads: int = 0
     checkpoints: int = 0
+    values: int = 0
     writes: int = 0
+    sha256: str = ""
 
-    def as_dict(self) -> dict[str, int]:
-        return {"threads": self.threads, "checkpoints": self.checkpoints, "writes": self.writes}
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "threads": self.threads,
+            "checkpoints": self.checkpoints,
+            "values": self.values,
+            "writes": self.writes,
+            "sha256": self.sha256,
+        }
 
 
-def _b64(data: bytes | None) -> str:
-    return base64.b64encode(data or b"").decode("ascii")
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-def _unb64(text: Any, where: str) -> bytes:
-    if not isinstance(text, str):
-        raise TransferError(f"{where}: expected base64 text")
-    try:
-        return base64.b64decode(text, validate=True)
-    except ValueError as exc:
-        raise TransferError(f"{where}: invalid base64: {exc}") from exc
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 # --- export -------------------------------------------------------------------
 
 
-def _selected_threads(
+def _selected(
     saver: PostgresSaver, thread_ids: Iterable[str] | None, filter: Mapping[str, Any] | None
-) -> Iterator[str]:
+) -> list[tuple[str, int]]:
+    """(thread id, checkpoints) of every thread to export, in export order; one cheap
+    query (or the list_threads pages) before anything is written, for the total."""
     if thread_ids is not None:
-        for tid in thread_ids:
-            yield codec.text_id(tid, "thread_id")
-        return
+        ids = list(dict.fromkeys(codec.text_id(t, "thread_id") for t in thread_ids))
+        rows = saver._runner.run(
+            fetch_all("export_counts", saver.queries["export_counts"], {"thread_ids": ids})
+        )
+        counts = {str(r[0]): int(r[1]) for r in rows}
+        missing = [t for t in ids if t not in counts]
+        if missing:
+            raise TransferError(
+                f"cannot export: no checkpoints for thread(s) {', '.join(map(repr, missing))}"
+            )
+        return [(t, counts[t]) for t in ids]
+    if filter is None:
+        rows = saver._runner.run(
+            fetch_all("export_counts", saver.queries["export_counts"], {"thread_ids": None})
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+    out: list[tuple[str, int]] = []
     after = None
     while True:
         page = saver.list_threads(limit=500, after=after, filter=filter)
-        yield from (t.thread_id for t in page)
+        out.extend((t.thread_id, t.checkpoints) for t in page)
         if len(page) < 500:
-            return
+            return out
         after = page[-1]
 
 
-def _thread_lines(saver: PostgresSaver, thread_id: str) -> list[dict[str, Any]]:
-    versions = {(v.checkpoint_ns, v.checkpoint_id): v for v in saver.list_versions(thread_id)}
-    rows = saver._runner.run(
-        fetch_all("export_writes", saver.queries["export_writes"], {"thread_id": thread_id})
-    )
-    writes: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for ns, cid, task, path, idx, channel, type_, value in rows:
-        where = f"write to {channel!r} of {cid}"
-        plain_type, data = codec.dumps(saver.serde, saver.codec.unpack(type_, value, where), where)
-        writes.setdefault((ns, cid), []).append(
-            {
-                "task_id": task,
-                "task_path": path,
-                "idx": idx,
-                "channel": channel,
-                "type": plain_type,
-                "data": _b64(data),
-            }
-        )
-    lines = []
-    for t in saver.list({"configurable": {"thread_id": thread_id}}):
-        conf = t.config["configurable"]
-        key = (conf["checkpoint_ns"], conf["checkpoint_id"])
-        info = versions[key]
-        type_, data = codec.dumps(saver.serde, t.checkpoint, f"checkpoint {key[1]}")
+def _rows_plan(saver: PostgresSaver, thread_id: str) -> Plan[StoredThread]:
+    """Every row of a thread from one snapshot (the chunks its values reference too)."""
+    q = saver.queries
+    p = {"thread_id": thread_id}
+
+    def make() -> PlanGen[StoredThread]:
+        yield Query(q["export_snapshot"], None, prepare=False)
+        c = yield Query(q["rows_checkpoints"], p, fetch="all")
+        b = yield Query(q["rows_blobs"], p, fetch="all")
+        w = yield Query(q["rows_writes"], p, fetch="all")
+        thread = thread_from_rows(thread_id, c or [], b or [], w or [])
+        hashes = chunk_refs_of(thread.blobs.values())
+        if hashes:
+            k = yield Query(q["fetch_chunks"], {**p, "hashes": hashes}, fetch="all")
+            for h, compressed, data in k or []:
+                thread.chunks[bytes(h)] = (bool(compressed), bytes(data))
+        return thread
+
+    return Plan("export_thread", make, transaction=True)
+
+
+def _thread_lines(thread: StoredThread) -> tuple[list[bytes], dict[str, int]]:
+    tid = thread.thread_id
+    lines: list[bytes] = []
+    for cp in thread.checkpoints:
+        where = f"thread {tid!r} checkpoint {cp.checkpoint_id!r}"
+        value = unpack_value(cp.type, cp.data, where)
         lines.append(
-            {
-                "thread_id": thread_id,
-                "checkpoint_ns": key[0],
-                "checkpoint_id": key[1],
-                "parent_checkpoint_id": info.parent_checkpoint_id,
-                "created_at": info.created_at.isoformat(),
-                "metadata": dict(t.metadata),
-                "checkpoint": {"type": type_, "data": _b64(data)},
-                "writes": writes.get(key, []),
-            }
+            _line(
+                {
+                    "kind": "checkpoint",
+                    "thread_id": tid,
+                    "checkpoint_ns": cp.checkpoint_ns,
+                    "checkpoint_id": cp.checkpoint_id,
+                    "parent_checkpoint_id": cp.parent_checkpoint_id,
+                    "created_at": cp.created_at.isoformat() if cp.created_at else None,
+                    "metadata": cp.metadata,
+                    "channels": cp.channels,
+                    "versions": cp.versions,
+                    "type": value.type,
+                    "data": _b64(value.data),
+                }
+            )
         )
-    lines.sort(key=lambda d: (d["checkpoint_id"], d["checkpoint_ns"]))
-    return lines
+    for (ns, channel, version), blob in thread.blobs.items():
+        where = f"thread {tid!r} channel {channel!r} version {version!r}"
+        value = unpack_blob(blob, thread.chunks, where)
+        lines.append(
+            _line(
+                {
+                    "kind": "value",
+                    "thread_id": tid,
+                    "checkpoint_ns": ns,
+                    "channel": channel,
+                    "version": version,
+                    "type": value.type,
+                    "data": _b64(value.data),
+                }
+            )
+        )
+    for (ns, cid, task, idx), write in thread.writes.items():
+        value = unpack_value(write.type, write.value, f"thread {tid!r} write to {write.channel!r}")
+        lines.append(
+            _line(
+                {
+                    "kind": "write",
+                    "thread_id": tid,
+                    "checkpoint_ns": ns,
+                    "checkpoint_id": cid,
+                    "task_id": task,
+                    "task_path": write.task_path,
+                    "idx": idx,
+                    "channel": write.channel,
+                    "type": value.type,
+                    "data": _b64(value.data),
+                }
+            )
+        )
+    counts = {
+        "checkpoints": len(thread.checkpoints),
+        "values": len(thread.blobs),
+        "writes": len(thread.writes),
+    }
+    lines.append(_line({"kind": "thread_end", "thread_id": tid, **counts}))
+    return lines, counts
 
 
 def export_ndjson(
@@ -144,134 +242,111 @@ def export_ndjson(
     *,
     thread_ids: Iterable[str] | None = None,
     filter: Mapping[str, Any] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
     on_thread: Callable[[str, int], None] | None = None,
 ) -> ExportReport:
-    """Write threads to ``out`` as NDJSON: the given ``thread_ids``, or every thread
-    whose latest metadata matches ``filter`` (all threads when both are None).
+    """Write threads to ``out`` as NDJSON (module doc): the given ``thread_ids`` (each must
+    exist), or every thread whose latest metadata matches ``filter`` (all when both are
+    None). ``on_start(threads, checkpoints)`` gives the totals before the first line.
+
+    Prefer :func:`export_file`, which leaves no file behind when the export fails.
 
     Example::
 
         with open("backup.ndjson", "w") as f:
             export_ndjson(saver, f, filter={"user": "alice"})
     """
-    header = {
-        "format": FORMAT,
-        "version": VERSION,
-        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-    }
-    out.write(json.dumps(header) + "\n")
+    selected = _selected(saver, thread_ids, filter)
+    if on_start is not None:
+        on_start(len(selected), sum(n for _, n in selected))
+    digest = hashlib.sha256()
+    lines = 0
+
+    def write(data: bytes) -> None:
+        nonlocal lines
+        digest.update(data)
+        lines += 1
+        out.write(data.decode("utf-8"))
+
+    write(
+        _line(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            }
+        )
+    )
     report = ExportReport()
-    for tid in _selected_threads(saver, thread_ids, filter):
-        lines = _thread_lines(saver, tid)
-        for line in lines:
-            out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
-        report.threads += int(bool(lines))
-        report.checkpoints += len(lines)
-        report.writes += sum(len(d["writes"]) for d in lines)
+    threads: dict[str, dict[str, int]] = {}
+    for tid, _ in selected:
+        thread = saver._runner.run(_rows_plan(saver, tid))
+        if not thread.checkpoints:
+            continue  # deleted since it was counted
+        thread_lines, counts = _thread_lines(thread)
+        for data in thread_lines:
+            write(data)
+        threads[tid] = counts
+        report.threads += 1
+        report.checkpoints += counts["checkpoints"]
+        report.values += counts["values"]
+        report.writes += counts["writes"]
         if on_thread is not None:
-            on_thread(tid, len(lines))
+            on_thread(tid, counts["checkpoints"])
+    report.sha256 = digest.hexdigest()
+    out.write(
+        _line(
+            {
+                "kind": "trailer",
+                "format": FORMAT,
+                "version": VERSION,
+                "threads": threads,
+                "lines": lines,
+                "sha256": report.sha256,
+            }
+        ).decode("utf-8")
+    )
     return report
 
 
-# --- import -------------------------------------------------------------------
+def export_file(
+    saver: PostgresSaver,
+    path: str | os.PathLike[str],
+    *,
+    thread_ids: Iterable[str] | None = None,
+    filter: Mapping[str, Any] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_thread: Callable[[str, int], None] | None = None,
+) -> ExportReport:
+    """:func:`export_ndjson` into ``path``, through a temporary file in the same directory
+    renamed over ``path`` only once the trailer is written: a failed export leaves no file.
 
+    Example::
 
-class NdjsonSource:
-    """An NDJSON export file, indexed by thread (line offsets only) so threads load one by one."""
-
-    def __init__(self, path: str | os.PathLike[str], saver: PostgresSaver) -> None:
-        self.path = Path(path)
-        self.name = f"ndjson:{self.path}"
-        self.saver = saver
-        self._offsets: dict[str, list[int]] = {}
-        try:
-            self._file = self.path.open("rb")
-        except OSError as exc:
-            raise TransferError(f"cannot open {str(self.path)!r}: {exc}") from exc
-        self._index()
-
-    def _index(self) -> None:
-        first = self._file.readline()
-        try:
-            header = json.loads(first)
-        except ValueError as exc:
-            raise TransferError(f"{self.path}: line 1 is not JSON: {exc}") from exc
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise TransferError(f"{self.path}: not a pgcheckpoint NDJSON export (bad header)")
-        if header.get("version") != VERSION:
-            raise TransferError(
-                f"{self.path}: export format version {header.get('version')!r} is not "
-                f"supported (this pgcheckpoint reads version {VERSION})"
+        export_file(saver, "backup.ndjson")
+    """
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise TransferError(f"cannot write in {str(target.parent)!r}: {exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            report = export_ndjson(
+                saver,
+                out,
+                thread_ids=thread_ids,
+                filter=filter,
+                on_start=on_start,
+                on_thread=on_thread,
             )
-        number = 1
-        while True:
-            offset = self._file.tell()
-            line = self._file.readline()
-            if not line:
-                break
-            number += 1
-            if not line.strip():
-                continue
-            tid = self._parse(line, number).get("thread_id")
-            if not isinstance(tid, str):
-                raise TransferError(f"{self.path}: line {number} has no thread_id")
-            self._offsets.setdefault(tid, []).append(offset)
-
-    def _parse(self, line: bytes, number: int | str) -> dict[str, Any]:
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            raise TransferError(f"{self.path}: line {number} is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise TransferError(f"{self.path}: line {number} is not a JSON object")
-        return data
-
-    def close(self) -> None:
-        self._file.close()
-
-    def thread_ids(self) -> list[str]:
-        return list(self._offsets)
-
-    def _loads(self, item: Any, where: str) -> Any:
-        if not isinstance(item, dict):
-            raise TransferError(f"{where}: expected {{'type', 'data'}}")
-        return codec.loads(
-            self.saver.serde, str(item.get("type")), _unb64(item.get("data"), where), where
-        )
-
-    def load_thread(self, thread_id: str) -> list[SourceCheckpoint]:
-        out = []
-        for offset in self._offsets.get(thread_id, []):
-            self._file.seek(offset)
-            d = self._parse(self._file.readline(), f"at byte {offset}")
-            cid = str(d.get("checkpoint_id"))
-            try:
-                writes = [
-                    SourceWrite(
-                        w["task_id"],
-                        w["channel"],
-                        self._loads(w, f"write to {w['channel']!r} of {cid}"),
-                        int(w["idx"]),
-                        w.get("task_path") or "",
-                    )
-                    for w in d.get("writes") or []
-                ]
-                out.append(
-                    SourceCheckpoint(
-                        thread_id,
-                        str(d.get("checkpoint_ns") or ""),
-                        cid,
-                        d.get("parent_checkpoint_id"),
-                        cast(Checkpoint, self._loads(d.get("checkpoint"), f"checkpoint {cid}")),
-                        dict(d.get("metadata") or {}),
-                        writes,
-                    )
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                if isinstance(exc, PgCheckpointError):
-                    raise
-                raise TransferError(f"{self.path}: checkpoint {cid} is malformed: {exc}") from exc
-        return out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return report
 
 
 def import_ndjson(
@@ -279,10 +354,14 @@ def import_ndjson(
     path: str | os.PathLike[str],
     *,
     verify: bool = True,
+    partial: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_thread: Callable[[ThreadResult], None] | None = None,
 ) -> ImportReport:
-    """Import an NDJSON export into ``saver``; threads already present are skipped.
+    """Import an NDJSON export into ``saver`` (see the module doc for what is refused).
+
+    Rows already stored identically are skipped; a row stored with a different
+    content raises :class:`~pgcheckpoint.errors.ImportConflictError`.
 
     Example::
 
@@ -290,8 +369,12 @@ def import_ndjson(
     """
     if not isinstance(path, str | os.PathLike):
         raise InvalidInputError(f"path must be a file path, got {type(path).__name__}")
-    source = NdjsonSource(path, saver)
+    source = NdjsonSource(path, saver, partial=partial)
     try:
-        return run_import(saver, source, verify=verify, on_start=on_start, on_thread=on_thread)
+        report = run_import(
+            saver, source, verify=verify, check_all=True, on_start=on_start, on_thread=on_thread
+        )
     finally:
         source.close()
+    report.left_out = list(source.left_out)
+    return report

@@ -12,8 +12,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres import PostgresSaver as OfficialSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph_fixtures import every_tuple, populate, resume
-from pgcheckpoint import PostgresSaver, TransferError
+from graph_fixtures import TICKET_ALLOW, every_tuple, populate, populate_tickets, resume
+from pgcheckpoint import BlockedTypeError, ImportConflictError, PostgresSaver, TransferError
 from pgcheckpoint.importers import ThreadResult, import_official, import_saver, import_sqlite
 
 
@@ -48,7 +48,7 @@ def test_sqlite_import_is_lossless_and_resumes(
 ) -> None:
     path, source, ids = sqlite_file
     report = import_sqlite(saver, path)
-    assert report.verified is True and report.problems == []
+    assert report.verified is True and report.skipped_checkpoints == 0
     assert report.threads == 4 and report.checkpoints == sum(1 for _ in source.list(None))
     assert report.writes > 0
     _same(source, saver, ids)
@@ -122,3 +122,46 @@ def test_bad_sources_raise_transfer_error(saver: PostgresSaver, tmp_path: Path) 
         import_sqlite(saver, empty)
     with pytest.raises(TransferError, match="no official"):
         import_official(saver, str(saver.conn.conninfo), schema="missing")  # type: ignore[union-attr]
+
+
+def test_official_import_carries_types_the_allowlist_refuses(
+    saver: PostgresSaver, make_db_url: Any
+) -> None:
+    other = make_db_url(False)
+    with psycopg.connect(other, autocommit=True) as conn:
+        official = OfficialSaver(conn)  # type: ignore[arg-type]
+        official.setup()
+        populate_tickets(official.with_allowlist(TICKET_ALLOW), "tickets")
+        report = import_official(saver, other)  # no allowlist: values are not loaded
+        assert report.threads == 1 and report.checkpoints > 0
+        with pytest.raises(BlockedTypeError):
+            saver.get_tuple({"configurable": {"thread_id": "tickets"}})
+        _same(
+            official.with_allowlist(TICKET_ALLOW), saver.with_allowlist(TICKET_ALLOW), ["tickets"]
+        )
+        again = import_official(saver, other)
+        assert (again.skipped, again.checkpoints) == (1, 0)
+        assert again.skipped_checkpoints == report.checkpoints
+
+
+def test_sqlite_import_never_replaces_a_different_row(
+    saver: PostgresSaver, db_url: str, sqlite_file: tuple[Path, SqliteSaver, list[str]]
+) -> None:
+    path, _, _ = sqlite_file
+    import_sqlite(saver, path, thread_ids=["thread-2"])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT checkpoint_id FROM public.writes WHERE thread_id = 'thread-2' LIMIT 1"
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "UPDATE public.writes SET value = '\\x00'::bytea, type = 'bytes' "
+            "WHERE thread_id = 'thread-2' AND checkpoint_id = %s",
+            (row[0],),
+        )
+        before = conn.execute("SELECT count(*) FROM public.checkpoints").fetchone()
+    with pytest.raises(ImportConflictError, match=f"thread 'thread-2' checkpoint '{row[0]}'"):
+        import_sqlite(saver, path)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM public.checkpoints").fetchone() == before
+    assert [t.thread_id for t in saver.list_threads()] == ["thread-2"]

@@ -136,3 +136,11 @@ def metadata_rows(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [
         (str(k), v if isinstance(v, str) else _compact(v)) for k, v in sorted(metadata.items())
     ]
+
+
+def escape(value: Any) -> str:
+    """``value`` for an f-string handed to rich: markup escaped, control characters
+    made visible (see :func:`clean`)."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(clean(value))

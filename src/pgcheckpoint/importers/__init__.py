@@ -4,10 +4,13 @@
 * :func:`import_official`: the official ``langgraph-checkpoint-postgres`` tables;
 * :func:`import_saver`: any ``BaseCheckpointSaver`` through its public API.
 
-All three stream one thread at a time, write each thread in one transaction,
-skip threads already imported (so an interrupted import is finished by running
-it again) and read every imported checkpoint back to compare it with the
-source. See :mod:`pgcheckpoint.importers.common` and docs/migration-guide.md.
+All three (and :func:`pgcheckpoint.transfer.import_ndjson`) stream one thread
+at a time through one guarded write (``write.py``): a stored row is never
+replaced (identical rows are skipped, different ones refused with
+:class:`~pgcheckpoint.errors.ImportConflictError`), each thread is written in
+one transaction and verified before it commits, and an interrupted import is
+finished by running it again. See :mod:`pgcheckpoint.importers.common` and
+docs/migration-guide.md.
 """
 
 from .common import ImportReport, SourceCheckpoint, SourceWrite, ThreadResult, run_import

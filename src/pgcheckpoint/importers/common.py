@@ -1,30 +1,44 @@
-"""What every importer shares: the source model, the per-thread write, resume and verification.
+"""What every importer shares: the source model, the one guarded write, verification.
 
 An importer is a :class:`Source`: a list of thread ids and a function that
-loads one thread's checkpoints (with their pending writes) as
-:class:`SourceCheckpoint` objects. :func:`run_import` streams the source one
-thread at a time:
+loads one thread, either **decoded** (a list of :class:`SourceCheckpoint`: the
+SQLite file and other savers, whose formats need the serde to split a
+checkpoint into its channel values) or **as stored** (a
+:class:`~pgcheckpoint.importers.rows.StoredThread`: NDJSON exports and the
+official tables, moved without loading a value; see ``rows.py``).
+:func:`run_import` then goes through two phases:
 
-1. a thread whose every checkpoint key and write is already in the target is
-   skipped (without decoding it when the source can list keys cheaply); that is
-   what makes an interrupted import resumable with no progress table: each
-   thread is written in **one transaction**, so a thread is either fully
-   present or absent, and was verified right after it was written;
-2. otherwise its checkpoints are written oldest first through the saver's own
-   ``put`` plan (ids, parents, ``ts``/``created_at`` and metadata kept) and its
-   writes with their source ``idx``/``task_path``, all in one transaction;
-   only the channels whose version changed since the parent are encoded, as
-   LangGraph itself does, so shared values are stored once;
-3. the thread is read back through the saver's read path and every
-   checkpoint compared with the source (state, metadata, parent, pending writes).
+1. **check** (read only, nothing written yet): each thread the target already
+   has checkpoints for is compared with it row by row. A row with the same key
+   and a different content (checkpoint, channel value or pending write) stops
+   the import with :class:`~pgcheckpoint.errors.ImportConflictError`, naming
+   the thread and checkpoint, and the database is unchanged (an NDJSON file is
+   checked whole here, every thread, so a malformed one is refused before
+   anything is written too). A thread whose every row is already there,
+   identical, is skipped and reported as skipped.
+2. **write**, one transaction per thread: take the thread's row lock (the lock
+   ``put`` and garbage collection take), compare again under it, insert only
+   the missing rows with plain INSERTs (an import never replaces a row: one
+   that appeared meanwhile fails the statement and rolls the thread back),
+   then read back what it inserted inside the same transaction (as SHA-256
+   digests) and compare every row with what was sent (verification before
+   commit). A decoded source's rows are also decoded again, before the
+   transaction, and compared with the source (state, metadata, parent,
+   pending writes).
+
+Threads committed before a failure stay (each is whole and verified); running
+the import again skips them, so an interrupted import is finished by running
+it again.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -36,9 +50,10 @@ from langgraph.checkpoint.base import (
 
 from .. import codec
 from .._core import SaverCore
-from .._plans import Plan, PlanGen, Query
-from ..concurrency import PipelinePlan, QueryMany
+from .._plans import fetch_all
 from ..errors import PgCheckpointError, TransferError
+from .rows import StoredBlob, StoredCheckpoint, StoredThread, StoredWrite, check_thread
+from .write import ThreadDiff, check_plan, write_plan
 
 if TYPE_CHECKING:
     from ..saver import PostgresSaver
@@ -52,6 +67,8 @@ __all__ = [
     "compare",
     "run_import",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +115,18 @@ class Source(Protocol):
         """Every thread id of the source, in a stable order."""
         ...
 
-    def load_thread(self, thread_id: str) -> list[SourceCheckpoint]:
-        """One thread's checkpoints, oldest first, with their writes."""
+    def load_thread(self, thread_id: str) -> list[SourceCheckpoint] | StoredThread:
+        """One thread: its checkpoints decoded (oldest first, with their writes), or
+        every row of it in storage form."""
         ...
 
 
 @runtime_checkable
-class KeyedSource(Source, Protocol):
-    """A source that can list a thread's checkpoint keys without decoding anything."""
+class CheckedSource(Source, Protocol):
+    """A source that can check a thread more cheaply than loading it for a write."""
 
-    def thread_keys(self, thread_id: str) -> tuple[set[tuple[str, str]], int]:
-        """(checkpoint_ns, checkpoint_id) of every checkpoint, and the number of writes."""
+    def check_thread(self, thread_id: str) -> None:
+        """Raise TransferError if the thread does not hold together (rows.check_thread)."""
         ...
 
 
@@ -126,7 +144,7 @@ def writes_from_pending(
     return out
 
 
-# --- writing ------------------------------------------------------------------
+# --- decoded sources to storage form ---------------------------------------------
 
 
 def _new_versions(cp: SourceCheckpoint, parent: SourceCheckpoint | None) -> dict[str, Any]:
@@ -137,46 +155,18 @@ def _new_versions(cp: SourceCheckpoint, parent: SourceCheckpoint | None) -> dict
     return {c: v for c, v in versions.items() if before.get(c) != v}
 
 
-def _writes_params(core: SaverCore, cp: SourceCheckpoint) -> dict[str, Any] | None:
-    if not cp.writes:
-        return None
-    types: list[str] = []
-    values: list[bytes] = []
-    for w in cp.writes:
-        type_, data = core.codec.pack(
-            *codec.dumps(core.serde, w.value, f"write to {w.channel!r} of {cp.checkpoint_id}")
-        )
-        types.append(type_)
-        values.append(data)
-    return {
-        "thread_id": cp.thread_id,
-        "checkpoint_ns": cp.checkpoint_ns,
-        "checkpoint_id": cp.checkpoint_id,
-        "task_ids": [codec.text_id(w.task_id, "task_id") for w in cp.writes],
-        "idx": [w.idx for w in cp.writes],
-        "channels": [codec.text_id(w.channel, "channel") for w in cp.writes],
-        "types": types,
-        "values": values,
-        "task_paths": [w.task_path for w in cp.writes],
-    }
-
-
-def write_thread_plan(core: SaverCore, items: list[SourceCheckpoint]) -> Plan[None]:
-    """One thread, every checkpoint and write, in one transaction (encoded before any I/O).
-
-    Checkpoints are encoded exactly as ``put`` encodes them but written with the
-    plain ``put_checkpoint`` upsert, without ``put``'s one-writer-per-thread
-    fork check: an import replays history on purpose, forks included, and a
-    re-run upserts checkpoints that are no longer the thread's latest.
-    """
+def stored_from_decoded(
+    core: SaverCore, thread_id: str, items: list[SourceCheckpoint]
+) -> StoredThread:
+    """A decoded thread in storage form, encoded exactly as ``put`` encodes it (only the
+    channels whose version changed since the parent get a value row, as LangGraph does)."""
+    thread = StoredThread(thread_id)
     by_key = {(c.checkpoint_ns, c.checkpoint_id): c for c in items}
-    puts: list[dict[str, Any]] = []
-    writes: list[dict[str, Any]] = []
     for cp in sorted(items, key=lambda c: (c.checkpoint_id, c.checkpoint_ns)):
         parent = by_key.get((cp.checkpoint_ns, cp.parent_checkpoint_id or ""))
         conf: RunnableConfig = {
             "configurable": {
-                "thread_id": cp.thread_id,
+                "thread_id": thread_id,
                 "checkpoint_ns": cp.checkpoint_ns,
                 "checkpoint_id": cp.parent_checkpoint_id,
             }
@@ -184,37 +174,101 @@ def write_thread_plan(core: SaverCore, items: list[SourceCheckpoint]) -> Plan[No
         params, _, _ = core._encode_put(
             conf, cp.checkpoint, cast(CheckpointMetadata, cp.metadata), _new_versions(cp, parent)
         )
-        puts.append(params)
-        write_params = _writes_params(core, cp)
-        if write_params is not None:
-            writes.append(write_params)
-    put_sql = core.queries["put_checkpoint"]
-    writes_sql = core.queries["import_writes"]
+        where = f"thread {thread_id!r} checkpoint {cp.checkpoint_id!r}"
+        if params["checkpoint_id"] != cp.checkpoint_id:
+            raise TransferError(
+                f"{where}: its checkpoint_id differs from the id inside the checkpoint "
+                f"({params['checkpoint_id']!r}); refusing to store it under another id"
+            )
+        thread.checkpoints.append(
+            StoredCheckpoint(
+                cp.checkpoint_ns,
+                cp.checkpoint_id,
+                cp.parent_checkpoint_id,
+                params["type"],
+                params["checkpoint"],
+                json.loads(params["metadata"]),
+                params["created_at"],
+                list(params["channels"]),
+                list(params["versions"]),
+            )
+        )
+        for h, compressed, data in zip(
+            params["chunk_hashes"], params["chunk_compressed"], params["chunk_data"], strict=True
+        ):
+            thread.chunks[h] = (compressed, data)
+        for channel, version, type_, value, refs in zip(
+            params["blob_channels"],
+            params["blob_versions"],
+            params["blob_types"],
+            params["blob_values"],
+            params["blob_refs"],
+            strict=True,
+        ):
+            thread.add_blob(
+                (cp.checkpoint_ns, channel, version), StoredBlob(type_, value, refs), where
+            )
+        for w in cp.writes:
+            wwhere = f"{where} write to {w.channel!r}"
+            type_, data = core.codec.pack(*codec.dumps(core.serde, w.value, wwhere))
+            key = (cp.checkpoint_ns, cp.checkpoint_id, codec.text_id(w.task_id, "task_id"), w.idx)
+            if key in thread.writes:
+                raise TransferError(f"{wwhere}: task {w.task_id!r} has two writes with idx {w.idx}")
+            thread.writes[key] = StoredWrite(
+                codec.text_id(w.channel, "channel"), type_, data, w.task_path
+            )
+    return thread
 
-    # Pipelined executemany: the thread's statements leave without waiting for each
-    # other; measured 256 -> 340 checkpoints/s on a 3-thread sample of the benchmark.
-    def make() -> PlanGen[None]:
-        yield QueryMany(put_sql, None, params_seq=puts)
-        if writes:
-            yield QueryMany(writes_sql, None, params_seq=writes)
 
-    return PipelinePlan("import_thread", make, transaction=True)
+def _decoded_row(thread: StoredThread, cp: StoredCheckpoint) -> tuple[Any, ...]:
+    """A ``read_checkpoints`` row made from storage-form rows (for codec.decode_row)."""
+    blobs = [
+        (ch, v, thread.blobs[(cp.checkpoint_ns, ch, v)])
+        for ch, v in zip(cp.channels, cp.versions, strict=True)
+        if v is not None and (cp.checkpoint_ns, ch, v) in thread.blobs
+    ]
+    writes = sorted(
+        (
+            (w.task_path, task, idx, w)
+            for (ns, cid, task, idx), w in thread.writes.items()
+            if (ns, cid) == (cp.checkpoint_ns, cp.checkpoint_id)
+        ),
+        key=lambda x: (x[0], x[1], x[2]),
+    )
+    return (
+        thread.thread_id,
+        cp.checkpoint_ns,
+        cp.checkpoint_id,
+        cp.parent_checkpoint_id,
+        cp.type,
+        cp.data,
+        cp.metadata,
+        cp.channels,
+        cp.versions,
+        [b[0] for b in blobs],
+        [b[1] for b in blobs],
+        [b[2].type for b in blobs],
+        [b[2].value for b in blobs],
+        [b[2].refs for b in blobs],
+        list(thread.chunks),
+        [c[0] for c in thread.chunks.values()],
+        [c[1] for c in thread.chunks.values()],
+        [x[1] for x in writes],
+        [x[3].channel for x in writes],
+        [x[3].type for x in writes],
+        [x[3].value for x in writes],
+    )
 
 
-def present_plan(core: SaverCore, thread_id: str) -> Plan[tuple[set[tuple[str, str]], int]]:
-    """The checkpoint keys and number of writes a thread already has in the target."""
-    sql = core.queries["thread_keys"]
-
-    def make() -> PlanGen[tuple[set[tuple[str, str]], int]]:
-        rows = yield Query(sql, {"thread_id": thread_id}, fetch="all")
-        keys = {(r[0], r[1]) for r in rows or [] if r[1] is not None}
-        writes = sum(int(r[2]) for r in rows or [] if r[2] is not None)
-        return keys, writes
-
-    return Plan("import_present", make)
-
-
-# --- verification -------------------------------------------------------------
+def verify_decoded(core: SaverCore, thread: StoredThread, items: list[SourceCheckpoint]) -> None:
+    """Decode the rows about to be written and compare them with the source (pure)."""
+    wanted = {(c.checkpoint_ns, c.checkpoint_id): c for c in thread.checkpoints}
+    for item in items:
+        cp = wanted.get((item.checkpoint_ns, item.checkpoint_id))
+        got = None if cp is None else codec.decode_row(core.codec, _decoded_row(thread, cp))
+        problem = compare(item, got)
+        if problem:
+            raise TransferError(f"verification failed, nothing written for the thread: {problem}")
 
 
 def _writes_key(writes: Iterable[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
@@ -224,7 +278,7 @@ def _writes_key(writes: Iterable[tuple[str, str, Any]]) -> list[tuple[str, str, 
 
 
 def compare(source: SourceCheckpoint, got: CheckpointTuple | None) -> str | None:
-    """None when ``got`` (read back from pgcheckpoint) equals the source, else what differs."""
+    """None when ``got`` (as pgcheckpoint decodes it) equals the source, else what differs."""
     where = f"thread {source.thread_id!r} checkpoint {source.checkpoint_id}"
     if got is None:
         return f"{where}: missing after import"
@@ -241,58 +295,52 @@ def compare(source: SourceCheckpoint, got: CheckpointTuple | None) -> str | None
     return None
 
 
-def verify_thread(saver: PostgresSaver, items: list[SourceCheckpoint]) -> list[str]:
-    """Compare every checkpoint of a thread as pgcheckpoint reads it back with the source.
-
-    The thread is read with ``list`` (pages of 200 checkpoints, each shared value
-    fetched and decoded once), the decode path ``get_tuple`` uses too: on the
-    10,400-checkpoint benchmark a ``get_tuple`` per checkpoint made verification
-    3.5x slower than the import itself.
-    """
-    if not items:
-        return []
-    stored = {
-        (t.config["configurable"]["checkpoint_ns"], t.config["configurable"]["checkpoint_id"]): t
-        for t in saver.list({"configurable": {"thread_id": items[0].thread_id}})
-    }
-    problems = []
-    for cp in items:
-        problem = compare(cp, stored.get((cp.checkpoint_ns, cp.checkpoint_id)))
-        if problem:
-            problems.append(problem)
-    return problems
-
-
 # --- the loop -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class ThreadResult:
-    """What happened to one thread; passed to ``on_thread`` callbacks."""
+    """What happened to one thread; passed to ``on_thread`` callbacks.
+
+    ``checkpoints`` / ``writes`` count the rows this import wrote; the ``skipped_*``
+    counts are the rows that were already there, identical. ``skipped`` is true when
+    nothing at all was written for the thread."""
 
     thread_id: str
     checkpoints: int
     writes: int
     skipped: bool
-    problems: tuple[str, ...] = ()
+    skipped_checkpoints: int = 0
+    skipped_writes: int = 0
 
 
 @dataclass(slots=True)
 class ImportReport:
-    """The outcome of an import."""
+    """The outcome of an import (``threads`` counts every thread of the source read,
+    ``skipped`` those of them nothing was written for)."""
 
     source: str
     threads: int = 0
     skipped: int = 0
     checkpoints: int = 0
+    skipped_checkpoints: int = 0
     writes: int = 0
+    skipped_writes: int = 0
     seconds: float = 0.0
     verified: bool | None = None
-    problems: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def checkpoints_per_second(self) -> float:
         return self.checkpoints / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, result: ThreadResult) -> None:
+        self.threads += 1
+        self.skipped += int(result.skipped)
+        self.checkpoints += result.checkpoints
+        self.skipped_checkpoints += result.skipped_checkpoints
+        self.writes += result.writes
+        self.skipped_writes += result.skipped_writes
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -300,37 +348,46 @@ class ImportReport:
             "threads": self.threads,
             "skipped": self.skipped,
             "checkpoints": self.checkpoints,
+            "skipped_checkpoints": self.skipped_checkpoints,
             "writes": self.writes,
+            "skipped_writes": self.skipped_writes,
             "seconds": round(self.seconds, 3),
             "checkpoints_per_second": round(self.checkpoints_per_second, 1),
             "verified": self.verified,
-            "problems": list(self.problems),
+            "left_out": list(self.left_out),
         }
 
 
-def _present(
-    have: tuple[set[tuple[str, str]], int], want: tuple[set[tuple[str, str]], int]
-) -> bool:
-    return bool(want[0]) and want[0] <= have[0] and have[1] >= want[1]
+def _result(thread_id: str, diff: ThreadDiff) -> ThreadResult:
+    return ThreadResult(
+        thread_id,
+        len(diff.checkpoints),
+        len(diff.writes),
+        diff.empty,
+        diff.skipped_checkpoints,
+        diff.skipped_writes,
+    )
 
 
-def _import_one(saver: PostgresSaver, source: Source, thread_id: str, verify: bool) -> ThreadResult:
-    have = saver._runner.run(present_plan(saver, thread_id))
-    if isinstance(source, KeyedSource):
-        # Resuming: a thread already imported is skipped without decoding it. It was
-        # verified by the run that wrote it (each thread is checked right after its write).
-        want = source.thread_keys(thread_id)
-        if _present(have, want):
-            return ThreadResult(thread_id, len(want[0]), want[1], skipped=True)
-    items = source.load_thread(thread_id)
-    n_writes = sum(len(c.writes) for c in items)
-    keys = {(c.checkpoint_ns, c.checkpoint_id) for c in items}
-    if _present(have, (keys, n_writes)):
-        return ThreadResult(thread_id, len(items), n_writes, skipped=True)
-    if items:
-        saver._runner.run(write_thread_plan(saver, items))
-    problems = tuple(verify_thread(saver, items)) if verify else ()
-    return ThreadResult(thread_id, len(items), n_writes, False, problems)
+def _load(core: SaverCore, source: Source, thread_id: str, verify: bool) -> StoredThread:
+    loaded = source.load_thread(thread_id)
+    if isinstance(loaded, StoredThread):
+        return loaded
+    thread = stored_from_decoded(core, thread_id, loaded)
+    if verify:
+        verify_decoded(core, thread, loaded)
+    return thread
+
+
+def _guard(source: Source, thread_id: str, step: Callable[[], T]) -> T:
+    try:
+        return step()
+    except PgCheckpointError:
+        raise
+    except Exception as exc:
+        raise TransferError(
+            f"cannot import thread {thread_id!r} from {source.name}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def run_import(
@@ -339,15 +396,23 @@ def run_import(
     *,
     thread_ids: Iterable[str] | None = None,
     verify: bool = True,
+    check_all: bool = False,
     on_thread: Callable[[ThreadResult], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import ``source`` into ``saver`` thread by thread (see the module docstring).
+    """Import ``source`` into ``saver``: check, then write thread by thread (module doc).
+
+    ``check_all`` checks every thread in the first phase, not only those the target
+    already has, so a thread that does not hold together stops the import before
+    anything is written (NDJSON files, whose threads a :class:`CheckedSource` checks
+    cheaply; other sources would be read twice).
 
     ``on_start(total_threads)`` and ``on_thread(result)`` report progress (the
     CLI draws a progress bar with them); an exception raised by ``on_thread``
     stops the import after that thread, and running it again finishes it.
-    Raises :class:`~pgcheckpoint.errors.TransferError` if the source cannot be read.
+    Raises :class:`~pgcheckpoint.errors.ImportConflictError` when a row to import
+    differs from the stored one, :class:`~pgcheckpoint.errors.TransferError` if the
+    source cannot be read or a thread does not hold together.
     """
     started = time.monotonic()
     report = ImportReport(source.name)
@@ -357,28 +422,45 @@ def run_import(
         raise
     except Exception as exc:
         raise TransferError(f"cannot list the threads of {source.name}: {exc}") from exc
+    runner = saver._runner
     if on_start is not None:
         on_start(len(ids))
+    # Phase 1: compare with what the target holds, before anything is written.
+    present = {
+        str(r[0])
+        for r in runner.run(
+            fetch_all("import_present", saver.queries["export_counts"], {"thread_ids": ids})
+        )
+    }
+    done: set[str] = set()
     for thread_id in ids:
-        try:
-            result = _import_one(saver, source, thread_id, verify)
-        except PgCheckpointError:
-            raise
-        except Exception as exc:
-            raise TransferError(
-                f"cannot import thread {thread_id!r} from {source.name}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        report.threads += 1
-        report.skipped += int(result.skipped)
-        report.checkpoints += result.checkpoints
-        report.writes += result.writes
-        report.problems.extend(result.problems)
+        if thread_id not in present:
+            if check_all and isinstance(source, CheckedSource):
+                _guard(source, thread_id, partial(source.check_thread, thread_id))
+            elif check_all:
+                thread = _guard(source, thread_id, partial(_load, saver, source, thread_id, verify))
+                check_thread(saver.codec, thread)
+            continue
+        thread = _guard(source, thread_id, partial(_load, saver, source, thread_id, verify))
+        diff = runner.run(check_plan(saver, thread))
+        if diff.empty:
+            done.add(thread_id)
+            report.add(_result(thread_id, diff))
+            if on_thread is not None:
+                on_thread(_result(thread_id, diff))
+    # Phase 2: write, one verified transaction per thread.
+    for thread_id in ids:
+        if thread_id in done:
+            continue
+        thread = _guard(source, thread_id, partial(_load, saver, source, thread_id, verify))
+        diff = runner.run(write_plan(saver, thread, verify=verify))
+        result = _result(thread_id, diff)
+        report.add(result)
         report.seconds = time.monotonic() - started
         if on_thread is not None:
             on_thread(result)
     report.seconds = time.monotonic() - started
-    report.verified = (not report.problems) if verify else None
+    report.verified = True if verify else None
     return report
 
 

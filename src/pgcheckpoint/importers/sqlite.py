@@ -3,9 +3,12 @@
 The file is read with the standard ``sqlite3`` module, read-only: its
 ``checkpoints`` and ``writes`` tables map to ours column for column. The
 ``checkpoint`` column holds ``serde.dumps_typed`` bytes (type in ``type``),
-``metadata`` JSON bytes, and writes their typed bytes, so values are decoded
-with the saver's own serde (strict allowlist included) and re-encoded by
-pgcheckpoint's codec. The SQL here is SQLite's dialect, so it lives with the
+``metadata`` JSON bytes, and writes their typed bytes. A SQLite checkpoint
+holds all its channel values in one serialized object, so, unlike the NDJSON
+and official imports, this one decodes values with the saver's own serde
+(strict allowlist included) to split them into pgcheckpoint's rows; a thread
+holding a type the allowlist refuses is refused until the type is allowed
+(``saver.with_allowlist``). The SQL here is SQLite's dialect, so it lives with the
 reader rather than in ``queries.sql`` (which holds PostgreSQL statements).
 """
 
@@ -37,8 +40,6 @@ _CHECKPOINTS = (
     "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
     "FROM checkpoints WHERE thread_id = ? ORDER BY checkpoint_id, checkpoint_ns"
 )
-_KEYS = "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id = ?"
-_WRITE_COUNT = "SELECT count(*) FROM writes WHERE thread_id = ?"
 _WRITES = (
     "SELECT checkpoint_ns, checkpoint_id, task_id, {task_path}, idx, channel, type, value "
     "FROM writes WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id, task_id, idx"
@@ -73,11 +74,6 @@ class SqliteSource:
 
     def thread_ids(self) -> list[str]:
         return [str(r[0]) for r in self.conn.execute(_THREADS)]
-
-    def thread_keys(self, thread_id: str) -> tuple[set[tuple[str, str]], int]:
-        keys = {(str(ns), str(cid)) for ns, cid in self.conn.execute(_KEYS, (thread_id,))}
-        row = self.conn.execute(_WRITE_COUNT, (thread_id,)).fetchone()
-        return keys, int(row[0]) if row else 0
 
     def _loads(self, type_: str | None, data: bytes | None, where: str) -> Any:
         return codec.loads(self.serde, type_ or "empty", data, where)
