@@ -33,6 +33,10 @@ _pgc_want="$(
 )"
 _pgc_extras="${PGC_EXTRAS:-dev}"
 _pgc_stamp="${_pgc_venv}/.pgcheckpoint-installed-${_pgc_extras}"
+# The demo skips compiling every installed module to bytecode up front (Python
+# compiles what it imports on first use): less work before the first output.
+_pgc_pip_flags=""
+[[ "${_pgc_extras}" == demo ]] && _pgc_pip_flags="--no-compile"
 _pgc_ok=""
 for _pgc_have in "${_pgc_extras}" dev; do
     if [[ "$(cat "${_pgc_venv}/.pgcheckpoint-installed-${_pgc_have}" 2>/dev/null)" == "${_pgc_want}" ]]; then
@@ -43,7 +47,7 @@ if [[ -z "${_pgc_ok}" ]]; then
     echo "==> installing pgcheckpoint[${_pgc_extras}] into ${_pgc_venv} (pyproject.toml changed)" >&2
     # pip's output goes to a log shown only on failure, so the scripts stay quiet.
     if (cd "${_pgc_root}" &&
-        "${_pgc_venv}/bin/python" -m pip install --disable-pip-version-check \
+        "${_pgc_venv}/bin/python" -m pip install --disable-pip-version-check ${_pgc_pip_flags} \
             -e ".[${_pgc_extras}]" >"${_pgc_venv}/pip-install.log" 2>&1); then
         echo "${_pgc_want}" >"${_pgc_stamp}"
     else
@@ -56,4 +60,4 @@ fi
 export VIRTUAL_ENV="${_pgc_venv}"
 export PATH="${_pgc_venv}/bin:${PATH}"
 hash -r 2>/dev/null || true
-unset _pgc_root _pgc_venv _pgc_python _pgc_want _pgc_stamp _pgc_extras _pgc_ok _pgc_have
+unset _pgc_root _pgc_venv _pgc_python _pgc_want _pgc_stamp _pgc_extras _pgc_ok _pgc_have _pgc_pip_flags
