@@ -70,6 +70,20 @@ class StorageError(PgCheckpointError):
     """The database refused or failed an operation."""
 
 
+class ConnectionFailedError(StorageError):
+    """No connection could be made, and retrying would not help: the connection
+    string names a role, password, database or TLS setting the server refuses,
+    or (before the first successful connection) no server answers at all.
+
+    ``target`` names the database (never the password); the message carries
+    the cause, with the password masked. See docs/resilience.md.
+    """
+
+    def __init__(self, message: str, *, target: str = "") -> None:
+        super().__init__(message)
+        self.target = target
+
+
 class TransientStorageError(StorageError):
     """A storage error that may succeed when retried (connection loss, failover,
     serialization failure, deadlock, server shutting down)."""
@@ -78,14 +92,23 @@ class TransientStorageError(StorageError):
 class RetryExhaustedError(TransientStorageError):
     """An operation kept failing with transient errors until its retry deadline."""
 
-    def __init__(self, operation: str, attempts: int, elapsed: float, last: BaseException) -> None:
+    def __init__(
+        self,
+        operation: str,
+        attempts: int,
+        elapsed: float,
+        last: BaseException,
+        detail: str | None = None,
+    ) -> None:
         self.operation = operation
         self.attempts = attempts
         self.elapsed = elapsed
         self.last = last
+        # ``detail``: the last error in words, with any password masked.
+        cause = detail if detail is not None else f"{type(last).__name__}: {last}"
         super().__init__(
             f"{operation} failed after {attempts} attempt(s) over {elapsed:.2f}s "
-            f"of transient errors; last error: {type(last).__name__}: {last}"
+            f"of transient errors; last error: {cause}"
         )
 
 
@@ -110,6 +133,7 @@ __all__ = [
     "CodecError",
     "ConcurrentUpdateError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "DeserializationError",
     "ImportConflictError",
     "InvalidInputError",

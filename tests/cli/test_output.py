@@ -192,10 +192,12 @@ def test_database_text_is_printed_literally(run_cli: Run, db_url: str) -> None:
 def test_json_errors_and_unknown_schema(run_cli: Run, agent_db: str) -> None:
     missing = run_cli("show", "nope", "--json", check=False)
     assert missing.returncode == 1 and missing.stdout == ""
-    error = json.loads(missing.stderr)["error"]
+    # stderr: the line naming the database, then the error as one JSON object
+    error = json.loads(missing.stderr.splitlines()[-1])["error"]
     assert error["type"] == "InvalidInputError" and "'nope'" in error["message"]
     gone = run_cli("threads", "stats", "nope", "--json", check=False)
-    assert gone.returncode == 1 and "does not exist" in json.loads(gone.stderr)["error"]["message"]
+    assert gone.returncode == 1
+    assert "does not exist" in json.loads(gone.stderr.splitlines()[-1])["error"]["message"]
 
     for args in (("threads", "list"), ("history", "done"), ("size",)):
         done = run_cli(*args, "--schema", "nowhere", check=False)
@@ -203,7 +205,7 @@ def test_json_errors_and_unknown_schema(run_cli: Run, agent_db: str) -> None:
         assert "run `pgcheckpoint setup --schema nowhere`" in done.stderr, done.stderr
         assert "does not exist" not in done.stderr and "^" not in done.stderr
     as_js = run_cli("threads", "list", "--schema", "nowhere", "--json", check=False)
-    assert json.loads(as_js.stderr)["error"]["type"] == "SchemaError"
+    assert json.loads(as_js.stderr.splitlines()[-1])["error"]["type"] == "SchemaError"
 
 
 def test_health_exit_status(run_cli: Run, agent_db: str) -> None:

@@ -361,9 +361,12 @@ def test_pin_retention_export_delete(
     export = _act(c, "export", thread_id="chat-bob-1")
     assert export.status_code == 200
     assert export.headers["content-type"].startswith("application/x-ndjson")
-    lines = export.text.splitlines()
-    assert json.loads(lines[0])["format"] == "pgcheckpoint.ndjson"
-    assert len(lines) - 1 == len(saver.list_versions("chat-bob-1"))
+    records = [json.loads(line) for line in export.text.splitlines()]
+    assert records[0]["format"] == "pgcheckpoint.ndjson"
+    kept = len(saver.list_versions("chat-bob-1"))
+    assert sum(r.get("kind") == "checkpoint" for r in records) == kept
+    assert records[-1]["kind"] == "trailer"
+    assert records[-1]["threads"]["chat-bob-1"]["checkpoints"] == kept
 
     assert _act(c, "delete", thread_id="chat-bob-1").status_code == 303
     assert saver.thread_summary("chat-bob-1") is None

@@ -3,6 +3,10 @@
 Commands stay thin: parse options, open a saver with :func:`open_saver`, call
 one public library function, hand the result to :func:`emit` (rich for people,
 ``--json`` for scripts). Library errors become a one-line message and exit code 1.
+
+Every command that opens the database names it on stderr first (user, host,
+port, database and schema, never the password), and says so when, with no
+connection string given, it uses the embedded PostgreSQL of the project.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+DEFAULT_CONNECT_TIMEOUT = 10
+_META_TIMEOUT = "pgcheckpoint.connect_timeout"
+_META_TARGET = "pgcheckpoint.target"
+
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="pgcheckpoint")
@@ -35,7 +43,8 @@ def cli() -> None:
     """pgcheckpoint: inspect, migrate and operate LangGraph checkpoints on PostgreSQL.
 
     Every command takes --dsn (default: $PGCHECKPOINT_DSN, then $DATABASE_URL, then the
-    embedded PostgreSQL), --schema and --json. Other options can be set with
+    project's embedded PostgreSQL), --schema, --connect-timeout and --json, and names the
+    database it uses on stderr. Other options can be set with
     PGCHECKPOINT_<COMMAND>_<OPTION> environment variables.
 
     \b
@@ -43,6 +52,11 @@ def cli() -> None:
         export DATABASE_URL=postgresql://localhost/app
         pgcheckpoint threads list --limit 5
     """
+
+
+def _remember_timeout(ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        ctx.meta[_META_TIMEOUT] = value
 
 
 def common_options(func: F) -> F:
@@ -62,6 +76,18 @@ def common_options(func: F) -> F:
             default="public",
             show_default=True,
             help="Schema holding pgcheckpoint's tables.",
+        ),
+        click.option(
+            "--connect-timeout",
+            type=click.IntRange(min=1),
+            default=DEFAULT_CONNECT_TIMEOUT,
+            show_default=True,
+            envvar="PGCHECKPOINT_CONNECT_TIMEOUT",
+            metavar="SECONDS",
+            expose_value=False,
+            callback=_remember_timeout,
+            help="Seconds to wait for the server to accept a connection "
+            "[env: PGCHECKPOINT_CONNECT_TIMEOUT].",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
     ]
@@ -103,7 +129,8 @@ def handle_errors(func: F) -> F:
     """Library errors as a clean message (exit code 1) instead of a traceback.
 
     With ``--json`` every error of the command (library or CLI) is one JSON object on
-    stderr, ``{"error": {"type": ..., "message": ...}}``, and the exit status is 1;
+    the last line of stderr, ``{"error": {"type": ..., "message": ...}}``, and the exit
+    status is 1;
     stdout stays empty. Usage errors (a bad option) are reported by click before the
     command runs, as text, with exit status 2.
     """
@@ -132,16 +159,44 @@ def _json_error(kind: str, message: str) -> None:
     raise click.exceptions.Exit(1)
 
 
+def _say(text: str) -> None:
+    click.echo(f"pgcheckpoint: {text}", err=True)
+
+
 @contextmanager
 def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
-    """A saver for one command (``dsn`` None: ``resolve_dsn``'s embedded server).
+    """A saver for one command, after naming its database on stderr (``dsn`` None:
+    the project's embedded server, after saying so).
 
     The saver (and with it LangGraph, pydantic and psycopg) is imported here, when a
     command runs, so that ``pgcheckpoint --help`` starts in a fraction of the time."""
+    from .._conninfo import check, describe
+    from ..embedded import default_data_dir, project_root, start_embedded
+    from ..pooling import PoolSettings
     from ..saver import PostgresSaver
 
-    with PostgresSaver.from_conn_string(dsn, schema=schema) as saver:
+    ctx = click.get_current_context()
+    if not dsn:
+        _say(
+            "no --dsn, PGCHECKPOINT_DSN or DATABASE_URL given: using the embedded "
+            f"PostgreSQL of project {project_root()} (data in {default_data_dir()})"
+        )
+        dsn = start_embedded().url
+    check(dsn)
+    target = f'{describe(dsn)}, schema "{schema}"'
+    ctx.meta[_META_TARGET] = target
+    _say(target)
+    settings = PoolSettings(
+        min_size=1,
+        connect_timeout=int(ctx.meta.get(_META_TIMEOUT, DEFAULT_CONNECT_TIMEOUT)),
+    )
+    with PostgresSaver.from_conn_string(dsn, pool=settings, schema=schema) as saver:
         yield saver
+
+
+def current_target() -> str:
+    """The database (and schema) :func:`open_saver` opened for this command."""
+    return str(click.get_current_context().meta.get(_META_TARGET, "the database"))
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import InvalidInputError
-from ._app import common_options, emit, handle_errors, open_saver, parse_filter
+from ._app import common_options, current_target, emit, handle_errors, open_saver, parse_filter
 from ._output import (
     clean,
     describe_message,
@@ -490,7 +490,9 @@ def delete(
             else f"thread {thread_id!r}"
         )
         if not yes:
-            click.confirm(f"Delete {clean(what, newlines=False)}?", abort=True)
+            click.confirm(
+                f"Delete {clean(what, newlines=False)} from {current_target()}?", abort=True
+            )
         if checkpoint_id:
             saver.delete_checkpoint(thread_id, checkpoint_id, checkpoint_ns=ns)
         else:
