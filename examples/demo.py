@@ -269,15 +269,11 @@ def run_demo(args: argparse.Namespace) -> None:
         The demo killed the agent process, resumed the thread to completion and
         forked it from step {fork_at}. Look at the thread again with the CLI
         (`source .venv/bin/activate` first; without DATABASE_URL it starts the
-        embedded server):
-
-            pgcheckpoint history {args.thread}
-            pgcheckpoint show {args.thread} --all
-            pgcheckpoint ui    # the same in a browser
-
-        or from Python with graph.get_state_history(config).
+        embedded server), or from Python with graph.get_state_history(config):
         """
     )
+    for command in (f"history {args.thread}", f"show {args.thread} --all", "ui"):
+        print(f"      pgcheckpoint {command}")
 
 
 def show_cli(dsn: str, thread_id: str) -> None:
