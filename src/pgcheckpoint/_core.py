@@ -9,7 +9,7 @@ own, so the two cannot drift apart.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +24,16 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from . import codec
 from ._plans import Plan, PlanGen, Query
 from ._queries import Queries
+from .allowlist import AllowEntry, PlainDataSerializer, parse_allow
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
-from .concurrency import needs_guard
+from .concurrency import GuardMemory, guard_put, tag_read
 from .errors import ConfigurationError, InvalidInputError
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -50,9 +52,24 @@ def _payload(*groups: Sequence[bytes | None]) -> int:
     return sum(len(b) for group in groups for b in group if b is not None)
 
 
-def default_serde() -> SerializerProtocol:
-    """LangGraph's serializer in strict mode: msgpack loads only allowlisted types."""
-    return JsonPlusSerializer(allowed_msgpack_modules=None)
+def default_serde(allow: Iterable[AllowEntry] = ()) -> SerializerProtocol:
+    """LangGraph's serializer with pgcheckpoint's type rule on read and write
+    (``allowlist.py``): plain data classes of imported modules, plus ``allow``."""
+    return PlainDataSerializer(allow=allow)
+
+
+def with_allow(serde: SerializerProtocol, allow: Iterable[AllowEntry]) -> SerializerProtocol:
+    """``serde`` with ``allow`` added to its msgpack allowlist (as ``with_allowlist``)."""
+    entries = parse_allow(allow)
+    if not entries:
+        return serde
+    if isinstance(serde, JsonPlusSerializer):
+        return serde.with_msgpack_allowlist(entries)
+    if isinstance(serde, EncryptedSerializer) and isinstance(serde.serde, JsonPlusSerializer):
+        return EncryptedSerializer(serde.cipher, serde.serde.with_msgpack_allowlist(entries))
+    raise ConfigurationError(
+        f"allow= needs a JsonPlusSerializer-based serde; {type(serde).__name__} has no allowlist"
+    )
 
 
 def check_schema_name(schema: Any) -> str:
@@ -96,7 +113,7 @@ class _Lister:
 
         def make() -> PlanGen[list[CheckpointTuple]]:
             rows = yield Query(sql, params, fetch="all")
-            page = codec.decode_rows(core.codec, rows or [])
+            page = [tag_read(t, False) for t in codec.decode_rows(core.codec, rows or [])]
             self._advance(page, size)
             return page
 
@@ -120,15 +137,19 @@ class SaverCore(BaseCheckpointSaver[str]):
         *,
         schema: str = "public",
         serde: SerializerProtocol | None = None,
+        allow: Iterable[AllowEntry] = (),
         compression: CompressionPolicy | None = None,
         chunking: ChunkingPolicy | None = None,
     ) -> None:
-        super().__init__(serde=serde or default_serde())
+        super().__init__(serde=with_allow(serde, allow) if serde else default_serde(allow))
         self.schema = check_schema_name(schema)
         self.queries = Queries(self.schema)
         self.compression = compression or CompressionPolicy()
         self.chunking = chunking or ChunkingPolicy()
         self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+        # What this saver read and wrote, for the one-writer rule (concurrency.py).
+        # Shared by with_allowlist clones (a shallow copy), as it should be.
+        self.guard_memory = GuardMemory()
 
     @property
     def codec(self) -> codec.Codec:
@@ -166,8 +187,8 @@ class SaverCore(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
         params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
-        if needs_guard(meta, params):  # one writer per thread: concurrency.py
-            params["guard_step"] = meta.get("step")
+        guard_put(self.guard_memory, config, params, meta)  # one writer: concurrency.py
+        memory = self.guard_memory
         sql = self.queries.put_checkpoint(
             chunks=bool(params["chunk_hashes"]), blobs=bool(params["blob_channels"])
         )
@@ -178,6 +199,7 @@ class SaverCore(BaseCheckpointSaver[str]):
 
         def make() -> PlanGen[RunnableConfig]:
             yield Query(sql, params, reuse_cursor=small)
+            memory.saved(params)
             return out
 
         return Plan("put", make)
@@ -216,10 +238,16 @@ class SaverCore(BaseCheckpointSaver[str]):
             names.append("where_id")
         sql = self.queries.read_checkpoints(names, single=True)
 
+        head = where.checkpoint_id is None
+        memory = self.guard_memory
+
         def make() -> PlanGen[CheckpointTuple | None]:
             rows = yield Query(sql, params, fetch="all")
             found = codec.decode_rows(self.codec, rows or [])
-            return found[0] if found else None
+            memory.read(where.thread_id, where.checkpoint_ns, head=head, found=bool(found))
+            # The ids keep what kind of read found them, for a put naming one as
+            # parent (concurrency.py); they are still plain strs to everyone else.
+            return tag_read(found[0], head) if found else None
 
         return Plan("get_tuple", make)
 

@@ -39,22 +39,59 @@ class DeserializationError(CodecError):
     """A stored value could not be read back."""
 
 
-class BlockedTypeError(DeserializationError):
-    """A stored value names a type that the msgpack allowlist does not permit.
+def _how_to_allow(blocked: list[str]) -> str:
+    """How to allow ``blocked`` (``module.Class``; ``module.Class.method()`` for a
+    method call, which no allowlist permits)."""
+    types = [":".join(b.rsplit(".", 1)) for b in blocked if not b.endswith("()")]
+    parts = []
+    if types:
+        entries = ", ".join(repr(t) for t in types)
+        flags = " ".join(f"--allow {t}" for t in types)
+        parts.append(
+            "To allow a type, import its module before reading and make it a data class "
+            "(pydantic model, dataclass, Enum, NamedTuple), or list it: "
+            f"PostgresSaver(..., allow=[{entries}]) or saver.with_allowlist(...); "
+            f"on the command line {flags} or PGCHECKPOINT_ALLOW."
+        )
+    if len(types) < len(blocked):
+        parts.append(
+            "A method call (module.Class.method()) is allowed only for "
+            "datetime.datetime.fromisoformat: store a plain datetime instead of a subclass."
+        )
+    return " ".join(parts) + " See docs/serde.md."
 
-    pgcheckpoint refuses to load it rather than hand back a half-decoded value.
-    Add the type to the graph's state schema or pass it to
-    ``saver.with_allowlist([...])`` to allow it.
+
+class BlockedTypeError(DeserializationError):
+    """A stored value names a type that the allowlist does not permit.
+
+    pgcheckpoint refuses to load it rather than hand back a half-decoded value,
+    and constructs nothing. The rule is in ``pgcheckpoint.allowlist`` and
+    docs/serde.md.
     """
 
     def __init__(self, blocked: list[str], where: str) -> None:
         self.blocked = blocked
         self.where = where
-        names = ", ".join(blocked)
         super().__init__(
-            f"refusing to load {where}: it contains type(s) not in the msgpack "
-            f"allowlist: {names}. Allow them with saver.with_allowlist("
-            f"[{', '.join(repr(tuple(b.rsplit('.', 1))) for b in blocked)}])"
+            f"refusing to load {where}: it names type(s) that may not be rebuilt here: "
+            f"{', '.join(blocked)}. " + _how_to_allow(blocked)
+        )
+
+
+class UnreadableTypeError(SerializationError):
+    """A value to be written contains a type that reading would refuse.
+
+    Raised before anything is sent, so the database is unchanged: a value that
+    could not be read back is never written.
+    """
+
+    def __init__(self, refused: list[str], where: str) -> None:
+        self.refused = refused
+        self.where = where
+        super().__init__(
+            f"refusing to save {where}: it contains type(s) that could not be read back: "
+            f"{', '.join(refused)} (only plain data classes of imported modules and "
+            f"allowlisted types are rebuilt on read). " + _how_to_allow(refused)
         )
 
 
@@ -116,6 +153,11 @@ class ConcurrentUpdateError(StorageError):
     """Another writer changed the thread at the same time; see docs/concurrency.md."""
 
 
+class MissingParentError(ConcurrentUpdateError):
+    """A put names a parent checkpoint the database does not have (deleted, pruned,
+    or lost by a failover); nothing was written. See docs/concurrency.md."""
+
+
 class TransferError(PgCheckpointError):
     """An import, export or migration from another saver could not be completed."""
 
@@ -138,6 +180,7 @@ __all__ = [
     "ImportConflictError",
     "InvalidInputError",
     "MigrationError",
+    "MissingParentError",
     "PgCheckpointError",
     "RetryExhaustedError",
     "SchemaError",

@@ -12,6 +12,7 @@ connection string given, it uses the embedded PostgreSQL of the project.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from ..errors import PgCheckpointError
+from ..errors import ConfigurationError, PgCheckpointError
 from ._output import jsonable
 
 if TYPE_CHECKING:
@@ -90,6 +91,17 @@ def common_options(func: F) -> F:
             "[env: PGCHECKPOINT_CONNECT_TIMEOUT].",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
+        click.option(
+            "--allow",
+            envvar="PGCHECKPOINT_ALLOW",
+            multiple=True,
+            metavar="MODULE:CLASS",
+            expose_value=False,
+            callback=_remember_allow,
+            help="Also rebuild this stored type on read; its module is imported, so its "
+            "other data classes load too (repeatable) [env: PGCHECKPOINT_ALLOW, space- or "
+            "comma-separated].",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -123,6 +135,34 @@ def error_message(exc: PgCheckpointError, schema: str | None) -> str:
             f"run `pgcheckpoint setup --schema {schema}` first"
         )
     return f"{type(exc).__name__}: {exc}"
+
+
+_ALLOW_KEY = "pgcheckpoint.allow"
+
+
+def _remember_allow(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
+    """Keep --allow for :func:`open_saver`, so commands need no parameter of their own."""
+    entries = [e for v in value for e in v.replace(",", " ").split()]
+    if not entries:
+        return
+    from ..allowlist import parse_allow  # LangGraph's serde: only when --allow is given
+
+    try:
+        modules = sorted({module for module, _ in parse_allow(entries)})
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param_hint="--allow") from exc
+    # Imported now, as the application would have: the data classes of these modules
+    # (the types nested in the listed ones) then load too (docs/serde.md).
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise click.BadParameter(
+                f"cannot import module {module!r}: {type(exc).__name__}: {exc}",
+                ctx=ctx,
+                param_hint="--allow",
+            ) from exc
+    ctx.meta[_ALLOW_KEY] = entries
 
 
 def handle_errors(func: F) -> F:
@@ -166,7 +206,8 @@ def _say(text: str) -> None:
 @contextmanager
 def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
     """A saver for one command, after naming its database on stderr (``dsn`` None:
-    the project's embedded server, after saying so).
+    the project's embedded server, after saying so), with the command's ``--allow``
+    types added to its allowlist.
 
     The saver (and with it LangGraph, pydantic and psycopg) is imported here, when a
     command runs, so that ``pgcheckpoint --help`` starts in a fraction of the time."""
@@ -190,7 +231,8 @@ def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
         min_size=1,
         connect_timeout=int(ctx.meta.get(_META_TIMEOUT, DEFAULT_CONNECT_TIMEOUT)),
     )
-    with PostgresSaver.from_conn_string(dsn, pool=settings, schema=schema) as saver:
+    allow = ctx.meta.get(_ALLOW_KEY, [])
+    with PostgresSaver.from_conn_string(dsn, pool=settings, schema=schema, allow=allow) as saver:
         yield saver
 
 

@@ -17,9 +17,10 @@ then on your PATH (or run `python -m pgcheckpoint.cli`). Each section below is t
 Output: tables for people (long ids fold onto a second line, they are never cut; text from
 the database is printed literally, control characters escaped), `--json` for scripts. With
 `--json`, an error is one JSON object on the last line of stderr (after the line naming the
-database), `{"error": {"type": ..., "message": ...}}`, with exit status 1 and nothing on stdout; a bad option is reported by click as text, exit
-status 2. `health` exits 1 when the database is unhealthy, `optimize` when it could vacuum
-no table. Checkpoint ids can be abbreviated to any unique prefix.
+database), `{"error": {"type": ..., "message": ...}}`, with exit status 1 and nothing on
+stdout; a bad option is reported by click as text, exit status 2. `health` exits 1 when the
+database is unhealthy, `optimize` when it could vacuum no table. Checkpoint ids can be
+abbreviated to any unique prefix.
 """
 
 

@@ -305,12 +305,17 @@ def show(
 
     LangGraph's internal channels are left out unless --all (also with --json).
 
+    A value naming a type this process may not rebuild (docs/serde.md) is shown as
+    <not loaded: module.Class (msgpack, N bytes)>; --allow module:Class loads it.
+
     \b
     Example:
         pgcheckpoint show user-42
         pgcheckpoint show user-42 1ef6a3c2-0d6e --json
     """
-    with open_saver(dsn, schema) as saver:
+    from ..codec import show_unloadable
+
+    with open_saver(dsn, schema) as saver, show_unloadable():
         found = _get(saver, thread_id, checkpoint_id, ns)
     channels = found.checkpoint["channel_values"]
     values = {k: v for k, v in channels.items() if show_all or not is_internal_channel(k)}
@@ -411,9 +416,10 @@ def diff(
     Example:
         pgcheckpoint diff user-42 1ef6a3c2-0d6e-6b8e-8001 1ef6a3c2-0d6e-6b8e-8007
     """
+    from ..codec import show_unloadable
     from ..threads import diff_checkpoints
 
-    with open_saver(dsn, schema) as saver:
+    with open_saver(dsn, schema) as saver, show_unloadable():
         diffs = diff_checkpoints(
             _get(saver, thread_id, a, ns).checkpoint, _get(saver, thread_id, b, ns).checkpoint
         )
