@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, interrupt
 
-from conftest import Run, as_json
+from _cli_run import Run, as_json
 from pgcheckpoint import PostgresSaver
 
 MARKUP = "[bold red]x[/]"
