@@ -7,7 +7,14 @@
 # runs a second time against it (postgresql://postgres@127.0.0.1:5432/postgres;
 # set PGCHECKPOINT_SKIP_LOCAL=1 to skip that pass).
 #
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k embedded -x`.
+# Then LangGraph's own test suite runs against pgcheckpoint's savers, once per
+# variant (a saver on one connection, then on a pool), on the embedded server
+# or PGCHECKPOINT_TEST_DSN/DATABASE_URL: scripts/langgraph_suite.py, with
+# PGCHECKPOINT_LANGGRAPH_WORKERS xdist workers (default 2). It is not repeated
+# for the 127.0.0.1:5432 pass; set PGCHECKPOINT_SKIP_LANGGRAPH=1 to skip it.
+#
+# Extra arguments go to pytest (pgcheckpoint's own suite only), e.g.
+# `bash scripts/test.sh -k embedded -x`.
 # Every stage runs even if an earlier one fails; the exit status is non-zero
 # if any failed, including a pytest run that collected no tests.
 set -euo pipefail
@@ -83,6 +90,16 @@ else
         echo
         echo "==> no PostgreSQL on 127.0.0.1:5432 (or PGCHECKPOINT_SKIP_LOCAL set): second pass skipped"
     fi
+fi
+
+if [[ -z "${PGCHECKPOINT_SKIP_LANGGRAPH:-}" ]]; then
+    for variant in conn pool; do
+        stage "langgraph suite (${variant})" python scripts/langgraph_suite.py \
+            --variant "${variant}" -n "${PGCHECKPOINT_LANGGRAPH_WORKERS:-2}"
+    done
+else
+    echo
+    echo "==> PGCHECKPOINT_SKIP_LANGGRAPH set: LangGraph's suite skipped"
 fi
 
 echo
