@@ -412,3 +412,82 @@ def test_a_tampered_stored_policy_reads_as_invalid_input(
     sql(db_url, "UPDATE threads SET retention = %s::jsonb WHERE thread_id = 'pol'", stored)
     with pytest.raises(InvalidInputError):
         saver.get_thread_retention("pol")
+
+
+# --- found by tests/test_fuzz.py ---------------------------------------------------------
+
+
+def _export(s: PostgresSaver, path: Any) -> list[bytes]:
+    from pgcheckpoint.transfer import export_file
+
+    put(s, "exp", {"doc": ["x"] * 10})
+    export_file(s, path)
+    lines: list[bytes] = path.read_bytes().splitlines(keepends=True)
+    return lines
+
+
+def test_ndjson_line_nested_past_the_stack_is_a_transfer_error(
+    saver: PostgresSaver, tmp_path: Any
+) -> None:
+    from pgcheckpoint import TransferError
+    from pgcheckpoint.importers.ndjson import NdjsonSource
+
+    path = tmp_path / "e.ndjson"
+    lines = _export(saver, path)
+    lines.insert(1, b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(TransferError, match="line 2 is not JSON"):
+        NdjsonSource(path, saver)
+
+
+def test_ndjson_line_longer_than_any_valid_one_is_refused_unread(
+    db_url: str, tmp_path: Any
+) -> None:
+    from pgcheckpoint import TransferError
+    from pgcheckpoint.importers.ndjson import NdjsonSource
+
+    with PostgresSaver.from_conn_string(
+        db_url, compression=CompressionPolicy(max_value_size=1024)
+    ) as s:
+        s.setup()
+        path = tmp_path / "e.ndjson"
+        lines = _export(s, path)
+        lines.insert(1, b'{"pad": "' + b"a" * (20 * MiB) + b'"}\n')
+        path.write_bytes(b"".join(lines))
+        with pytest.raises(TransferError, match="line 2 is longer than"):
+            NdjsonSource(path, s)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE checkpoints SET metadata = 42",
+        "UPDATE checkpoints SET metadata = X'80ff'",
+        "UPDATE writes SET idx = X''",
+    ],
+)
+def test_sqlite_rows_that_are_not_what_they_claim_are_a_transfer_error(
+    tmp_path: Any, tamper: str
+) -> None:
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from pgcheckpoint import TransferError
+    from pgcheckpoint.importers.sqlite import SqliteSource
+
+    path = tmp_path / "s.sqlite"
+    with SqliteSaver.from_conn_string(str(path)) as lite:
+        cp = make_checkpoint({"doc": ["x"]})
+        conf = lite.put(cfg("a"), cp, {"step": 1}, dict(cp["channel_versions"]))
+        lite.put_writes(conf, [("doc", ["w"])], "task")
+    conn = sqlite3.connect(path)
+    conn.execute(tamper)
+    conn.commit()
+    conn.close()
+    source = SqliteSource(path, JsonPlusSerializer())
+    try:
+        with pytest.raises(TransferError, match="malformed row"):
+            source.load_thread("a")
+    finally:
+        source.close()
