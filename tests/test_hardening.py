@@ -464,6 +464,8 @@ def test_ndjson_line_longer_than_any_valid_one_is_refused_unread(
         "UPDATE checkpoints SET metadata = 42",
         "UPDATE checkpoints SET metadata = X'80ff'",
         "UPDATE writes SET idx = X''",
+        "UPDATE writes SET idx = 2147483648",
+        "UPDATE writes SET idx = 1.5",
     ],
 )
 def test_sqlite_rows_that_are_not_what_they_claim_are_a_transfer_error(
@@ -487,7 +489,61 @@ def test_sqlite_rows_that_are_not_what_they_claim_are_a_transfer_error(
     conn.close()
     source = SqliteSource(path, JsonPlusSerializer())
     try:
-        with pytest.raises(TransferError, match="malformed row"):
+        with pytest.raises(TransferError, match=r"malformed row|not a 32-bit integer"):
             source.load_thread("a")
     finally:
         source.close()
+
+
+def test_sqlite_import_of_an_idx_beyond_int4_writes_nothing(
+    saver: PostgresSaver, db_url: str, tmp_path: Any
+) -> None:
+    """It used to reach the binary array dumper and fail there with a raw struct.error."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from pgcheckpoint import TransferError
+    from pgcheckpoint.importers.sqlite import import_sqlite
+
+    path = tmp_path / "s.sqlite"
+    with SqliteSaver.from_conn_string(str(path)) as lite:
+        cp = make_checkpoint({"doc": ["x"]})
+        conf = lite.put(cfg("a"), cp, {"step": 1}, dict(cp["channel_versions"]))
+        lite.put_writes(conf, [("doc", ["w"])], "task")
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE writes SET idx = 2147483648")
+    conn.commit()
+    conn.close()
+    before = db_snapshot(db_url)
+    with pytest.raises(TransferError, match="32-bit integer"):
+        import_sqlite(saver, path)
+    assert db_snapshot(db_url) == before
+
+
+def test_ndjson_line_whose_channels_and_versions_differ_is_refused(
+    saver: PostgresSaver, db_url: str, tmp_path: Any
+) -> None:
+    """For a thread the target already holds, the comparison used to fail in zip()."""
+    import json
+
+    from pgcheckpoint import TransferError
+    from pgcheckpoint.transfer import import_ndjson
+
+    path = tmp_path / "e.ndjson"
+    lines = _export(saver, path)
+    for i, line in enumerate(lines):
+        d = json.loads(line)
+        if d.get("kind") == "checkpoint":
+            d["channels"] = []
+            lines[i] = json.dumps(d).encode() + b"\n"
+    import hashlib
+
+    body = lines[:-1]
+    trailer = json.loads(lines[-1])
+    trailer["sha256"] = hashlib.sha256(b"".join(body)).hexdigest()
+    path.write_bytes(b"".join(body) + json.dumps(trailer).encode() + b"\n")
+    before = db_snapshot(db_url)
+    with pytest.raises(TransferError, match="channels and versions differ"):
+        import_ndjson(saver, path)
+    assert db_snapshot(db_url) == before

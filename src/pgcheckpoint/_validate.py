@@ -84,25 +84,35 @@ def check_json(value: Any, path: str = "") -> None:
             )
 
 
-def _children(item: Any) -> list[Any]:
-    """What a value holds that a serde would write: container items, object fields."""
-    if isinstance(item, Mapping):
-        return [*item.keys(), *item.values()]
-    if isinstance(item, list | tuple | set | frozenset):
-        return list(item)
-    if isinstance(item, bytes | bytearray | memoryview | int | float | bool) or item is None:
-        return []
-    out: list[Any] = []
+_LEAVES = frozenset({bytes, bytearray, memoryview, int, float, bool, type(None)})
+
+
+def _children(item: Any) -> list[Any] | tuple[Any, ...] | Any:
+    """What a value holds that a serde would write: container items, object fields.
+
+    Exact builtin types are tested first: an ``isinstance`` against an ABC costs
+    ~1 us, which over a 5 MB list of messages added up to half a second.
+    """
+    kind = type(item)
+    if kind is list or kind is tuple:
+        return item
+    if kind is dict:
+        return (*item.keys(), *item.values())
+    if kind in _LEAVES or isinstance(item, type):
+        return ()
     fields = getattr(item, "__dict__", None)
-    if isinstance(fields, Mapping):
-        out.extend(fields.values())
-    for name in getattr(type(item), "__slots__", ()):
-        if isinstance(name, str) and hasattr(item, name):
-            out.append(getattr(item, name))
-    extra = getattr(item, "__pydantic_extra__", None)
-    if isinstance(extra, Mapping):
-        out.extend(extra.values())
-    return out
+    if fields is not None:  # objects: pydantic models, dataclasses, plain classes
+        out = list(fields.values()) if type(fields) is dict else []
+        extra = getattr(item, "__pydantic_extra__", None)
+        if type(extra) is dict:
+            out.extend(extra.values())
+        return out
+    if isinstance(item, Mapping):
+        return (*item.keys(), *item.values())
+    if isinstance(item, set | frozenset | list | tuple):
+        return item
+    slots = getattr(kind, "__slots__", ())
+    return [getattr(item, n) for n in slots if isinstance(n, str) and hasattr(item, n)]
 
 
 def find_surrogate(value: Any) -> bool:
@@ -116,8 +126,12 @@ def find_surrogate(value: Any) -> bool:
     seen: set[int] = set()
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        if type(item) is str:
             if not item.isascii() and has_surrogate(item):
+                return True
+            continue
+        if isinstance(item, str):
+            if has_surrogate(item):
                 return True
             continue
         if id(item) in seen:

@@ -273,6 +273,8 @@ class NdjsonSource:
                 or not isinstance(versions, list)
             ):
                 raise TransferError(f"{where}: metadata, channels or versions malformed")
+            if len(channels) != len(versions):
+                raise TransferError(f"{where}: channels and versions differ in length")
             created = d.get("created_at")
             value = self._value(d, where)
             type_, data = (

@@ -46,6 +46,10 @@ _WRITES = (
 )
 
 
+# writes.idx is a PostgreSQL integer.
+_INT4 = -(2**31)
+
+
 class SqliteSource:
     """A SqliteSaver database file, opened read-only."""
 
@@ -99,8 +103,13 @@ class SqliteSource:
             self._writes_sql, (thread_id,)
         ):
             where = f"write to {channel!r} of checkpoint {cid}"
+            if isinstance(idx, bool) or not isinstance(idx, int) or not _INT4 <= idx < -_INT4:
+                raise TransferError(
+                    f"{self.name}: thread {thread_id!r} {where}: idx {idx!r} is not a "
+                    "32-bit integer"
+                )
             writes.setdefault((ns, cid), []).append(
-                SourceWrite(task, channel, self._loads(type_, value, where), int(idx), path or "")
+                SourceWrite(task, channel, self._loads(type_, value, where), idx, path or "")
             )
         out: list[SourceCheckpoint] = []
         for ns, cid, parent, type_, data, meta in self.conn.execute(_CHECKPOINTS, (thread_id,)):
