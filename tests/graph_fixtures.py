@@ -8,7 +8,6 @@ an ``interrupt`` (a pending INTERRUPT write on the checkpoint it stops at).
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -98,13 +97,28 @@ def every_tuple(checkpointer: Any, thread_id: str) -> list[Any]:
     return [checkpointer.get_tuple(c) for c in configs]
 
 
-@dataclass
 class Ticket:
-    """A user type no allowlist knows by default: a thread holding it must still export,
-    import and copy byte for byte (the allowlist applies when the application reads it)."""
+    """A user type no allowlist knows by default (a class of its own, not a data class:
+    pgcheckpoint.allowlist refuses it unless listed): a thread holding it must still
+    export, import and copy byte for byte (the allowlist applies when the application
+    reads it). LangGraph writes it by its ``_asdict()`` and rebuilds it as
+    ``Ticket(**fields)``."""
 
-    title: str
-    priority: int
+    def __init__(self, title: str, priority: int) -> None:
+        self.title = title
+        self.priority = priority
+
+    def _asdict(self) -> dict[str, Any]:
+        return {"title": self.title, "priority": self.priority}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ticket) and self._asdict() == other._asdict()
+
+    def __hash__(self) -> int:
+        return hash((self.title, self.priority))
+
+    def __repr__(self) -> str:
+        return f"Ticket(title={self.title!r}, priority={self.priority!r})"
 
 
 TICKET_ALLOW = [("graph_fixtures", "Ticket")]

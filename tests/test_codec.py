@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -23,9 +22,8 @@ from pgcheckpoint import codec as c
 from pgcheckpoint._core import SaverCore, default_serde
 
 
-@dataclasses.dataclass
-class NotAllowed:
-    x: int
+class NotAllowed(frozenset[int]):
+    """Written by name, but not a data class: the default rule refuses it on read."""
 
 
 @pytest.fixture
@@ -110,13 +108,13 @@ def test_missing_chunk_is_reported(cod: c.Codec) -> None:
 
 def test_blocked_type_raises() -> None:
     permissive = JsonPlusSerializer()
-    type_, data = permissive.dumps_typed(NotAllowed(1))
+    type_, data = permissive.dumps_typed(NotAllowed({1}))
     with pytest.raises(BlockedTypeError, match="NotAllowed") as info:
         c.loads(default_serde(), type_, data, "channel 'x'")
     assert info.value.blocked == [f"{__name__}.NotAllowed"]
     # An allowlist that names the type lets it through.
     allowed = JsonPlusSerializer(allowed_msgpack_modules=[(__name__, "NotAllowed")])
-    assert c.loads(allowed, type_, data, "x") == NotAllowed(1)
+    assert c.loads(allowed, type_, data, "x") == NotAllowed({1})
 
 
 def test_undecodable_bytes_raise_deserialization_error() -> None:

@@ -178,15 +178,17 @@ def test_resolve_dsn_falls_back_to_embedded(data_dir: Path) -> None:
         "url = resolve_dsn(embedded_path=sys.argv[1])\n"
         "print(psycopg.connect(url).execute('SELECT 1').fetchone()[0], url)\n"
     )
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", script, str(data_dir)],
         capture_output=True,
         text=True,
         env=env_without_dsn(),
         timeout=120,
         check=True,
-    ).stdout
-    one, url = out.split()
+    )
+    one, url = done.stdout.split()
+    # Never silently: the fallback says so.
+    assert f"using the embedded PostgreSQL in {data_dir}" in done.stderr
     assert one == "1"
     assert str(data_dir.resolve()) in url
     assert (data_dir / "PG_VERSION").exists()
@@ -218,12 +220,15 @@ def test_missing_platformdirs_is_a_clear_configuration_error(
 
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One per user and project (tests/cli/test_target.py checks the project part).
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert embedded.default_data_dir() == Path("/var/lib/pgcheckpoint/pgdata")
+    path = embedded.default_data_dir()
+    assert path.parent.parent == Path("/var/lib/pgcheckpoint/projects")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     path = embedded.default_data_dir()
     assert path.name == "pgdata"
-    assert path.parent.name == "pgcheckpoint"
+    assert path.parent.parent.name == "projects"
+    assert path.parent.parent.parent.name == "pgcheckpoint"
 
 
 def test_unusable_path_is_a_storage_error(data_dir: Path) -> None:

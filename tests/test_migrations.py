@@ -42,7 +42,8 @@ EXPECTED_COLUMNS: dict[str, list[tuple[str, str, bool, str | None]]] = {
                ("type", T, False, None), ("value", B, True, None),
                ("task_path", T, False, "''::text"), ("created_at", TS, False, "now()")],
     "pgcheckpoint_migrations": [("version", "integer", False, None), ("name", T, False, None),
-                                ("checksum", T, False, None), ("applied_at", TS, False, "now()")],
+                                ("checksum", T, False, None), ("applied_at", TS, False, "now()"),
+                                ("compatible_with", "integer", True, None)],
 }
 # index -> definition with the schema name removed.
 EXPECTED_INDEXES = {
@@ -66,7 +67,7 @@ EXPECTED_ROUTINES = {
     ("pgcheckpoint_fork_guard", "f"), ("pgcheckpoint_delete_threads", "f"),
     ("pgcheckpoint_gc", "f"), ("pgcheckpoint_measure", "f"), ("pgcheckpoint_sweep_batch", "f"),
     ("pgcheckpoint_sweep_strays", "f"), ("pgcheckpoint_sweep_lock_key", "f"),
-    ("pgcheckpoint_sweep", "p"),
+    ("pgcheckpoint_sweep", "p"), ("pgcheckpoint_trim", "f"),
 }
 # Already-compressed bytes: no pglz (STORAGE EXTERNAL, 'e').
 EXTERNAL = {("checkpoints", "checkpoint"), ("blobs", "value"), ("chunks", "data"),
@@ -241,7 +242,8 @@ def test_newer_database_raises_schema_error(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO pgcheckpoint_migrations (version, name, checksum) "
                      "VALUES (999, 'from_the_future', 'x')")
-    with pytest.raises(SchemaError, match="has migration 999, newer than this pgcheckpoint") as e:
+    with pytest.raises(SchemaError, match=r"newer than this pgcheckpoint .* 999 \(from_the_future, "
+                                          "declares no compatibility") as e:
         _setup(db_url)
     assert not isinstance(e.value, MigrationError)
 

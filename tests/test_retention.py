@@ -20,6 +20,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
+from _history import cfg as history_cfg
+from _history import dangling, fan_graph, memory_graph, parentless, remembered, turn
+from _history import namespaces as history_namespaces
+from _history import subgraph_graph as history_subgraph_graph
 from pgcheckpoint import ConfigurationError, InvalidInputError, PostgresSaver
 from pgcheckpoint.retention import (
     RetentionPolicy,
@@ -373,3 +377,90 @@ def test_delta_channel_reconstructs_exactly_after_pruning(db_url: str) -> None:
 def test_report_fields() -> None:
     r = SweepReport(checkpoints_deleted=1, bytes_freed=5)
     assert r.counts()["checkpoints_deleted"] == 1 and not r.dry_run and not r.skipped
+
+
+# --- what a sweep leaves: the expectations of the reference prune ---------------
+
+
+def test_sweep_keeps_a_checkpointer_true_subgraph_but_not_finished_calls(db_url: str) -> None:
+    # A `checkpointer=True` subgraph's namespace ("memory") is its memory across
+    # calls: a sweep keeps it like the root's, however old its newest
+    # checkpoint; the namespaces of finished calls ("call:<task id>") go.
+    with PostgresSaver.from_conn_string(db_url, max_versions=1) as saver:
+        g = memory_graph(saver)
+        ref = memory_graph(InMemorySaver())
+        for i in range(3):
+            g.invoke(turn(i), history_cfg("t"))
+            ref.invoke(turn(i), history_cfg("t"))
+        assert len(history_namespaces(saver, "t")) == 2 + 3
+        saver.cleanup_old_checkpoints()
+        assert history_namespaces(saver, "t") == ["", "memory"]
+        assert dangling(db_url) == []
+        g.invoke(turn(3), history_cfg("t"))
+        ref.invoke(turn(3), history_cfg("t"))
+        values = g.get_state(history_cfg("t")).values
+        assert values == ref.get_state(history_cfg("t")).values
+        assert remembered(values, 4)
+
+
+@pytest.mark.parametrize("keep_last", [1, 2])
+def test_sweep_keeps_a_paused_subgraph_resumable(db_url: str, keep_last: int) -> None:
+    with PostgresSaver.from_conn_string(db_url, max_versions=keep_last) as saver:
+        g = history_subgraph_graph(saver)
+        ref = history_subgraph_graph(InMemorySaver())
+        for graph_ in (g, ref):
+            for i in range(2):
+                graph_.invoke(turn(i), history_cfg("t"))
+                graph_.invoke(Command(resume=f"yes {i}"), history_cfg("t"))
+            graph_.invoke(turn(2), history_cfg("t"))
+        before = g.get_state(history_cfg("t"), subgraphs=True)
+        paused = before.tasks[0].state.config["configurable"]["checkpoint_ns"]
+        saver.cleanup_old_checkpoints()
+        assert history_namespaces(saver, "t") == ["", paused]
+        after = g.get_state(history_cfg("t"), subgraphs=True)
+        assert after == (parentless(before) if keep_last == 1 else before)
+        assert dangling(db_url) == []
+        g.invoke(Command(resume="yes 2"), history_cfg("t"))
+        ref.invoke(Command(resume="yes 2"), history_cfg("t"))
+        assert g.get_state(history_cfg("t")).values == ref.get_state(history_cfg("t")).values
+
+
+def test_sweep_keeps_a_pending_interrupt_and_the_writes_before_a_failure(db_url: str) -> None:
+    with PostgresSaver.from_conn_string(db_url, max_versions=1) as saver:
+        fail: set[str] = set()
+        asking, failing = fan_graph(saver, ask=True), fan_graph(saver, fail=fail)
+        asking.invoke(turn(0), history_cfg("asks"))
+        asking.invoke(Command(resume="yes"), history_cfg("asks"))
+        asking.invoke(turn(1), history_cfg("asks"))
+        failing.invoke(turn(0), history_cfg("fails"))
+        fail.add("right")
+        with pytest.raises(ValueError, match="right failed"):
+            failing.invoke(turn(1), history_cfg("fails"))
+        before = {"asks": asking.get_state(history_cfg("asks")),
+                  "fails": failing.get_state(history_cfg("fails"))}
+        assert before["asks"].interrupts
+        saver.cleanup_old_checkpoints()
+        assert asking.get_state(history_cfg("asks")) == parentless(before["asks"])
+        assert failing.get_state(history_cfg("fails")) == parentless(before["fails"])
+        assert dangling(db_url) == []
+        out = asking.invoke(Command(resume="sure"), history_cfg("asks"))
+        assert out["notes"][-1].startswith("answer sure")
+        out = failing.invoke(None, history_cfg("fails"))
+        assert out["notes"].count("left") == 2 and out["notes"].count("right") == 2
+
+
+def test_sweep_clears_a_parent_that_no_longer_exists(db_url: str) -> None:
+    # A parent lost outside the sweep (a failover that lost a commit, a row
+    # deleted by hand) leaves its child naming nothing; the sweep of that thread
+    # clears it like the parents it deletes itself.
+    with PostgresSaver.from_conn_string(db_url, max_versions=10) as saver:
+        run(saver, "t", 2)
+        kept = ids(saver, "t")
+        sql(db_url, "DELETE FROM checkpoints WHERE thread_id = 't' AND checkpoint_id = %s",
+            (kept[3],))
+        assert dangling(db_url) == [("t", "", kept[2], kept[3])]
+        saver.cleanup_old_checkpoints()
+        assert dangling(db_url) == []
+        orphaned = saver.get_tuple(cfg("t", kept[2]))
+        assert orphaned is not None and orphaned.parent_config is None
+        assert ids(saver, "t") == [*kept[:3], *kept[4:]]

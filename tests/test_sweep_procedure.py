@@ -212,7 +212,7 @@ def test_pg_cron_runs_the_sweep_unattended() -> None:
                                                      "--keep-last", "5", "--name", "nightly",
                                                      "0 3 * * *"])
                 assert made.exit_code == 0, made.output
-                assert '"keep_last": 5' in json.loads(made.output)["command"]
+                assert '"keep_last": 5' in json.loads(made.stdout)["command"]
 
                 async def async_api() -> None:
                     async with AsyncPostgresSaver.from_conn_string(url) as asaver:

@@ -229,10 +229,10 @@ def test_cli_cleanup_size_optimize(db_url: str) -> None:
     cli = CliRunner()
     dry = cli.invoke(main, ["cleanup", "--dsn", db_url, "--keep-last", "1", "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
-    assert json.loads(dry.output)["checkpoints_deleted"] == 7
-    assert json.loads(dry.output)["dry_run"] is True
+    assert json.loads(dry.stdout)["checkpoints_deleted"] == 7
+    assert json.loads(dry.stdout)["dry_run"] is True
     real = cli.invoke(main, ["cleanup", "--dsn", db_url, "--keep-last", "1", "--json"])
-    assert json.loads(real.output)["checkpoints_deleted"] == 7
+    assert json.loads(real.stdout)["checkpoints_deleted"] == 7
     again = cli.invoke(main, ["cleanup", "--dsn", db_url, "--keep-last", "1"])
     assert again.exit_code == 0 and "removed: 0 checkpoints" in again.output
     out = cli.invoke(main, ["stats", "--dsn", db_url, "--top", "1"])

@@ -21,6 +21,14 @@ Failure handling, in order (see docs/resilience.md):
   their own (same conninfo and settings, at most ``max_size`` at a time, closed
   after use), so the first operation after the database returns succeeds at
   the runner's next retry, not at the pool's next reconnect;
+* a connection attempt that fails is sorted by :mod:`._conninfo`: a refused
+  login, a missing database, a TLS refusal or a bad DSN is raised at once
+  (``ConnectionFailedError``), as is a server that does not answer before the
+  runner has ever connected (a typo in host or port, most likely), unless
+  ``RetryPolicy.wait_for_server`` says to wait for it; a server that answered
+  before, or that is starting up or full, is retried. Until the runner has had
+  its first connection it waits only briefly for the pool and then connects
+  itself, so the cause is known at once instead of after the pool's timeout;
 * "prepared statement does not exist / already exists" (a transaction-mode
   PgBouncer older than 1.21) switches prepared statements off for the runner
   and retries, once, with a warning.
@@ -29,7 +37,9 @@ Failure handling, in order (see docs/resilience.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -38,13 +48,15 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 
+from ._conninfo import check, connect_failure_kind, describe, guard_logs, mask
 from ._plans import Plan, Query
 from .concurrency import PipelinePlan, QueryMany
 from .errors import (
     ConcurrentUpdateError,
     ConfigurationError,
+    ConnectionFailedError,
     RetryExhaustedError,
     StorageError,
     TransientStorageError,
@@ -63,8 +75,11 @@ AsyncSource = psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any]
 FORK_GUARD_STATE = "PGC01"
 
 
-def translate(exc: BaseException, operation: str) -> BaseException:
-    """The pgcheckpoint error for a driver error (others are returned unchanged)."""
+def translate(
+    exc: BaseException, operation: str, secrets: tuple[str, ...] = ()
+) -> BaseException:
+    """The pgcheckpoint error for a driver error (others are returned unchanged);
+    ``secrets`` are masked in its message."""
     if not isinstance(exc, psycopg.Error):
         return exc
     if exc.sqlstate == FORK_GUARD_STATE:
@@ -72,10 +87,42 @@ def translate(exc: BaseException, operation: str) -> BaseException:
         # whose message already says what happened and what to do.
         return ConcurrentUpdateError(exc.diag.message_primary or str(exc))
     state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
-    message = f"{operation} failed{state}: {str(exc).strip() or type(exc).__name__}"
+    text = mask(str(exc).strip() or type(exc).__name__, secrets)
+    message = f"{operation} failed{state}: {text}"
+    if isinstance(exc, PoolClosed):
+        return StorageError(f"{message} (open the pool before using the saver)")
     if is_transient(exc):
         return TransientStorageError(message)
     return StorageError(message)
+
+
+class _ConnectFailed(Exception):
+    """A connection attempt of the runner's own failed with ``cause`` (nothing was sent)."""
+
+    def __init__(self, cause: psycopg.Error) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _forget_conninfo(exc: BaseException) -> None:
+    """Drop the failed connection a driver error keeps: its repr lists the password.
+    (psycopg does the same when it pickles an error.)"""
+    with contextlib.suppress(AttributeError):
+        exc._pgconn = None  # type: ignore[attr-defined]
+
+
+def _source_conninfo(source: Any) -> tuple[str | None, tuple[str, ...]]:
+    """The connection string of ``source`` (None if unknown) and passwords given beside it."""
+    extra: list[str] = []
+    if isinstance(source, ConnectionPool | AsyncConnectionPool):
+        kwargs = source.kwargs if isinstance(source.kwargs, dict) else {}
+        extra = [str(kwargs[k]) for k in ("password", "sslpassword") if kwargs.get(k)]
+        conninfo = source.conninfo if isinstance(source.conninfo, str) else None
+        return conninfo, tuple(extra)
+    if isinstance(source, psycopg.Connection | psycopg.AsyncConnection):
+        password = source.info.password
+        return source.info.dsn, (password,) if password else ()
+    return None, ()
 
 
 # SQLSTATEs of a server that does not know the prepared statement the driver
@@ -85,7 +132,10 @@ _PREPARED_STATES = frozenset({"26000", "42P05"})
 
 
 def breaks_connection(exc: BaseException) -> bool:
-    """Whether the connection that raised ``exc`` must not be used again."""
+    """Whether the connection that raised ``exc`` must not be used again
+    (or, for a failed connection attempt, whether to keep probing)."""
+    if isinstance(exc, _ConnectFailed):
+        return True
     if not isinstance(exc, psycopg.Error):
         return False
     state = exc.sqlstate
@@ -100,16 +150,22 @@ RECOVERY_WAIT = 0.2
 
 
 def _direct_args(
-    pool: ConnectionPool[Any] | AsyncConnectionPool[Any],
-) -> tuple[str, dict[str, Any]] | None:
-    """The conninfo and settings of a plain connection that is an exact stand-in
-    for one of ``pool``'s (fixed conninfo and kwargs, no ``configure`` callback)."""
+    pool: ConnectionPool[Any] | AsyncConnectionPool[Any], timeout: float | None
+) -> tuple[str, dict[str, Any], bool] | None:
+    """The conninfo and settings of a plain connection like one of ``pool``'s
+    (None if they are callables), its connect timeout capped at ``timeout``, and
+    whether it can stand in for a pooled one (no ``configure`` callback)."""
     kwargs = pool.kwargs if pool.kwargs is not None else {}
     if not isinstance(pool.conninfo, str) or not isinstance(kwargs, dict):
         return None
-    if getattr(pool, "_configure", None) is not None:
-        return None
-    return pool.conninfo, kwargs
+    if timeout is not None:
+        configured = int(kwargs.get("connect_timeout") or 0) or math.inf
+        kwargs = {**kwargs, "connect_timeout": max(1, min(configured, math.ceil(timeout)))}
+    return pool.conninfo, kwargs, getattr(pool, "_configure", None) is None
+
+
+def _first_wait(timeout: float | None) -> float:
+    return min(timeout or RECOVERY_WAIT, RECOVERY_WAIT)
 
 
 # _PIPELINE_CURSORS: in pipeline mode a result is delivered to the cursor that
@@ -168,6 +224,48 @@ class _RunnerBase:
         self.retry = retry
         self.prepared_statements = prepared_statements
         self.hooks: tuple[OperationHook, ...] = ()
+        self.secrets: tuple[str, ...] = ()
+        self.target = "the database"
+        # Whether a connection to the server ever succeeded (see the module doc).
+        self._reached = False
+
+    def _init_target(self, source: Any) -> None:
+        """Check ``source``'s connection string, learn its secrets (masked in every
+        message and log line from now on) and the name of its database."""
+        conninfo, extra = _source_conninfo(source)
+        if conninfo is None:
+            return
+        if isinstance(source, ConnectionPool | AsyncConnectionPool):
+            check(conninfo)
+        self.secrets = tuple(sorted({*guard_logs(conninfo), *extra}, key=len, reverse=True))
+        self.target = describe(conninfo)
+        if isinstance(source, psycopg.Connection | psycopg.AsyncConnection):
+            self._reached = True
+        else:
+            # pool_size and connections_num also count attempts in progress;
+            # connections_ms grows only when one succeeds. (Wrong only towards
+            # False, which merely makes the first operation probe.)
+            stats = source.get_stats()
+            self._reached = bool(stats.get("pool_available") or stats.get("connections_ms"))
+
+    def _connect_error(
+        self, cause: psycopg.Error, policy: RetryPolicy, elapsed: float
+    ) -> StorageError:
+        """What a failed connection attempt means (see the module doc)."""
+        kind = connect_failure_kind(cause)
+        text = mask(str(cause).strip() or type(cause).__name__, self.secrets)
+        text = text.removeprefix("connection failed: ")  # psycopg's, redundant here
+        message = f"could not connect to {self.target}: {text}"
+        if kind == "busy":
+            return TransientStorageError(message)
+        if kind == "unreachable" and (self._reached or elapsed < policy.wait_for_server):
+            return TransientStorageError(message)
+        if kind == "unreachable":
+            message += (
+                " (no server has answered since this saver started: check the host and port; "
+                "RetryPolicy(wait_for_server=...) waits for a server that is still starting)"
+            )
+        return ConnectionFailedError(message, target=self.target)
 
     def _prepare(self, query: Query) -> bool | None:
         if not self.prepared_statements or query.prepare is False:
@@ -216,7 +314,7 @@ class _RunnerBase:
 
     def _after_failure(
         self,
-        exc: BaseException,
+        exc: psycopg.Error | _ConnectFailed,
         plan: Plan[Any],
         backoff: Backoff,
         started: float,
@@ -224,32 +322,48 @@ class _RunnerBase:
         stats: _Stats | None,
     ) -> float:
         """The delay before retrying ``plan``, or raise the error to give up."""
-        if isinstance(exc, psycopg.Error) and exc.sqlstate in _PREPARED_STATES and can_retry:
-            if self.prepared_statements:
-                logger.warning(
-                    "pgcheckpoint: the server lost a prepared statement (%s); a "
-                    "transaction-mode pooler such as PgBouncer is probably in between. Prepared "
-                    "statements are now off for this saver; pass prepared_statements=False to "
-                    "skip this.",
-                    exc.sqlstate,
-                )
-                self.prepared_statements = False
-                return 0.0
-            if backoff.attempts < 3:
-                # Another call switched them off while this one was in flight with
-                # a prepared statement (seen under PgBouncer with concurrent graph
-                # tasks): run it again, unprepared.
-                backoff.attempts += 1
-                return 0.0
-        err = translate(exc, plan.name)
-        if not (isinstance(err, TransientStorageError) and plan.idempotent and can_retry):
-            raise err from exc
         elapsed = time.monotonic() - started
+        if isinstance(exc, _ConnectFailed):
+            cause: psycopg.Error = exc.cause
+            _forget_conninfo(cause)
+            err: BaseException = self._connect_error(cause, backoff.policy, elapsed)
+            # Nothing was sent, so any plan may run again.
+            retryable = isinstance(err, TransientStorageError) and can_retry
+        else:
+            cause = exc
+            if exc.sqlstate in _PREPARED_STATES and can_retry:
+                if self.prepared_statements:
+                    logger.warning(
+                        "pgcheckpoint: the server lost a prepared statement (%s); a "
+                        "transaction-mode pooler such as PgBouncer is probably in between. "
+                        "Prepared statements are now off for this saver; pass "
+                        "prepared_statements=False to skip this.",
+                        exc.sqlstate,
+                    )
+                    self.prepared_statements = False
+                    return 0.0
+                if backoff.attempts < 3:
+                    # Another call switched them off while this one was in flight with
+                    # a prepared statement (seen under PgBouncer with concurrent graph
+                    # tasks): run it again, unprepared.
+                    backoff.attempts += 1
+                    return 0.0
+            err = translate(exc, plan.name, self.secrets)
+            retryable = isinstance(err, TransientStorageError) and plan.idempotent and can_retry
+        if not retryable:
+            raise err from cause
         delay = backoff.next_delay(elapsed)
         if delay is None:
             if backoff.attempts <= 1 or not backoff.policy.enabled:
-                raise err from exc
-            raise RetryExhaustedError(plan.name, backoff.attempts, elapsed, exc) from exc
+                raise err from cause
+            detail = (
+                str(err)
+                if isinstance(exc, _ConnectFailed)
+                else f"{type(cause).__name__}: {mask(str(cause), self.secrets)}"
+            )
+            raise RetryExhaustedError(
+                plan.name, backoff.attempts, elapsed, cause, detail
+            ) from cause
         logger.info(
             "pgcheckpoint: %s attempt %d failed (%s); retrying in %.3fs",
             plan.name,
@@ -260,15 +374,14 @@ class _RunnerBase:
         if stats is not None:
             for hook, token in zip(self.hooks, stats.tokens, strict=False):
                 try:
-                    hook.retry(token, plan.name, exc)
+                    hook.retry(token, plan.name, err)
                 except Exception:
                     logger.exception("pgcheckpoint metrics hook %r failed", hook)
         return delay
 
     def _wait_limit(self, policy: RetryPolicy, started: float, pool_timeout: float) -> float:
-        """How long to wait for a pooled connection: never past the retry deadline."""
-        if not policy.enabled:
-            return pool_timeout
+        """How long to wait for a pooled connection: never past the policy's deadline
+        (with retries off too: a health check's deadline is its timeout)."""
         remaining = policy.deadline - (time.monotonic() - started)
         return max(0.05, min(pool_timeout, remaining))
 
@@ -286,6 +399,7 @@ class SyncRunner(_RunnerBase):
                 f"got {type(source).__name__}"
             )
         self.source = source
+        self._init_target(source)
         self._lock = threading.Lock()
         size = source.max_size if isinstance(source, ConnectionPool) else 1
         self._direct = threading.BoundedSemaphore(size)
@@ -316,22 +430,23 @@ class SyncRunner(_RunnerBase):
             with self._lock:
                 yield pool
             return
-        direct_args = _direct_args(pool) if recovering else None
-        fallback = direct_args is not None
+        probing = recovering or not self._reached
         try:
-            conn = pool.getconn(
-                min(timeout or RECOVERY_WAIT, RECOVERY_WAIT) if fallback else timeout
-            )
+            conn = pool.getconn(_first_wait(timeout) if probing else timeout)
         except PoolTimeout:
-            if direct_args is None or not self._direct.acquire(blocking=False):
-                raise
-            try:
-                conninfo, kwargs = direct_args
-                with pool.connection_class.connect(conninfo, **kwargs) as direct:
-                    yield direct
-            finally:
-                self._direct.release()
-            return
+            direct = self._probe(pool, timeout, stand_in=probing)
+            if direct is None:
+                if not probing:
+                    raise  # the server answers: the pool is busy
+                conn = pool.getconn(timeout)
+            else:
+                try:
+                    with direct:
+                        yield direct
+                finally:
+                    self._direct.release()
+                return
+        self._reached = True
         try:
             yield conn
         except BaseException as exc:
@@ -341,6 +456,32 @@ class SyncRunner(_RunnerBase):
             raise
         finally:
             pool.putconn(conn)
+
+    def _probe(
+        self, pool: ConnectionPool[Any], timeout: float | None, stand_in: bool
+    ) -> psycopg.Connection[Any] | None:
+        """Connect on our own to learn why the pool has no connection for us.
+
+        Raises ``_ConnectFailed`` with the cause. Returns the connection when it
+        may stand in for a pooled one (``stand_in``, at most ``max_size`` at a
+        time; release ``_direct`` after use), else closes it and returns None.
+        """
+        args = _direct_args(pool, timeout)
+        if args is None:
+            return None
+        conninfo, kwargs, exact = args
+        use = stand_in and exact and self._direct.acquire(blocking=False)
+        try:
+            conn: psycopg.Connection[Any] = pool.connection_class.connect(conninfo, **kwargs)
+        except psycopg.Error as exc:
+            if use:
+                self._direct.release()
+            raise _ConnectFailed(exc) from exc
+        self._reached = True
+        if use:
+            return conn
+        conn.close()
+        return None
 
     def _can_retry(self) -> bool:
         return isinstance(self.source, ConnectionPool) or not self.source.closed
@@ -362,7 +503,7 @@ class SyncRunner(_RunnerBase):
                     result = self._execute(conn, plan, stats)
                 self._finish(stats, plan, started, None)
                 return result
-            except psycopg.Error as exc:
+            except (psycopg.Error, _ConnectFailed) as exc:
                 recovering = recovering or breaks_connection(exc)
                 try:
                     delay = self._after_failure(
@@ -461,6 +602,7 @@ class AsyncRunner(_RunnerBase):
                 f"AsyncConnectionPool, got {type(source).__name__}"
             )
         self.source = source
+        self._init_target(source)
         self._lock: asyncio.Lock | None = None
         self._direct_in_use = 0  # plain connections open while the pool recovers
         self._writers: dict[int, psycopg.AsyncCursor[Any]] = {}  # see _WRITE_CURSORS
@@ -490,24 +632,23 @@ class AsyncRunner(_RunnerBase):
             async with self._lock:
                 yield pool
             return
-        direct_args = _direct_args(pool) if recovering else None
-        fallback = direct_args is not None
+        probing = recovering or not self._reached
         try:
-            conn = await pool.getconn(
-                min(timeout or RECOVERY_WAIT, RECOVERY_WAIT) if fallback else timeout
-            )
+            conn = await pool.getconn(_first_wait(timeout) if probing else timeout)
         except PoolTimeout:
-            if direct_args is None or self._direct_in_use >= pool.max_size:
-                raise
-            self._direct_in_use += 1
-            try:
-                conninfo, kwargs = direct_args
-                direct = await pool.connection_class.connect(conninfo, **kwargs)
-                async with direct:
-                    yield direct
-            finally:
-                self._direct_in_use -= 1
-            return
+            direct = await self._probe(pool, timeout, stand_in=probing)
+            if direct is None:
+                if not probing:
+                    raise  # the server answers: the pool is busy
+                conn = await pool.getconn(timeout)
+            else:
+                try:
+                    async with direct:
+                        yield direct
+                finally:
+                    self._direct_in_use -= 1
+                return
+        self._reached = True
         try:
             yield conn
         except BaseException as exc:
@@ -516,6 +657,31 @@ class AsyncRunner(_RunnerBase):
             raise
         finally:
             await pool.putconn(conn)
+
+    async def _probe(
+        self, pool: AsyncConnectionPool[Any], timeout: float | None, stand_in: bool
+    ) -> psycopg.AsyncConnection[Any] | None:
+        """See :meth:`SyncRunner._probe` (``_direct_in_use`` counts stand-ins)."""
+        args = _direct_args(pool, timeout)
+        if args is None:
+            return None
+        conninfo, kwargs, exact = args
+        use = stand_in and exact and self._direct_in_use < pool.max_size
+        if use:
+            self._direct_in_use += 1
+        try:
+            conn: psycopg.AsyncConnection[Any] = await pool.connection_class.connect(
+                conninfo, **kwargs
+            )
+        except psycopg.Error as exc:
+            if use:
+                self._direct_in_use -= 1
+            raise _ConnectFailed(exc) from exc
+        self._reached = True
+        if use:
+            return conn
+        await conn.close()
+        return None
 
     def _can_retry(self) -> bool:
         return isinstance(self.source, AsyncConnectionPool) or not self.source.closed
@@ -537,7 +703,7 @@ class AsyncRunner(_RunnerBase):
                     result = await self._execute(conn, plan, stats)
                 self._finish(stats, plan, started, None)
                 return result
-            except psycopg.Error as exc:
+            except (psycopg.Error, _ConnectFailed) as exc:
                 recovering = recovering or breaks_connection(exc)
                 try:
                     delay = self._after_failure(

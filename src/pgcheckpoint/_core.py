@@ -9,7 +9,7 @@ own, so the two cannot drift apart.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +24,13 @@ from langgraph.checkpoint.base import (
     get_serializable_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from . import codec
 from ._plans import Plan, PlanGen, Query
 from ._queries import Queries
+from .allowlist import AllowEntry, PlainDataSerializer, parse_allow
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
 from .concurrency import needs_guard
@@ -50,9 +52,24 @@ def _payload(*groups: Sequence[bytes | None]) -> int:
     return sum(len(b) for group in groups for b in group if b is not None)
 
 
-def default_serde() -> SerializerProtocol:
-    """LangGraph's serializer in strict mode: msgpack loads only allowlisted types."""
-    return JsonPlusSerializer(allowed_msgpack_modules=None)
+def default_serde(allow: Iterable[AllowEntry] = ()) -> SerializerProtocol:
+    """LangGraph's serializer with pgcheckpoint's type rule on read and write
+    (``allowlist.py``): plain data classes of imported modules, plus ``allow``."""
+    return PlainDataSerializer(allow=allow)
+
+
+def with_allow(serde: SerializerProtocol, allow: Iterable[AllowEntry]) -> SerializerProtocol:
+    """``serde`` with ``allow`` added to its msgpack allowlist (as ``with_allowlist``)."""
+    entries = parse_allow(allow)
+    if not entries:
+        return serde
+    if isinstance(serde, JsonPlusSerializer):
+        return serde.with_msgpack_allowlist(entries)
+    if isinstance(serde, EncryptedSerializer) and isinstance(serde.serde, JsonPlusSerializer):
+        return EncryptedSerializer(serde.cipher, serde.serde.with_msgpack_allowlist(entries))
+    raise ConfigurationError(
+        f"allow= needs a JsonPlusSerializer-based serde; {type(serde).__name__} has no allowlist"
+    )
 
 
 def check_schema_name(schema: Any) -> str:
@@ -120,10 +137,11 @@ class SaverCore(BaseCheckpointSaver[str]):
         *,
         schema: str = "public",
         serde: SerializerProtocol | None = None,
+        allow: Iterable[AllowEntry] = (),
         compression: CompressionPolicy | None = None,
         chunking: ChunkingPolicy | None = None,
     ) -> None:
-        super().__init__(serde=serde or default_serde())
+        super().__init__(serde=with_allow(serde, allow) if serde else default_serde(allow))
         self.schema = check_schema_name(schema)
         self.queries = Queries(self.schema)
         self.compression = compression or CompressionPolicy()

@@ -23,7 +23,7 @@ from ._core import SaverCore
 from .concurrency import BatchAsync
 from .errors import ConfigurationError
 from .health import HealthAsync
-from .migrations import setup_plan, status_plan
+from .migrations import MigrationState, report_plan, setup_plan, status_plan
 from .options import SaverOptions, configure
 from .pooling import PoolSettings
 from .retention import sweeper_settings_from_env
@@ -67,31 +67,36 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, 
         conn_string: str | None = None,
         *,
         pool: PoolSettings | None = None,
-        **kwargs: Any,
+        pipeline: bool = False,
+        **options: Unpack[SaverOptions],
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """A saver on a new async connection pool, closed when the block ends.
 
         ``conn_string`` defaults to ``DATABASE_URL``, then to the embedded
-        PostgreSQL. Other keyword arguments go to the constructor.
+        PostgreSQL. ``pipeline`` and the other arguments: see
+        :meth:`PostgresSaver.from_conn_string`.
         """
+        from ._conninfo import check
         from .embedded import resolve_dsn
 
+        del pipeline  # accepted for compatibility; see PostgresSaver.from_conn_string
         settings = pool or PoolSettings()
-        kwargs.setdefault("prepared_statements", settings.prepared_statements)
+        options.setdefault("prepared_statements", settings.prepared_statements)
         dsn = await asyncio.to_thread(resolve_dsn, conn_string)
+        check(dsn)
         async with AsyncConnectionPool(dsn, open=False, **settings.async_pool_kwargs()) as p:
-            saver = cls(p, **kwargs)
+            saver = cls(p, **options)
             async with saver.auto_sweeper():
                 yield saver
 
     @classmethod
     @asynccontextmanager
-    async def from_env(cls, **kwargs: Any) -> AsyncIterator[AsyncPostgresSaver]:
+    async def from_env(cls, **options: Unpack[SaverOptions]) -> AsyncIterator[AsyncPostgresSaver]:
         """See :meth:`PostgresSaver.from_env`."""
         settings = sweeper_settings_from_env()
-        if any(k in kwargs for k in ("max_versions", "max_age", "retention_days")):
+        if any(k in options for k in ("max_versions", "max_age", "retention_days")):
             settings.pop("retention")
-        settings.update(kwargs)
+        settings.update(options)
         async with cls.from_conn_string(None, **settings) as saver:
             yield saver
 
@@ -103,6 +108,11 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, 
     async def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""
         return await self._runner.run(status_plan(self.schema))
+
+    async def migration_report(self) -> list[MigrationState]:
+        """Every migration this release ships or the database has (newer ones
+        included), applied or not; see docs/migrations.md."""
+        return await self._runner.run(report_plan(self.schema))
 
     # --- the checkpoint contract -------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:

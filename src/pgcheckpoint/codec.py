@@ -14,9 +14,11 @@ first written.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
@@ -44,6 +46,7 @@ from .errors import (
     InvalidInputError,
     PgCheckpointError,
     SerializationError,
+    UnreadableTypeError,
 )
 
 CDC_SUFFIX = "+cdc"
@@ -52,11 +55,17 @@ INLINE_STR_MAX = 256
 _INLINE_TYPES = (type(None), bool, int, float)
 
 # --- strict deserialization -------------------------------------------------
-# LangGraph's msgpack hook logs and returns the raw fields of a type that is
-# not in the allowlist. We collect those events while we decode, and refuse.
+# LangGraph's msgpack hook logs and returns the raw fields of a type that its
+# allowlist refuses (allowlist.py decides). We collect those events while we
+# decode, and refuse the value.
 _blocked: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "pgcheckpoint_blocked", default=None
 )
+# Set by show_unloadable(): a refused value becomes an Unloadable instead of raising.
+_show_raw: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "pgcheckpoint_show_raw", default=False
+)
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.()]")
 
 
 def _on_serde_event(event: SerdeEvent) -> None:
@@ -64,11 +73,45 @@ def _on_serde_event(event: SerdeEvent) -> None:
     if sink is not None and event["kind"] in ("msgpack_blocked", "msgpack_method_blocked"):
         name = f"{event['module']}.{event['name']}"
         if "method" in event:
-            name += f".{event['method']}"
+            name += f".{event['method']}()"
         sink.append(name)
 
 
 register_serde_event_listener(_on_serde_event)
+
+
+@dataclass(frozen=True, slots=True)
+class Unloadable:
+    """A stored value that was not loaded because it names refused types: what
+    ``show`` prints in its place. Names keep only ``[A-Za-z0-9_.()]`` (others become
+    ``?``), so text from a row cannot carry markup or terminal escapes."""
+
+    not_loaded: tuple[str, ...]
+    serde_type: str
+    size: int
+
+    @classmethod
+    def of(cls, names: Iterable[str], serde_type: str, size: int) -> Unloadable:
+        clean = sorted({_UNSAFE_NAME_CHARS.sub("?", n)[:200] for n in names})
+        return cls(tuple(clean), _UNSAFE_NAME_CHARS.sub("?", serde_type)[:40], size)
+
+    def __repr__(self) -> str:
+        return (
+            f"<not loaded: {', '.join(self.not_loaded)} "
+            f"({self.serde_type}, {self.size:,} bytes)>"
+        )
+
+
+@contextlib.contextmanager
+def show_unloadable() -> Iterator[None]:
+    """Within this block (this thread or task), a stored value that names a refused
+    type reads as an :class:`Unloadable` instead of raising ``BlockedTypeError``.
+    For inspection only (the CLI's ``show``): never hand such a value to a graph."""
+    token = _show_raw.set(True)
+    try:
+        yield
+    finally:
+        _show_raw.reset(token)
 
 
 def loads(serde: SerializerProtocol, type_: str, data: bytes | None, where: str) -> Any:
@@ -84,6 +127,8 @@ def loads(serde: SerializerProtocol, type_: str, data: bytes | None, where: str)
     finally:
         _blocked.reset(token)
     if sink:
+        if _show_raw.get():
+            return Unloadable.of(sink, type_, len(data or b""))
         raise BlockedTypeError(sorted(set(sink)), where)
     return value
 
@@ -91,6 +136,8 @@ def loads(serde: SerializerProtocol, type_: str, data: bytes | None, where: str)
 def dumps(serde: SerializerProtocol, value: Any, where: str) -> tuple[str, bytes]:
     try:
         type_, data = serde.dumps_typed(value)
+    except UnreadableTypeError as exc:
+        raise UnreadableTypeError(exc.refused, where) from None
     except Exception as exc:
         raise SerializationError(
             f"cannot serialize {where}: {type(exc).__name__}: {exc}"

@@ -6,6 +6,11 @@ socket inside its data directory, so nothing needs to be installed or
 configured. ``resolve_dsn()`` picks the database an application or demo should
 use: an explicit DSN, then ``DATABASE_URL``, then the embedded server.
 
+Each project gets its own cluster, and each user their own: the default data
+directory (:func:`default_data_dir`) is the user's data directory keyed by the
+project, the nearest directory at or above the working directory that holds a
+``pyproject.toml``, ``setup.py`` or ``.git`` (else the working directory).
+
 Servers are shared: starting a data directory that a live process already
 serves reuses that server, and it shuts down when the last process using it
 calls :meth:`EmbeddedPostgres.stop` or exits.
@@ -14,8 +19,11 @@ calls :meth:`EmbeddedPostgres.stop` or exits.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
+import logging
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -23,11 +31,19 @@ from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from pgcheckpoint.errors import ConfigurationError, StorageError
+from .errors import ConfigurationError, StorageError
 
-__all__ = ["EmbeddedPostgres", "default_data_dir", "resolve_dsn", "start_embedded"]
+__all__ = [
+    "EmbeddedPostgres",
+    "default_data_dir",
+    "project_root",
+    "resolve_dsn",
+    "start_embedded",
+]
 
 _INSTALL_HINT = "pip install 'pgcheckpoint[embedded]'"
+
+logger = logging.getLogger("pgcheckpoint")
 
 # pgserver records, in this file of its data directory, the PIDs of the
 # processes holding the server; it stops the server when the last one exits.
@@ -56,23 +72,49 @@ def _import_pgserver() -> ModuleType:
     return pgserver
 
 
-def default_data_dir() -> Path:
-    """Where ``start_embedded()`` keeps its cluster when no path is given.
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 
-    ``<platformdirs user data dir>/pgcheckpoint/pgdata``. For root it is
-    ``/var/lib/pgcheckpoint/pgdata``: as root, pgserver runs PostgreSQL as an
-    unprivileged ``pgserver`` user and opens every parent directory of the data
-    directory to other users, which must not happen to ``/root``.
+
+def project_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The project ``start`` (default: the working directory) belongs to: the nearest
+    directory at or above it holding ``pyproject.toml``, ``setup.py``, ``setup.cfg``
+    or ``.git``; ``start`` itself when there is none."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for candidate in (here, *here.parents):
+        if any((candidate / marker).exists() for marker in _PROJECT_MARKERS):
+            return candidate
+    return here
+
+
+def _project_key(project: Path) -> str:
+    """``<name>-<hash>``: readable, and distinct for two checkouts with one name."""
+    digest = hashlib.sha256(str(project).encode("utf-8")).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", project.name)[:24] or "root"
+    return f"{name}-{digest}"
+
+
+def default_data_dir(project: str | os.PathLike[str] | None = None) -> Path:
+    """Where ``start_embedded()`` keeps its cluster when no path is given: one per
+    user and per project (:func:`project_root` of ``project``, default the working
+    directory).
+
+    ``<platformdirs user data dir>/pgcheckpoint/projects/<name>-<hash>/pgdata``.
+    For root it is ``/var/lib/pgcheckpoint/projects/<name>-<hash>/pgdata``: as
+    root, pgserver runs PostgreSQL as an unprivileged ``pgserver`` user and opens
+    every parent directory of the data directory to other users, which must not
+    happen to ``/root``. The path stays short because the server's unix socket
+    lives in it (socket paths are limited to about 100 bytes).
     """
+    key = _project_key(project_root(project))
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/var/lib/pgcheckpoint/pgdata")
+        return Path("/var/lib/pgcheckpoint/projects") / key / "pgdata"
     try:
         import platformdirs
     except ImportError as exc:
         raise ConfigurationError(
             f"the embedded PostgreSQL needs the 'platformdirs' package: {_INSTALL_HINT}"
         ) from exc
-    return Path(platformdirs.user_data_dir("pgcheckpoint")) / "pgdata"
+    return Path(platformdirs.user_data_dir("pgcheckpoint")) / "projects" / key / "pgdata"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -231,11 +273,18 @@ def resolve_dsn(
     """Pick a connection string: ``dsn`` if given, else ``$DATABASE_URL``, else embedded.
 
     The embedded server (started in ``embedded_path`` or :func:`default_data_dir`)
-    runs until this process exits.
+    runs until this process exits; choosing it is logged (WARNING), so that an
+    application never writes to it without saying so.
     """
     if dsn:
         return dsn
     env = os.environ.get("DATABASE_URL")
     if env:
         return env
-    return start_embedded(embedded_path).url
+    path = Path(embedded_path) if embedded_path is not None else default_data_dir()
+    logger.warning(
+        "pgcheckpoint: no connection string and no DATABASE_URL: using the embedded "
+        "PostgreSQL in %s",
+        path,
+    )
+    return start_embedded(path).url

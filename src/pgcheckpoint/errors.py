@@ -57,22 +57,59 @@ class IntegrityError(DeserializationError):
     """
 
 
-class BlockedTypeError(DeserializationError):
-    """A stored value names a type that the msgpack allowlist does not permit.
+def _how_to_allow(blocked: list[str]) -> str:
+    """How to allow ``blocked`` (``module.Class``; ``module.Class.method()`` for a
+    method call, which no allowlist permits)."""
+    types = [":".join(b.rsplit(".", 1)) for b in blocked if not b.endswith("()")]
+    parts = []
+    if types:
+        entries = ", ".join(repr(t) for t in types)
+        flags = " ".join(f"--allow {t}" for t in types)
+        parts.append(
+            "To allow a type, import its module before reading and make it a data class "
+            "(pydantic model, dataclass, Enum, NamedTuple), or list it: "
+            f"PostgresSaver(..., allow=[{entries}]) or saver.with_allowlist(...); "
+            f"on the command line {flags} or PGCHECKPOINT_ALLOW."
+        )
+    if len(types) < len(blocked):
+        parts.append(
+            "A method call (module.Class.method()) is allowed only for "
+            "datetime.datetime.fromisoformat: store a plain datetime instead of a subclass."
+        )
+    return " ".join(parts) + " See docs/serde.md."
 
-    pgcheckpoint refuses to load it rather than hand back a half-decoded value.
-    Add the type to the graph's state schema or pass it to
-    ``saver.with_allowlist([...])`` to allow it.
+
+class BlockedTypeError(DeserializationError):
+    """A stored value names a type that the allowlist does not permit.
+
+    pgcheckpoint refuses to load it rather than hand back a half-decoded value,
+    and constructs nothing. The rule is in ``pgcheckpoint.allowlist`` and
+    docs/serde.md.
     """
 
     def __init__(self, blocked: list[str], where: str) -> None:
         self.blocked = blocked
         self.where = where
-        names = ", ".join(blocked)
         super().__init__(
-            f"refusing to load {where}: it contains type(s) not in the msgpack "
-            f"allowlist: {names}. Allow them with saver.with_allowlist("
-            f"[{', '.join(repr(tuple(b.rsplit('.', 1))) for b in blocked)}])"
+            f"refusing to load {where}: it names type(s) that may not be rebuilt here: "
+            f"{', '.join(blocked)}. " + _how_to_allow(blocked)
+        )
+
+
+class UnreadableTypeError(SerializationError):
+    """A value to be written contains a type that reading would refuse.
+
+    Raised before anything is sent, so the database is unchanged: a value that
+    could not be read back is never written.
+    """
+
+    def __init__(self, refused: list[str], where: str) -> None:
+        self.refused = refused
+        self.where = where
+        super().__init__(
+            f"refusing to save {where}: it contains type(s) that could not be read back: "
+            f"{', '.join(refused)} (only plain data classes of imported modules and "
+            f"allowlisted types are rebuilt on read). " + _how_to_allow(refused)
         )
 
 
@@ -88,6 +125,20 @@ class StorageError(PgCheckpointError):
     """The database refused or failed an operation."""
 
 
+class ConnectionFailedError(StorageError):
+    """No connection could be made, and retrying would not help: the connection
+    string names a role, password, database or TLS setting the server refuses,
+    or (before the first successful connection) no server answers at all.
+
+    ``target`` names the database (never the password); the message carries
+    the cause, with the password masked. See docs/resilience.md.
+    """
+
+    def __init__(self, message: str, *, target: str = "") -> None:
+        super().__init__(message)
+        self.target = target
+
+
 class TransientStorageError(StorageError):
     """A storage error that may succeed when retried (connection loss, failover,
     serialization failure, deadlock, server shutting down)."""
@@ -96,14 +147,23 @@ class TransientStorageError(StorageError):
 class RetryExhaustedError(TransientStorageError):
     """An operation kept failing with transient errors until its retry deadline."""
 
-    def __init__(self, operation: str, attempts: int, elapsed: float, last: BaseException) -> None:
+    def __init__(
+        self,
+        operation: str,
+        attempts: int,
+        elapsed: float,
+        last: BaseException,
+        detail: str | None = None,
+    ) -> None:
         self.operation = operation
         self.attempts = attempts
         self.elapsed = elapsed
         self.last = last
+        # ``detail``: the last error in words, with any password masked.
+        cause = detail if detail is not None else f"{type(last).__name__}: {last}"
         super().__init__(
             f"{operation} failed after {attempts} attempt(s) over {elapsed:.2f}s "
-            f"of transient errors; last error: {type(last).__name__}: {last}"
+            f"of transient errors; last error: {cause}"
         )
 
 
@@ -128,6 +188,7 @@ __all__ = [
     "CodecError",
     "ConcurrentUpdateError",
     "ConfigurationError",
+    "ConnectionFailedError",
     "DeserializationError",
     "ImportConflictError",
     "IntegrityError",

@@ -2,11 +2,14 @@
 
 ``health_check()`` (``ahealth_check()`` on the async saver) never raises: it
 answers a :class:`HealthReport` whose ``ok`` is false, with the error, when the
-database cannot be reached. It makes one attempt (no retries), so a probe of a
-load balancer sees an outage as it happens. It also checks the settings that
-decide whether an acknowledged checkpoint survives a crash and logs a warning
-when they do not (``fsync=off``, ``synchronous_commit=off``,
-``full_page_writes=off``): such a server acknowledges writes it may lose.
+database cannot be reached. It makes one attempt (no retries) bounded by its
+own ``timeout`` (default :data:`HEALTH_TIMEOUT` seconds, not the pool's 30 s),
+so a probe of a load balancer sees an outage as it happens. Problems are
+logged once when they appear (and once when they clear), not on every probe.
+It also checks the settings that decide whether an acknowledged checkpoint
+survives a crash and warns when they do not (``fsync=off``,
+``synchronous_commit=off``, ``full_page_writes=off``): such a server
+acknowledges writes it may lose.
 """
 
 from __future__ import annotations
@@ -20,13 +23,19 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ._conninfo import mask
 from ._plans import Plan, PlanGen, Query
-from .migrations import latest_version, status_plan
+from .migrations import Newer, latest_version, read_newer, status_plan
 from .retry import RetryPolicy
 
 logger = logging.getLogger("pgcheckpoint")
 
-_ONE_ATTEMPT = RetryPolicy(enabled=False)
+# Seconds one health check may take, connecting included.
+HEALTH_TIMEOUT = 5.0
+
+
+def _one_attempt(timeout: float) -> RetryPolicy:
+    return RetryPolicy(enabled=False, deadline=timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,23 +108,31 @@ def _dialled_ports(source: Any) -> set[int] | None:
     return None
 
 
-def health_plan(schema: str) -> Plan[tuple[tuple[Any, ...], dict[int, str]]]:
-    """The probe row and the applied migrations, in one plan."""
+_Probe = tuple[tuple[Any, ...], dict[int, str], list[Newer]]
+
+
+def health_plan(schema: str) -> Plan[_Probe]:
+    """The probe row, the applied migrations and the newer ones, in one plan."""
     from ._queries import Queries
 
     probe = Queries(schema)["health_probe"]
     status = status_plan(schema)
 
-    def make() -> PlanGen[tuple[tuple[Any, ...], dict[int, str]]]:
+    def make() -> PlanGen[_Probe]:
         rows = yield Query(probe, None, fetch="all", prepare=False)
         applied = yield from status.make()
-        return (rows or [()])[0], applied
+        newer = yield from read_newer(schema, applied)
+        return (rows or [()])[0], applied, newer
 
     return Plan("health_check", make)
 
 
 def build_report(
-    row: tuple[Any, ...], applied: dict[int, str], latency: float, ports: set[int] | None
+    row: tuple[Any, ...],
+    applied: dict[int, str],
+    latency: float,
+    ports: set[int] | None,
+    newer: list[Newer] | None = None,
 ) -> HealthReport:
     version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row
     warnings = durability_warnings(fsync, sync_commit, fpw)
@@ -125,13 +142,15 @@ def build_report(
         warnings.append("the pgcheckpoint schema is not set up: call setup()")
     elif current < latest:
         warnings.append(f"schema version {current} is older than {latest}: call setup()")
-    elif current > latest:
-        warnings.append(f"schema version {current} is newer than this pgcheckpoint ({latest})")
-    for w in warnings:
-        logger.warning("pgcheckpoint health: %s", w)
+    usable = all(n.usable for n in newer or [])
+    if current is not None and current > latest:
+        verdict = "declared compatible" if usable else "NOT compatible: upgrade pgcheckpoint"
+        warnings.append(
+            f"schema version {current} is newer than this pgcheckpoint ({latest}); {verdict}"
+        )
     behind = None if server_port is None or ports is None else int(server_port) not in ports
     return HealthReport(
-        ok=current is not None and current <= latest,
+        ok=current is not None and (current <= latest or usable),
         latency_seconds=latency,
         server_version=version,
         server_version_num=int(version_num),
@@ -148,14 +167,42 @@ def build_report(
     )
 
 
-def _failed(exc: BaseException, latency: float) -> HealthReport:
-    logger.warning("pgcheckpoint health: database unreachable: %s", exc)
+def _failed(exc: BaseException, latency: float, secrets: tuple[str, ...]) -> HealthReport:
     return HealthReport(
         ok=False,
         latency_seconds=latency,
         latest_schema_version=latest_version(),
-        error=f"{type(exc).__name__}: {exc}",
+        error=mask(f"{type(exc).__name__}: {exc}", secrets),
     )
+
+
+class _HealthLog:
+    """Logs what a health report says only when it differs from the previous one."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[str | None, tuple[str, ...]] | None = None
+
+    def report(self, report: HealthReport) -> HealthReport:
+        state = (report.error, report.warnings)
+        if state == self.last:
+            return report
+        previous, self.last = self.last, state
+        if report.error is not None:
+            logger.warning("pgcheckpoint health: database unreachable: %s", report.error)
+        for w in report.warnings:
+            logger.warning("pgcheckpoint health: %s", w)
+        if previous is not None and previous != (None, ()) and state == (None, ()):
+            logger.warning("pgcheckpoint health: healthy again")
+        return report
+
+
+def _health_log(saver: Any) -> _HealthLog:
+    log: _HealthLog | None = getattr(saver, "_health_log", None)
+    if log is None:
+        log = saver._health_log = _HealthLog()
+    return log
 
 
 def pool_stats(source: Any) -> dict[str, Any]:
@@ -179,16 +226,21 @@ def pool_stats(source: Any) -> dict[str, Any]:
 class HealthSync:
     """``health_check`` and ``pool_stats`` for ``PostgresSaver``."""
 
-    def health_check(self) -> HealthReport:
-        """Probe the database once; never raises (see :class:`HealthReport`)."""
+    def health_check(self, *, timeout: float = HEALTH_TIMEOUT) -> HealthReport:
+        """Probe the database once, within ``timeout`` seconds; never raises
+        (see :class:`HealthReport`)."""
         me: Any = self
+        runner = me._runner
         started = time.monotonic()
         try:
-            row, applied = me._runner.run(health_plan(me.schema), retry=_ONE_ATTEMPT)
+            row, applied, newer = runner.run(health_plan(me.schema), retry=_one_attempt(timeout))
         except Exception as exc:
-            return _failed(exc, time.monotonic() - started)
-        latency = time.monotonic() - started
-        return build_report(row, applied, latency, _dialled_ports(me._runner.source))
+            report = _failed(exc, time.monotonic() - started, runner.secrets)
+        else:
+            latency = time.monotonic() - started
+            ports = _dialled_ports(runner.source)
+            report = build_report(row, applied, latency, ports, newer)
+        return _health_log(me).report(report)
 
     def pool_stats(self) -> dict[str, Any]:
         """Connection pool counters (``pool_size``, ``pool_available``, ``requests_waiting``...)."""
@@ -199,16 +251,23 @@ class HealthSync:
 class HealthAsync:
     """``ahealth_check`` and ``pool_stats`` for ``AsyncPostgresSaver``."""
 
-    async def ahealth_check(self) -> HealthReport:
-        """Probe the database once; never raises (see :class:`HealthReport`)."""
+    async def ahealth_check(self, *, timeout: float = HEALTH_TIMEOUT) -> HealthReport:
+        """Probe the database once, within ``timeout`` seconds; never raises
+        (see :class:`HealthReport`)."""
         me: Any = self
+        runner = me._runner
         started = time.monotonic()
         try:
-            row, applied = await me._runner.run(health_plan(me.schema), retry=_ONE_ATTEMPT)
+            row, applied, newer = await runner.run(
+                health_plan(me.schema), retry=_one_attempt(timeout)
+            )
         except Exception as exc:
-            return _failed(exc, time.monotonic() - started)
-        latency = time.monotonic() - started
-        return build_report(row, applied, latency, _dialled_ports(me._runner.source))
+            report = _failed(exc, time.monotonic() - started, runner.secrets)
+        else:
+            latency = time.monotonic() - started
+            ports = _dialled_ports(runner.source)
+            report = build_report(row, applied, latency, ports, newer)
+        return _health_log(me).report(report)
 
     def pool_stats(self) -> dict[str, Any]:
         """Connection pool counters; see :meth:`HealthSync.pool_stats`."""

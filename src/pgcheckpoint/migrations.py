@@ -10,11 +10,20 @@ every other file runs in one transaction together with its version row.
 is applied and unchanged it returns at once, so calling it at every start is
 cheap. Otherwise it takes a session advisory lock keyed on the schema, so ten
 processes calling it together apply each migration once, and checks again.
+
+Rolling upgrades (docs/migrations.md): a migration may declare, in its leading
+comment, ``-- pgcheckpoint: compatible-with <V>``: a release whose newest
+migration is ``V`` or later keeps working after it is applied. The value is
+recorded beside the version. A release that finds migrations newer than it
+knows carries on (with a log line) when every one of them declares
+compatibility with its newest version, and raises ``SchemaError`` otherwise.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import logging
 import re
 import zlib
 from dataclasses import dataclass
@@ -26,8 +35,11 @@ from ._queries import quote_schema
 from .errors import MigrationError, SchemaError
 
 NO_TRANSACTION = "-- pgcheckpoint: no-transaction"
+_COMPATIBLE = re.compile(r"^--\s*pgcheckpoint:\s*compatible-with\s+(\d+)\s*$")
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 TABLE = "pgcheckpoint_migrations"
+
+logger = logging.getLogger("pgcheckpoint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,18 @@ class Migration:
     @property
     def transactional(self) -> bool:
         return not self.text.startswith(NO_TRANSACTION)
+
+    @property
+    def compatible_with(self) -> int | None:
+        """The oldest newest-migration of a release that keeps working after this one
+        (its ``-- pgcheckpoint: compatible-with V`` line), or None: none older."""
+        for line in self.text.splitlines():
+            if not line.startswith("--"):
+                break  # only the leading comment declares
+            match = _COMPATIBLE.match(line.strip())
+            if match:
+                return int(match[1])
+        return None
 
     def render(self, schema: str) -> str:
         """The migration's SQL for one schema."""
@@ -90,15 +114,51 @@ def lock_key(schema: str) -> int:
     return 0x5047_4350_0000_0000 | digest  # "PGCP" in the high bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Newer:
+    """A migration in the database that this release does not ship."""
+
+    version: int
+    name: str
+    compatible_with: int | None
+
+    @property
+    def usable(self) -> bool:
+        """Whether this release keeps working with it applied."""
+        return self.compatible_with is not None and self.compatible_with <= latest_version()
+
+
+def check_newer(newer: list[Newer]) -> None:
+    """Raise ``SchemaError`` unless every newer migration declares this release compatible."""
+    blocking = [n for n in newer if not n.usable]
+    if not blocking:
+        return
+    names = ", ".join(
+        f"{n.version} ({n.name}, "
+        + ("declares no compatibility" if n.compatible_with is None
+           else f"needs a release with migration {n.compatible_with} or later")
+        + ")"
+        for n in blocking
+    )
+    raise SchemaError(
+        f"the database has migration(s) newer than this pgcheckpoint knows (latest "
+        f"{latest_version()}) that it cannot work with: {names}; upgrade pgcheckpoint "
+        "(docs/migrations.md)"
+    )
+
+
 def pending(applied: dict[int, str]) -> list[Migration]:
-    """The migrations still to apply, after checking the applied ones are ours and unchanged."""
+    """The migrations still to apply, after checking the applied ones this release
+    ships are unchanged (newer ones are judged by :func:`check_newer`)."""
     known = {m.version: m for m in all_migrations()}
+    latest = latest_version()
     for version, checksum in sorted(applied.items()):
         migration = known.get(version)
         if migration is None:
+            if version > latest:
+                continue
             raise SchemaError(
-                f"the database has migration {version}, newer than this pgcheckpoint knows "
-                f"(latest {latest_version()}); upgrade pgcheckpoint"
+                f"the database has migration {version}, which pgcheckpoint never shipped"
             )
         if migration.checksum != checksum:
             raise MigrationError(
@@ -118,11 +178,26 @@ def _sql(schema: str) -> dict[str, str]:
         "table": (
             f"CREATE TABLE IF NOT EXISTS {q}.{TABLE} (version integer PRIMARY KEY, "
             "name text NOT NULL, checksum text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())"
+            "applied_at timestamptz NOT NULL DEFAULT now(), compatible_with integer)"
+        ),
+        # Tables made before compatibility was recorded.
+        "compat_column": (
+            f"ALTER TABLE {q}.{TABLE} ADD COLUMN IF NOT EXISTS compatible_with integer"
         ),
         "record": (
-            f"INSERT INTO {q}.{TABLE} (version, name, checksum) "
-            "VALUES (%(version)s, %(name)s, %(checksum)s)"
+            f"INSERT INTO {q}.{TABLE} (version, name, checksum, compatible_with) "
+            "VALUES (%(version)s, %(name)s, %(checksum)s, %(compatible_with)s)"
+        ),
+        # Newer migrations (this release's successors always have the column).
+        "newer": (
+            f"SELECT version, name, compatible_with FROM {q}.{TABLE} "
+            "WHERE version > %(latest)s ORDER BY version"
+        ),
+        "details": f"SELECT version, name, checksum, applied_at FROM {q}.{TABLE}",
+        "has_compat": (
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = "
+            "pg_catalog.to_regclass(%(table)s) AND attname = 'compatible_with' "
+            "AND NOT attisdropped)"
         ),
     }
 
@@ -146,8 +221,41 @@ def status_plan(schema: str) -> Plan[dict[int, str]]:
     return Plan("migration status", make)
 
 
+def read_newer(schema: str, applied: dict[int, str]) -> PlanGen[list[Newer]]:
+    """The applied migrations newer than this release, with what they declare
+    (a sub-plan: ``yield from`` it)."""
+    latest = latest_version()
+    if not any(v > latest for v in applied):
+        return []
+    sql = _sql(schema)
+    table = f"{quote_schema(schema)}.{TABLE}"
+    rows = yield Query(sql["has_compat"], {"table": table}, fetch="all")
+    if rows and rows[0][0]:
+        rows = yield Query(sql["newer"], {"latest": latest}, fetch="all", prepare=False)
+        return [
+            Newer(int(str(v)), str(n), None if c is None else int(str(c)))
+            for v, n, c in rows or []
+        ]
+    rows = yield Query(sql["details"], None, fetch="all", prepare=False)
+    return [Newer(int(str(r[0])), str(r[1]), None) for r in rows or [] if int(str(r[0])) > latest]
+
+
+def _carry_on(schema: str, newer: list[Newer]) -> None:
+    logger.warning(
+        "pgcheckpoint: schema %r has migration(s) %s, newer than this pgcheckpoint (latest "
+        "%d); they declare this release compatible, so it carries on",
+        schema,
+        ", ".join(f"{n.version} ({n.name})" for n in newer),
+        latest_version(),
+    )
+
+
 def setup_plan(schema: str) -> Plan[list[int]]:
-    """Apply pending migrations; returns the versions applied (empty when up to date)."""
+    """Apply pending migrations; returns the versions applied (empty when up to date).
+
+    Migrations newer than this release are left alone when they declare it
+    compatible (logged), and raise ``SchemaError`` when they do not.
+    """
     sql = _sql(schema)
     table = f"{quote_schema(schema)}.{TABLE}"
     key = lock_key(schema)
@@ -156,7 +264,12 @@ def setup_plan(schema: str) -> Plan[list[int]]:
         rows = yield Query(sql["exists"], {"table": table}, fetch="all")
         if rows and rows[0][0]:
             rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
-            if not pending(_applied(rows)):
+            applied = _applied(rows)
+            newer = yield from read_newer(schema, applied)
+            check_newer(newer)
+            if not pending(applied):
+                if newer:
+                    _carry_on(schema, newer)
                 return []
         yield Query("SELECT pg_advisory_lock(%(key)s)", {"key": key}, fetch="all")
         ours = yield Query(sql["exists"], {"table": table}, fetch="all")
@@ -174,14 +287,19 @@ def setup_plan(schema: str) -> Plan[list[int]]:
                 )
         yield Query(sql["schema"], None, prepare=False)
         yield Query(sql["table"], None, prepare=False)
+        yield Query(sql["compat_column"], None, prepare=False)
         rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
-        todo = pending(_applied(rows))
+        applied = _applied(rows)
+        newer = yield from read_newer(schema, applied)
+        check_newer(newer)
+        todo = pending(applied)
         done: list[int] = []
         for migration in todo:
             record = {
                 "version": migration.version,
                 "name": migration.name,
                 "checksum": migration.checksum,
+                "compatible_with": migration.compatible_with,
             }
             if migration.transactional:
                 yield Query("BEGIN", None, prepare=False)
@@ -193,6 +311,8 @@ def setup_plan(schema: str) -> Plan[list[int]]:
                     yield Query(statement, None, prepare=False)
                 yield Query(sql["record"], record, prepare=False)
             done.append(migration.version)
+        if newer:
+            _carry_on(schema, newer)
         return done
 
     return Plan(
@@ -203,18 +323,89 @@ def setup_plan(schema: str) -> Plan[list[int]]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MigrationState:
+    """One migration, as ``migrate status`` shows it.
+
+    ``known``: shipped with this pgcheckpoint (a newer release's migration is
+    applied but not known). ``checksum_ok``: the applied text is the shipped
+    one (None when not applied or not known). ``compatible_with``: what the
+    migration declares (docs/migrations.md). ``usable``: this release works
+    with it applied.
+    """
+
+    version: int
+    name: str
+    applied: bool
+    known: bool
+    checksum_ok: bool | None
+    compatible_with: int | None
+    usable: bool
+    applied_at: dt.datetime | None
+
+
+def report_plan(schema: str) -> Plan[list[MigrationState]]:
+    """Every migration this release ships or the database has, in version order."""
+    sql = _sql(schema)
+    table = f"{quote_schema(schema)}.{TABLE}"
+
+    def make() -> PlanGen[list[MigrationState]]:
+        rows = yield Query(sql["exists"], {"table": table}, fetch="all")
+        found: dict[int, tuple[str, str, dt.datetime | None]] = {}
+        if rows and rows[0][0]:
+            rows = yield Query(sql["details"], None, fetch="all", prepare=False)
+            for v, n, c, at in rows or []:
+                found[int(str(v))] = (str(n), str(c), at if isinstance(at, dt.datetime) else None)
+        applied = {v: c for v, (_, c, _) in found.items()}
+        newer = {n.version: n for n in (yield from read_newer(schema, applied))}
+        out = []
+        for m in all_migrations():
+            row = found.get(m.version)
+            out.append(
+                MigrationState(
+                    version=m.version,
+                    name=m.name,
+                    applied=row is not None,
+                    known=True,
+                    checksum_ok=None if row is None else row[1] == m.checksum,
+                    compatible_with=m.compatible_with,
+                    usable=True,
+                    applied_at=None if row is None else row[2],
+                )
+            )
+        for version in sorted(set(found) - {m.version for m in all_migrations()}):
+            name, _, at = found[version]
+            n = newer.get(version)
+            out.append(
+                MigrationState(
+                    version=version,
+                    name=name,
+                    applied=True,
+                    known=False,
+                    checksum_ok=None,
+                    compatible_with=None if n is None else n.compatible_with,
+                    usable=n is not None and n.usable,
+                    applied_at=at,
+                )
+            )
+        return out
+
+    return Plan("migration_report", make)
+
+
 def render_pending(schema: str, applied: dict[int, str]) -> str:
     """The SQL a DBA would run by hand to bring ``schema`` up to date."""
     sql = _sql(schema)
-    out = [f"{sql['schema']};", f"{sql['table']};"]
+    out = [f"{sql['schema']};", f"{sql['table']};", f"{sql['compat_column']};"]
     for m in pending(applied):
         out.append(f"-- migration {m.version}: {m.name}")
         if m.transactional:
             out.append("BEGIN;")
         out.append(m.render(schema).strip())
+        compat = "NULL" if m.compatible_with is None else str(m.compatible_with)
         out.append(
-            f"INSERT INTO {quote_schema(schema)}.{TABLE} (version, name, checksum) "
-            f"VALUES ({m.version}, '{m.name}', '{m.checksum}');"
+            f"INSERT INTO {quote_schema(schema)}.{TABLE} (version, name, checksum, "
+            f"compatible_with) VALUES ({m.version}, '{m.name}', '{m.checksum}', {compat});"
         )
         if m.transactional:
             out.append("COMMIT;")

@@ -7,11 +7,13 @@ them, so the two constructors cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from .allowlist import AllowEntry
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
 from .errors import ConfigurationError
@@ -26,8 +28,10 @@ class SaverOptions(TypedDict, total=False):
     """Keyword arguments of both savers (all optional).
 
     - ``schema``: PostgreSQL schema holding the tables (default ``"public"``).
-    - ``serde``: LangGraph serializer (default: ``JsonPlusSerializer`` with the
-      strict msgpack allowlist).
+    - ``serde``: LangGraph serializer (default: ``JsonPlusSerializer``'s format with
+      pgcheckpoint's type rule, ``allowlist.PlainDataSerializer``; docs/serde.md).
+    - ``allow``: more types to rebuild on read, as ``"module:Class"``,
+      ``("module", "Class")`` or the class itself (docs/serde.md).
     - ``compression`` / ``chunking``: storage policies (docs/retention.md).
     - ``retry``: retry of transient errors (docs/resilience.md).
     - ``prepared_statements``: ``False`` behind PgBouncer in transaction mode.
@@ -38,6 +42,7 @@ class SaverOptions(TypedDict, total=False):
 
     schema: str
     serde: SerializerProtocol | None
+    allow: Iterable[AllowEntry]
     compression: CompressionPolicy | None
     chunking: ChunkingPolicy | None
     retry: RetryPolicy | None
@@ -66,6 +71,7 @@ def configure(saver: _RetentionBase, options: dict[str, Any]) -> tuple[RetryPoli
         saver,  # type: ignore[arg-type]
         schema=options.get("schema", "public"),
         serde=options.get("serde"),
+        allow=options.get("allow", ()),
         compression=options.get("compression"),
         chunking=options.get("chunking"),
     )

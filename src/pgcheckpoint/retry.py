@@ -44,6 +44,14 @@ class RetryPolicy:
         multiplier: growth of the wait bound per attempt.
         jitter: draw each wait uniformly from [0, bound] ("full jitter"), so
             clients that failed together do not come back together.
+        wait_for_server: seconds to keep retrying a server that does not
+            answer (connection refused, timed out, host not found) before the
+            saver has ever connected to it. The default, 0, reports such a
+            failure at once as ``ConnectionFailedError``: at start-up it is
+            most likely a wrong host or port. Set it when the application may
+            start before its database (containers started together). A server
+            that answered once and then goes away is always retried until
+            ``deadline``; see docs/resilience.md.
     """
 
     enabled: bool = True
@@ -52,8 +60,13 @@ class RetryPolicy:
     max_delay: float = 2.0
     multiplier: float = 2.0
     jitter: bool = True
+    wait_for_server: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.wait_for_server < 0:
+            raise ConfigurationError(
+                f"retry wait_for_server must be >= 0, got {self.wait_for_server}"
+            )
         if self.deadline < 0 or self.initial_delay < 0 or self.max_delay < self.initial_delay:
             raise ConfigurationError(
                 "retry needs deadline >= 0 and 0 <= initial_delay <= max_delay, got "

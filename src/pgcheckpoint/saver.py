@@ -22,7 +22,7 @@ from ._connections import SyncRunner, SyncSource
 from ._core import SaverCore
 from .concurrency import BatchSync
 from .health import HealthSync
-from .migrations import setup_plan, status_plan
+from .migrations import MigrationState, report_plan, setup_plan, status_plan
 from .options import SaverOptions, configure
 from .pooling import PoolSettings
 from .retention import sweeper_settings_from_env
@@ -62,34 +62,46 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         conn_string: str | None = None,
         *,
         pool: PoolSettings | None = None,
-        **kwargs: Any,
+        pipeline: bool = False,
+        **options: Unpack[SaverOptions],
     ) -> Iterator[PostgresSaver]:
         """A saver on a new connection pool, closed when the block ends.
 
         ``conn_string`` defaults to ``DATABASE_URL``, then to the embedded
-        PostgreSQL (``pip install 'pgcheckpoint[embedded]'``). Other keyword
-        arguments go to the constructor.
+        PostgreSQL (``pip install 'pgcheckpoint[embedded]'``). ``pool`` sizes and
+        times the pool. ``pipeline`` is accepted for compatibility with
+        langgraph-checkpoint-postgres and changes nothing: pgcheckpoint already
+        sends a checkpoint's statements in one pipeline where that saves round
+        trips, and a connection-wide pipeline (what the official saver's
+        ``pipeline=True`` builds) cannot be shared through a pool. Other keyword
+        arguments are the constructor's (:class:`~pgcheckpoint.options.SaverOptions`);
+        an unknown one raises ``ConfigurationError``. An invalid connection
+        string raises ``ConfigurationError`` before anything connects.
         """
+        from ._conninfo import check
         from .embedded import resolve_dsn
 
+        del pipeline  # see the docstring
         settings = pool or PoolSettings()
-        kwargs.setdefault("prepared_statements", settings.prepared_statements)
-        with ConnectionPool(resolve_dsn(conn_string), open=True, **settings.pool_kwargs()) as p:
-            saver = cls(p, **kwargs)
+        options.setdefault("prepared_statements", settings.prepared_statements)
+        dsn = resolve_dsn(conn_string)
+        check(dsn)
+        with ConnectionPool(dsn, open=True, **settings.pool_kwargs()) as p:
+            saver = cls(p, **options)
             with saver.auto_sweeper():
                 yield saver
 
     @classmethod
     @contextmanager
-    def from_env(cls, **kwargs: Any) -> Iterator[PostgresSaver]:
+    def from_env(cls, **options: Unpack[SaverOptions]) -> Iterator[PostgresSaver]:
         """:meth:`from_conn_string` on ``DATABASE_URL`` with the retention settings of
         ``CHECKPOINT_RETENTION_DAYS``, ``CHECKPOINT_MAX_VERSIONS``,
         ``CHECKPOINT_AUTO_CLEANUP`` and ``CHECKPOINT_CLEANUP_INTERVAL``;
         keyword arguments override them."""
         settings = sweeper_settings_from_env()
-        if any(k in kwargs for k in ("max_versions", "max_age", "retention_days")):
+        if any(k in options for k in ("max_versions", "max_age", "retention_days")):
             settings.pop("retention")
-        settings.update(kwargs)
+        settings.update(options)
         with cls.from_conn_string(None, **settings) as saver:
             yield saver
 
@@ -101,6 +113,11 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
     def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""
         return self._runner.run(status_plan(self.schema))
+
+    def migration_report(self) -> list[MigrationState]:
+        """Every migration this release ships or the database has (newer ones
+        included), applied or not; see docs/migrations.md."""
+        return self._runner.run(report_plan(self.schema))
 
     # --- the checkpoint contract -------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -156,8 +173,16 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         self._runner.run(self._copy_thread_plan(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """``keep_latest``: keep each namespace's newest checkpoint (and the ancestors
-        its DeltaChannels need); ``delete``: delete the threads."""
+        """Prune threads, in one transaction under their row locks.
+
+        ``delete`` deletes the threads. ``keep_latest`` keeps each namespace's
+        newest checkpoint with its pending writes, and the ancestors its
+        DeltaChannels need; drops the namespaces of finished subgraph calls (a
+        call's namespace stays while it belongs to the root's newest checkpoint;
+        a ``checkpointer=True`` subgraph's always does); and leaves no kept
+        checkpoint naming a deleted parent (its parent becomes None). See
+        docs/retention.md, "prune".
+        """
         self._runner.run(self._prune_plan(thread_ids, strategy))
 
     def get_delta_channel_history(

@@ -3,7 +3,7 @@ written by real LangGraph graphs (tests/inspector/_chat.py)."""
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
 import re
 from collections.abc import Iterator
@@ -206,29 +206,31 @@ def test_errors_are_pages_not_crashes(client: TestClient) -> None:
     assert client.get("/?after_at=yesterday&after_id=x").status_code == 400
 
 
-@dataclasses.dataclass
-class NotAllowed:
-    """A type outside the msgpack allowlist: its values must be shown raw."""
-
-    secret: str
+class NotAllowed(frozenset[str]):
+    """A type the allowlist refuses (not a data class): its values must be shown raw."""
 
 
 def test_values_the_allowlist_refuses_are_shown_raw(saver: PostgresSaver) -> None:
     from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+    # The saver refuses to write what it could not read back: these rows come from a
+    # writer with LangGraph's permissive serde, as from another application.
+    writer = copy.copy(saver)
+    writer.serde = JsonPlusSerializer()
     cp = empty_checkpoint()
-    cp["channel_values"] = {"thing": NotAllowed("<b>raw</b>"), "n": 1}
+    cp["channel_values"] = {"thing": NotAllowed({"<b>raw</b>"}), "n": 1}
     cp["channel_versions"] = {
         "thing": saver.get_next_version(None),
         "n": saver.get_next_version(None),
     }
-    conf = saver.put(
+    conf = writer.put(
         {"configurable": {"thread_id": "blocked", "checkpoint_ns": ""}},
         cp,
         {"source": "input", "step": -1},
         dict(cp["channel_versions"]),
     )
-    saver.put_writes(conf, [("__interrupt__", [NotAllowed("why")])], "task-1")
+    writer.put_writes(conf, [("__interrupt__", [NotAllowed({"why"})])], "task-1")
     with TestClient(create_app(saver)) as c:
         listing = c.get("/")
         assert listing.status_code == 200 and "refusing to load" in listing.text
@@ -361,9 +363,12 @@ def test_pin_retention_export_delete(
     export = _act(c, "export", thread_id="chat-bob-1")
     assert export.status_code == 200
     assert export.headers["content-type"].startswith("application/x-ndjson")
-    lines = export.text.splitlines()
-    assert json.loads(lines[0])["format"] == "pgcheckpoint.ndjson"
-    assert len(lines) - 1 == len(saver.list_versions("chat-bob-1"))
+    records = [json.loads(line) for line in export.text.splitlines()]
+    assert records[0]["format"] == "pgcheckpoint.ndjson"
+    kept = len(saver.list_versions("chat-bob-1"))
+    assert sum(r.get("kind") == "checkpoint" for r in records) == kept
+    assert records[-1]["kind"] == "trailer"
+    assert records[-1]["threads"]["chat-bob-1"]["checkpoints"] == kept
 
     assert _act(c, "delete", thread_id="chat-bob-1").status_code == 303
     assert saver.thread_summary("chat-bob-1") is None

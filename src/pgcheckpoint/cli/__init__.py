@@ -11,6 +11,7 @@ every command's help has an example).
 from __future__ import annotations
 
 import importlib
+import logging
 
 import click
 
@@ -27,6 +28,9 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Entry point of the ``pgcheckpoint`` script."""
+    # psycopg_pool logs every failed connection attempt; a command's own error
+    # already says, once, why it could not connect.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     cli(prog_name="pgcheckpoint", auto_envvar_prefix="PGCHECKPOINT")
 
 

@@ -3,11 +3,16 @@
 Commands stay thin: parse options, open a saver with :func:`open_saver`, call
 one public library function, hand the result to :func:`emit` (rich for people,
 ``--json`` for scripts). Library errors become a one-line message and exit code 1.
+
+Every command that opens the database names it on stderr first (user, host,
+port, database and schema, never the password), and says so when, with no
+connection string given, it uses the embedded PostgreSQL of the project.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -17,13 +22,20 @@ from typing import Any, TypeVar, cast
 import click
 from rich.console import Console
 
-from ..errors import PgCheckpointError
+from .._conninfo import check, describe
+from ..allowlist import parse_allow
+from ..errors import ConfigurationError, PgCheckpointError
+from ..pooling import PoolSettings
 from ..saver import PostgresSaver
 from ._output import jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+DEFAULT_CONNECT_TIMEOUT = 10
+_META_TIMEOUT = "pgcheckpoint.connect_timeout"
+_META_TARGET = "pgcheckpoint.target"
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -32,7 +44,8 @@ def cli() -> None:
     """pgcheckpoint: inspect, migrate and operate LangGraph checkpoints on PostgreSQL.
 
     Every command takes --dsn (default: $PGCHECKPOINT_DSN, then $DATABASE_URL, then the
-    embedded PostgreSQL), --schema and --json. Other options can be set with
+    project's embedded PostgreSQL), --schema, --connect-timeout and --json, and names the
+    database it uses on stderr. Other options can be set with
     PGCHECKPOINT_<COMMAND>_<OPTION> environment variables.
 
     \b
@@ -40,6 +53,11 @@ def cli() -> None:
         export DATABASE_URL=postgresql://localhost/app
         pgcheckpoint threads list --limit 5
     """
+
+
+def _remember_timeout(ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        ctx.meta[_META_TIMEOUT] = value
 
 
 def common_options(func: F) -> F:
@@ -60,11 +78,58 @@ def common_options(func: F) -> F:
             show_default=True,
             help="Schema holding pgcheckpoint's tables.",
         ),
+        click.option(
+            "--connect-timeout",
+            type=click.IntRange(min=1),
+            default=DEFAULT_CONNECT_TIMEOUT,
+            show_default=True,
+            envvar="PGCHECKPOINT_CONNECT_TIMEOUT",
+            metavar="SECONDS",
+            expose_value=False,
+            callback=_remember_timeout,
+            help="Seconds to wait for the server to accept a connection "
+            "[env: PGCHECKPOINT_CONNECT_TIMEOUT].",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
+        click.option(
+            "--allow",
+            envvar="PGCHECKPOINT_ALLOW",
+            multiple=True,
+            metavar="MODULE:CLASS",
+            expose_value=False,
+            callback=_remember_allow,
+            help="Also rebuild this stored type on read; its module is imported, so its "
+            "other data classes load too (repeatable) [env: PGCHECKPOINT_ALLOW, space- or "
+            "comma-separated].",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+_ALLOW_KEY = "pgcheckpoint.allow"
+
+
+def _remember_allow(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
+    """Keep --allow for :func:`open_saver`, so commands need no parameter of their own."""
+    entries = [e for v in value for e in v.replace(",", " ").split()]
+    try:
+        modules = sorted({module for module, _ in parse_allow(entries)})
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param_hint="--allow") from exc
+    # Imported now, as the application would have: the data classes of these modules
+    # (the types nested in the listed ones) then load too (docs/serde.md).
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise click.BadParameter(
+                f"cannot import module {module!r}: {type(exc).__name__}: {exc}",
+                ctx=ctx,
+                param_hint="--allow",
+            ) from exc
+    ctx.meta[_ALLOW_KEY] = entries
 
 
 def handle_errors(func: F) -> F:
@@ -80,11 +145,40 @@ def handle_errors(func: F) -> F:
     return cast(F, wrapper)
 
 
+def _say(text: str) -> None:
+    click.echo(f"pgcheckpoint: {text}", err=True)
+
+
 @contextmanager
 def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
-    """A saver for one command (``dsn`` None: ``resolve_dsn``'s embedded server)."""
-    with PostgresSaver.from_conn_string(dsn, schema=schema) as saver:
+    """A saver for one command, after naming its database on stderr (``dsn`` None:
+    the project's embedded server, after saying so), with the command's ``--allow``
+    types added to its allowlist."""
+    from ..embedded import default_data_dir, project_root, start_embedded
+
+    ctx = click.get_current_context()
+    if not dsn:
+        _say(
+            "no --dsn, PGCHECKPOINT_DSN or DATABASE_URL given: using the embedded "
+            f"PostgreSQL of project {project_root()} (data in {default_data_dir()})"
+        )
+        dsn = start_embedded().url
+    check(dsn)
+    target = f'{describe(dsn)}, schema "{schema}"'
+    ctx.meta[_META_TARGET] = target
+    _say(target)
+    settings = PoolSettings(
+        min_size=1,
+        connect_timeout=int(ctx.meta.get(_META_TIMEOUT, DEFAULT_CONNECT_TIMEOUT)),
+    )
+    allow = ctx.meta.get(_ALLOW_KEY, [])
+    with PostgresSaver.from_conn_string(dsn, pool=settings, schema=schema, allow=allow) as saver:
         yield saver
+
+
+def current_target() -> str:
+    """The database (and schema) :func:`open_saver` opened for this command."""
+    return str(click.get_current_context().meta.get(_META_TARGET, "the database"))
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -6,9 +6,10 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ..migrations import all_migrations, render_pending
+from ..migrations import MigrationState, latest_version, render_pending
 from ._app import common_options, emit, handle_errors, open_saver
 
 
@@ -18,6 +19,10 @@ from ._app import common_options, emit, handle_errors, open_saver
 def setup(dsn: str | None, schema: str, as_json: bool) -> None:
     """Create or upgrade pgcheckpoint's tables (idempotent, safe to run concurrently).
 
+    A database already migrated by a newer pgcheckpoint is left alone when its newer
+    migrations declare this release compatible (exit 0, saying so); otherwise this
+    fails and says which migration needs a newer release (docs/migrations.md).
+
     \b
     Example:
         pgcheckpoint setup --dsn postgresql://localhost/app
@@ -25,15 +30,29 @@ def setup(dsn: str | None, schema: str, as_json: bool) -> None:
     with open_saver(dsn, schema) as saver:
         before = set(saver.migration_status())
         saver.setup()
-        applied = sorted(set(saver.migration_status()) - before)
+        report = saver.migration_report()
+    applied = sorted({m.version for m in report if m.applied} - before)
+    newer = [m for m in report if not m.known]
 
     def render(out: Console) -> None:
         if applied:
             out.print(f"[green]applied migrations {', '.join(map(str, applied))}[/] to {schema!r}")
+        elif newer:
+            out.print(
+                f"schema {schema!r} has migration(s) "
+                f"{', '.join(str(m.version) for m in newer)} from a newer pgcheckpoint "
+                f"(this one knows up to {latest_version()}); they declare this release "
+                "compatible, nothing to do",
+                markup=False,
+            )
         else:
             out.print(f"schema {schema!r} is up to date")
 
-    emit(as_json, {"schema": schema, "applied": applied}, render)
+    emit(
+        as_json,
+        {"schema": schema, "applied": applied, "newer": [m.version for m in newer]},
+        render,
+    )
 
 
 @click.group()
@@ -47,15 +66,19 @@ def migrate() -> None:
     """
 
 
-def _status_rows(applied: dict[int, str]) -> list[dict[str, Any]]:
+def _status_rows(report: list[MigrationState]) -> list[dict[str, Any]]:
     return [
         {
             "version": m.version,
             "name": m.name,
-            "applied": m.version in applied,
-            "checksum_ok": applied.get(m.version, m.checksum) == m.checksum,
+            "applied": m.applied,
+            "known": m.known,
+            "checksum_ok": (m.checksum_ok is not False) if m.known else None,
+            "compatible_with": m.compatible_with,
+            "usable": m.usable,
+            "applied_at": m.applied_at,
         }
-        for m in all_migrations()
+        for m in report
     ]
 
 
@@ -63,23 +86,30 @@ def _status_rows(applied: dict[int, str]) -> list[dict[str, Any]]:
 @common_options
 @handle_errors
 def status(dsn: str | None, schema: str, as_json: bool) -> None:
-    """Show which migrations are applied.
+    """Show every migration: those this release ships, applied or not, and those a
+    newer release applied ("unknown"), with whether this release works with them.
 
     \b
     Example:
         pgcheckpoint migrate status --json
     """
     with open_saver(dsn, schema) as saver:
-        rows = _status_rows(saver.migration_status())
+        rows = _status_rows(saver.migration_report())
 
     def render(out: Console) -> None:
-        table = Table("version", "name", "applied", "checksum", title=f"schema {schema!r}")
+        table = Table(
+            "version", "name", "applied", "checksum", "compatible with", title=f"schema {schema!r}"
+        )
         for r in rows:
+            compat = "-" if r["compatible_with"] is None else str(r["compatible_with"])
+            if not r["known"]:
+                compat += " [green](usable)" if r["usable"] else " [red](needs a newer release)"
             table.add_row(
                 str(r["version"]),
-                r["name"],
+                escape(r["name"]) + ("" if r["known"] else " [yellow](unknown: newer release)"),
                 "yes" if r["applied"] else "[yellow]no",
-                "ok" if r["checksum_ok"] else "[red]changed",
+                "-" if not r["known"] else ("ok" if r["checksum_ok"] else "[red]changed"),
+                compat,
             )
         out.print(table)
 

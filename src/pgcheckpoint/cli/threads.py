@@ -12,10 +12,11 @@ from rich.panel import Panel
 from rich.pretty import Pretty
 from rich.table import Table
 
+from ..codec import show_unloadable
 from ..errors import InvalidInputError
 from ..saver import PostgresSaver
 from ..threads import ChannelDiff, ThreadStats, VersionInfo, diff_checkpoints
-from ._app import common_options, emit, handle_errors, open_saver, parse_filter
+from ._app import common_options, current_target, emit, handle_errors, open_saver, parse_filter
 from ._output import short, summarize, when
 
 
@@ -187,12 +188,15 @@ def show(
 ) -> None:
     """The state of a checkpoint (the latest when CHECKPOINT_ID is left out).
 
+    A value naming a type this process may not rebuild (docs/serde.md) is shown as
+    <not loaded: module.Class (msgpack, N bytes)>; --allow module:Class loads it.
+
     \b
     Example:
         pgcheckpoint show user-42
         pgcheckpoint show user-42 1ef6a3c2-0d6e-6b8e-8003-5d9c8f1d2a11 --json
     """
-    with open_saver(dsn, schema) as saver:
+    with open_saver(dsn, schema) as saver, show_unloadable():
         found = _get(saver, thread_id, checkpoint_id, ns)
     data = {
         "config": found.config,
@@ -252,7 +256,7 @@ def diff(
     Example:
         pgcheckpoint diff user-42 1ef6a3c2-...-0001 1ef6a3c2-...-0007
     """
-    with open_saver(dsn, schema) as saver:
+    with open_saver(dsn, schema) as saver, show_unloadable():
         diffs = diff_checkpoints(
             _get(saver, thread_id, a, ns).checkpoint, _get(saver, thread_id, b, ns).checkpoint
         )
@@ -321,9 +325,9 @@ def delete(
         if checkpoint_id
         else (f"thread {thread_id!r}")
     )
-    if not yes:
-        click.confirm(f"Delete {what}?", abort=True)
     with open_saver(dsn, schema) as saver:
+        if not yes:
+            click.confirm(f"Delete {what} from {current_target()}?", abort=True)
         if checkpoint_id:
             saver.delete_checkpoint(thread_id, checkpoint_id, checkpoint_ns=ns)
         else:

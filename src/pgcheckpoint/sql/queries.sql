@@ -292,46 +292,21 @@ WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
   AND x.checkpoint_id = gone.checkpoint_id;
 
 -- name: prune_keep_latest
--- Keeps, per namespace, the newest checkpoint and every ancestor its delta
--- channels (DeltaChannel, named in metadata.counters_since_delta_snapshot)
--- need to be rebuilt: the walk goes up the parent chain until each of them has
--- a stored value. Deletes every other checkpoint of the threads and their writes.
-WITH RECURSIVE heads AS (
-    SELECT DISTINCT ON (thread_id, checkpoint_ns)
-           thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels,
-           CASE WHEN jsonb_typeof(metadata -> 'counters_since_delta_snapshot') = 'object'
-                THEN ARRAY(SELECT jsonb_object_keys(metadata -> 'counters_since_delta_snapshot'))
-                ELSE '{}'::text[] END AS remaining
-    FROM {schema}.checkpoints
-    WHERE thread_id = ANY (%(thread_ids)s::text[])
-    ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
-), keep AS (
-    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-           ARRAY(SELECT r FROM unnest(remaining) AS r WHERE r <> ALL (channels)) AS remaining
-    FROM heads
-  UNION ALL
-    SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id,
-           ARRAY(SELECT r FROM unnest(k.remaining) AS r WHERE r <> ALL (p.channels))
-    FROM keep k
-    JOIN {schema}.checkpoints p
-      ON p.thread_id = k.thread_id AND p.checkpoint_ns = k.checkpoint_ns
-     AND p.checkpoint_id = k.parent_checkpoint_id AND p.checkpoint_id < k.checkpoint_id
-    WHERE cardinality(k.remaining) > 0
-), gone AS (
-    DELETE FROM {schema}.checkpoints c
-    WHERE c.thread_id = ANY (%(thread_ids)s::text[])
-      AND NOT EXISTS (SELECT 1 FROM keep
-                      WHERE keep.thread_id = c.thread_id AND keep.checkpoint_ns = c.checkpoint_ns
-                        AND keep.checkpoint_id = c.checkpoint_id)
-    RETURNING c.thread_id, c.checkpoint_ns, c.checkpoint_id
-)
-DELETE FROM {schema}.writes x USING gone
-WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
-  AND x.checkpoint_id = gone.checkpoint_id;
+-- pgcheckpoint_trim (migration 0005) with a limit of one checkpoint per
+-- namespace and no pins: the newest checkpoint of each namespace that stays,
+-- the ancestors its DeltaChannels need, the writes of what is kept; finished
+-- subgraph calls go whole; no kept checkpoint names a deleted parent. Run only
+-- under lock_threads.
+SELECT {schema}.pgcheckpoint_trim(
+    %(thread_ids)s::text[],
+    array_fill(1, ARRAY[cardinality(%(thread_ids)s::text[])]),
+    array_fill(NULL::timestamptz, ARRAY[cardinality(%(thread_ids)s::text[])]),
+    false);
 
 -- name: gc
 -- Blobs and chunks of the given threads that nothing references any more
--- (migration 0004, shared with the sweep). Run only under lock_threads.
+-- (pgcheckpoint_gc: migration 0004, redefined set-based in 0005; shared with the
+-- sweep). Run only under lock_threads.
 SELECT {schema}.pgcheckpoint_gc(%(thread_ids)s::text[]);
 
 -- name: thread_exists

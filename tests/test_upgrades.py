@@ -1,0 +1,192 @@
+"""Rolling upgrades: this release against a database a newer release has migrated.
+
+"Newer" is simulated by shipping one extra migration for the duration of a
+``newer_release()`` block (the library then behaves as the next release would:
+it applies the migration and records what it declares). Outside the block the
+code is this release again, the "old" one, facing a schema it does not know.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES
+
+from pgcheckpoint import PostgresSaver, SchemaError
+from pgcheckpoint import migrations as mig
+from pgcheckpoint.migrations import Migration, latest_version
+
+OLD_LATEST = latest_version()
+
+# What a backward-compatible migration may do (docs/migrations.md): add a
+# nullable column, a table, an index, a function under a new name.
+FUTURE_SQL = """-- a newer release's migration (simulated by tests/test_upgrades.py)
+ALTER TABLE {schema}.checkpoints ADD COLUMN future_note text;
+CREATE TABLE {schema}.future_things (thread_id text PRIMARY KEY, note text);
+CREATE INDEX checkpoints_future_note_idx ON {schema}.checkpoints (future_note);
+"""
+
+
+def future(compatible_with: int | None, version: int = OLD_LATEST + 1) -> Migration:
+    header = (
+        "" if compatible_with is None else f"-- pgcheckpoint: compatible-with {compatible_with}\n"
+    )
+    return Migration(version, "future", header + FUTURE_SQL)
+
+
+@contextmanager
+def newer_release(*extra: Migration) -> Iterator[None]:
+    """Run the block as a release that also ships ``extra``."""
+    shipped = mig.all_migrations()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mig, "all_migrations", lambda: (*shipped, *extra))
+        yield
+
+
+def _migrate_as_newer(url: str, *extra: Migration) -> None:
+    with newer_release(*extra), PostgresSaver.from_conn_string(url) as saver:
+        assert saver.setup() is None
+        assert max(saver.migration_status()) == extra[-1].version
+
+
+def test_compatible_with_is_read_from_the_leading_comment() -> None:
+    assert future(OLD_LATEST).compatible_with == OLD_LATEST
+    assert future(None).compatible_with is None
+    late = Migration(9, "x", "-- doc\nSELECT 1;\n-- pgcheckpoint: compatible-with 3\n")
+    assert late.compatible_with is None  # only the leading comment declares
+    assert all(m.compatible_with is None for m in mig.all_migrations() if m.version <= 4)
+
+
+def test_newer_compatible_schema_is_recorded_and_old_setup_carries_on(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _migrate_as_newer(db_url, future(OLD_LATEST))
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT compatible_with FROM pgcheckpoint_migrations WHERE version = %s",
+            [OLD_LATEST + 1],
+        ).fetchone()
+    assert row == (OLD_LATEST,)
+    with (
+        caplog.at_level(logging.WARNING, logger="pgcheckpoint"),
+        PostgresSaver.from_conn_string(db_url) as saver,
+    ):
+        saver.setup()  # the old release: no error
+        report = saver.health_check()
+        states = saver.migration_report()
+    assert "they declare this release compatible, so it carries on" in caplog.text
+    assert report.ok and report.schema_version == OLD_LATEST + 1
+    assert any("declared compatible" in w for w in report.warnings)
+    unknown = [s for s in states if not s.known]
+    assert [(s.version, s.name, s.usable) for s in unknown] == [(OLD_LATEST + 1, "future", True)]
+
+
+async def test_old_release_passes_conformance_on_a_newer_schema(db_url: str) -> None:
+    _migrate_as_newer(db_url, future(OLD_LATEST))
+
+    async def make() -> AsyncIterator[BaseCheckpointSaver[Any]]:
+        with PostgresSaver.from_conn_string(db_url) as saver:
+            saver.setup()
+            yield saver
+
+    registered = checkpointer_test(name="old-release-on-newer-schema")(make)
+    capabilities = {c.value for c in BASE_CAPABILITIES}
+    report = await validate(registered, capabilities=capabilities)
+    for capability in capabilities:
+        result = report.results[capability]
+        assert result.tests_failed == 0 and result.passed, (capability, result.failures)
+        assert result.tests_passed > 0
+
+
+@pytest.mark.parametrize(
+    ("compatible_with", "says"),
+    [(None, "declares no compatibility"), (OLD_LATEST + 1, "needs a release with migration")],
+)
+def test_incompatible_newer_schema_raises_and_changes_nothing(
+    db_url: str, compatible_with: int | None, says: str
+) -> None:
+    # The newer release ships two migrations; the second is not compatible.
+    header = (
+        "" if compatible_with is None else f"-- pgcheckpoint: compatible-with {compatible_with}\n"
+    )
+    later = header + FUTURE_SQL.replace("future", "later")
+    breaking = Migration(OLD_LATEST + 2, "future_break", later)
+    _migrate_as_newer(db_url, future(OLD_LATEST), breaking)
+    before = _rows(db_url)
+    with (
+        PostgresSaver.from_conn_string(db_url) as saver,
+        pytest.raises(SchemaError, match=rf"{OLD_LATEST + 2} \(future_break, {says}"),
+    ):
+        saver.setup()
+    assert _rows(db_url) == before
+    with PostgresSaver.from_conn_string(db_url) as saver:
+        report = saver.health_check()
+    assert not report.ok and any("NOT compatible" in w for w in report.warnings)
+
+
+def _rows(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT * FROM pgcheckpoint_migrations ORDER BY version").fetchall()
+
+
+def test_a_table_without_the_compatibility_column_is_read_as_incompatible(db_url: str) -> None:
+    """A migrations table from before compatibility was recorded (this release's
+    predecessors) holding an unknown version: refused, not guessed."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE pgcheckpoint_migrations DROP COLUMN compatible_with")
+        conn.execute(
+            "INSERT INTO pgcheckpoint_migrations (version, name, checksum) "
+            "VALUES (%s, 'from_the_future', 'x')",
+            [OLD_LATEST + 1],
+        )
+    with (
+        PostgresSaver.from_conn_string(db_url) as saver,
+        pytest.raises(SchemaError, match="from_the_future, declares no compatibility"),
+    ):
+        saver.setup()
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": url, "COLUMNS": "200"}
+    env.pop("PGCHECKPOINT_DSN", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pgcheckpoint.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cli_setup_and_status_with_a_newer_schema(db_url: str) -> None:
+    import json
+
+    _migrate_as_newer(db_url, future(OLD_LATEST))
+    setup = _cli(db_url, "setup")
+    assert setup.returncode == 0, setup.stderr
+    assert "from a newer pgcheckpoint" in setup.stdout and "compatible" in setup.stdout
+    rows = json.loads(_cli(db_url, "migrate", "status", "--json").stdout)
+    assert [r["version"] for r in rows] == list(range(1, OLD_LATEST + 2))
+    newest = rows[-1]
+    assert newest["known"] is False and newest["applied"] is True and newest["usable"] is True
+    table = _cli(db_url, "migrate", "status").stdout
+    assert "unknown: newer release" in table and "usable" in table
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO pgcheckpoint_migrations (version, name, checksum) VALUES (%s, 'x', 'y')",
+            [OLD_LATEST + 2],
+        )
+    refused = _cli(db_url, "setup")
+    assert refused.returncode == 1 and "SchemaError" in refused.stderr
+    assert "needs a newer release" in _cli(db_url, "migrate", "status").stdout
