@@ -547,3 +547,33 @@ def test_ndjson_line_whose_channels_and_versions_differ_is_refused(
     with pytest.raises(TransferError, match="channels and versions differ"):
         import_ndjson(saver, path)
     assert db_snapshot(db_url) == before
+
+
+def test_export_of_a_chunk_list_naming_one_chunk_many_times_stops_at_the_limit(
+    saver: PostgresSaver, db_url: str, tmp_path: Any
+) -> None:
+    from pgcheckpoint import TransferError
+    from pgcheckpoint.transfer import export_file
+
+    put(saver, "rep", {"doc": random.Random(3).randbytes(300_000)})
+    (h,) = sql(db_url, "SELECT hash FROM chunks WHERE NOT compressed LIMIT 1")[0]
+    piece = random.Random(4).randbytes(256 * 1024)
+    sql(db_url, "UPDATE chunks SET data = %s, hash = %s WHERE hash = %s", piece, digest(piece), h)
+    sql(db_url, "UPDATE blobs SET chunk_refs = %s WHERE chunk_refs IS NOT NULL",
+        digest(piece) * 2000)
+    with Peak() as peak, pytest.raises(TransferError, match="grows beyond"):
+        export_file(saver, tmp_path / "out.ndjson")
+    assert peak.bytes < 64 * MiB
+    assert not (tmp_path / "out.ndjson").exists()
+
+
+def test_export_of_an_altered_chunk_raises_integrity_error(
+    saver: PostgresSaver, db_url: str, tmp_path: Any
+) -> None:
+    from pgcheckpoint.transfer import export_file
+
+    put(saver, "alt", {"doc": random.Random(8).randbytes(100_000)})
+    sql(db_url, "UPDATE chunks SET data = set_byte(data, 7, get_byte(data, 7) # 1) "
+                "WHERE hash = (SELECT hash FROM chunks ORDER BY hash LIMIT 1)")
+    with pytest.raises(IntegrityError):
+        export_file(saver, tmp_path / "out.ndjson")
