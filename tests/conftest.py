@@ -110,11 +110,24 @@ def pg_server_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def databases(pg_server_url: str) -> Databases:
-    """Helper to create and drop extra databases on the test server."""
-    dbs = Databases(pg_server_url)
-    dbs.drop_stale()
-    return dbs
+def databases(pg_server_url: str) -> Iterator[Databases]:
+    """Helper to create and drop extra databases on the test server. On a Citus
+    coordinator (tests/_citus.py) they are made on every node, and ``setup()``
+    distributes the template's tables, so the whole suite runs distributed."""
+    from _citus import CitusDatabases, citus_workers
+
+    workers = citus_workers(pg_server_url)
+    if workers is None:
+        dbs = Databases(pg_server_url)
+        dbs.drop_stale()
+        yield dbs
+        return
+    citus = CitusDatabases(pg_server_url, workers)
+    citus.drop_stale()
+    try:
+        yield citus  # type: ignore[misc]
+    finally:
+        citus.close()
 
 
 @pytest.fixture(scope="session")

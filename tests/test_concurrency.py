@@ -154,26 +154,6 @@ def test_deliberate_branches_are_allowed(saver: PostgresSaver) -> None:
     assert graph.get_state(cfg).values["n"] == 4
 
 
-def test_guard_sees_a_writer_that_moved_the_thread_on(saver: PostgresSaver) -> None:
-    graph = counter_graph(saver, delay=0)
-    cfg = config(f"stale-{uuid.uuid4().hex[:8]}")
-    graph.invoke(start_input(3), cfg)
-    head = saver.get_tuple(cfg)
-    assert head is not None and head.parent_config is not None
-    stale_parent = head.parent_config  # n=2, step k-1: now a stale head
-    cp = dict(head.checkpoint)
-    cp["id"] = str(uuid.uuid4())
-    meta = {"source": "loop", "step": head.metadata["step"], "parents": {}}
-    parent = saver.get_tuple(stale_parent)
-    assert parent is not None
-    with pytest.raises(ConcurrentUpdateError, match="no longer the thread's latest"):
-        saver.put(stale_parent, cp, meta, {})  # type: ignore[arg-type]
-    assert (
-        saver.get_tuple({"configurable": {**cfg["configurable"], "checkpoint_id": cp["id"]}})
-        is None
-    )
-
-
 def test_batch_save_checkpoints(saver: PostgresSaver) -> None:
     items = [batch_item(f"batch-{i}", i) for i in range(50)]
     configs = saver.batch_save_checkpoints(items)

@@ -64,7 +64,8 @@ EXPECTED_INDEXES = {
 }
 # Functions ('f') and procedures ('p') of the schema.
 EXPECTED_ROUTINES = {
-    ("pgcheckpoint_fork_guard", "f"), ("pgcheckpoint_delete_threads", "f"),
+    ("pgcheckpoint_fork_guard", "f"), ("pgcheckpoint_put_guard", "f"),
+    ("pgcheckpoint_delete_threads", "f"),
     ("pgcheckpoint_gc", "f"), ("pgcheckpoint_measure", "f"), ("pgcheckpoint_sweep_batch", "f"),
     ("pgcheckpoint_sweep_strays", "f"), ("pgcheckpoint_sweep_lock_key", "f"),
     ("pgcheckpoint_sweep", "p"), ("pgcheckpoint_trim", "f"),

@@ -54,7 +54,7 @@ TARGET = 80
 FAULTS = ("cut_all", "drop_mid_statement", "drop_after_put", "terminate_all", "restart")
 # The text of put_checkpoint (sent in full: the tests switch prepared statements
 # off) names the fork guard; no other statement does.
-PUT_STATEMENT = b"pgcheckpoint_fork_guard"
+PUT_STATEMENT = b"pgcheckpoint_put_guard"
 POOL = PoolSettings(min_size=2, max_size=4, connect_timeout=2, timeout=10)
 
 

@@ -57,6 +57,7 @@ from .errors import (
     ConcurrentUpdateError,
     ConfigurationError,
     ConnectionFailedError,
+    MissingParentError,
     RetryExhaustedError,
     StorageError,
     TransientStorageError,
@@ -73,6 +74,7 @@ AsyncSource = psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any]
 
 
 FORK_GUARD_STATE = "PGC01"
+MISSING_PARENT_STATE = "PGC02"
 
 
 def translate(
@@ -82,10 +84,13 @@ def translate(
     ``secrets`` are masked in its message."""
     if not isinstance(exc, psycopg.Error):
         return exc
-    if exc.sqlstate == FORK_GUARD_STATE:
-        # Raised by put_checkpoint's one-writer-per-thread check (migration 0003),
+    if exc.sqlstate in (FORK_GUARD_STATE, MISSING_PARENT_STATE):
+        # Raised by put_checkpoint's one-writer-per-thread check (migration 0006),
         # whose message already says what happened and what to do.
-        return ConcurrentUpdateError(exc.diag.message_primary or str(exc))
+        message = exc.diag.message_primary or str(exc)
+        if exc.sqlstate == MISSING_PARENT_STATE:
+            return MissingParentError(message)
+        return ConcurrentUpdateError(message)
     state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
     text = mask(str(exc).strip() or type(exc).__name__, secrets)
     message = f"{operation} failed{state}: {text}"

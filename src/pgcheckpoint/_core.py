@@ -33,7 +33,7 @@ from ._queries import Queries
 from .allowlist import AllowEntry, PlainDataSerializer, parse_allow
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
-from .concurrency import needs_guard
+from .concurrency import GuardMemory, guard_put, tag_read
 from .errors import ConfigurationError, InvalidInputError
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -113,7 +113,7 @@ class _Lister:
 
         def make() -> PlanGen[list[CheckpointTuple]]:
             rows = yield Query(sql, params, fetch="all")
-            page = codec.decode_rows(core.codec, rows or [])
+            page = [tag_read(t, False) for t in codec.decode_rows(core.codec, rows or [])]
             self._advance(page, size)
             return page
 
@@ -147,6 +147,9 @@ class SaverCore(BaseCheckpointSaver[str]):
         self.compression = compression or CompressionPolicy()
         self.chunking = chunking or ChunkingPolicy()
         self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+        # What this saver read and wrote, for the one-writer rule (concurrency.py).
+        # Shared by with_allowlist clones (a shallow copy), as it should be.
+        self.guard_memory = GuardMemory()
 
     @property
     def codec(self) -> codec.Codec:
@@ -184,8 +187,8 @@ class SaverCore(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
         params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
-        if needs_guard(meta, params):  # one writer per thread: concurrency.py
-            params["guard_step"] = meta.get("step")
+        guard_put(self.guard_memory, config, params, meta)  # one writer: concurrency.py
+        memory = self.guard_memory
         sql = self.queries.put_checkpoint(
             chunks=bool(params["chunk_hashes"]), blobs=bool(params["blob_channels"])
         )
@@ -196,6 +199,7 @@ class SaverCore(BaseCheckpointSaver[str]):
 
         def make() -> PlanGen[RunnableConfig]:
             yield Query(sql, params, reuse_cursor=small)
+            memory.saved(params)
             return out
 
         return Plan("put", make)
@@ -234,10 +238,16 @@ class SaverCore(BaseCheckpointSaver[str]):
             names.append("where_id")
         sql = self.queries.read_checkpoints(names, single=True)
 
+        head = where.checkpoint_id is None
+        memory = self.guard_memory
+
         def make() -> PlanGen[CheckpointTuple | None]:
             rows = yield Query(sql, params, fetch="all")
             found = codec.decode_rows(self.codec, rows or [])
-            return found[0] if found else None
+            memory.read(where.thread_id, where.checkpoint_ns, head=head, found=bool(found))
+            # The ids keep what kind of read found them, for a put naming one as
+            # parent (concurrency.py); they are still plain strs to everyone else.
+            return tag_read(found[0], head) if found else None
 
         return Plan("get_tuple", make)
 

@@ -72,10 +72,13 @@ class Queries:
         text = self._read_cache.get(key)
         if text is None:
             clause = " AND ".join(self._sql[name] for name in key[:-1])
+            # One thread: its id pins every table, so Citus routes to one shard.
+            thread = "%(thread_id)s" if "where_thread" in key else "c.thread_id"
             text = (
                 self._sql["read_checkpoints"]
                 .replace("{where}", clause)
                 .replace("{limit}", "1" if single else "%(limit)s")
+                .replace("{thread}", thread)
             )
             self._read_cache[key] = text
         return text

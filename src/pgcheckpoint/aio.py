@@ -21,6 +21,7 @@ from typing_extensions import Unpack
 from ._connections import AsyncRunner, AsyncSource
 from ._core import SaverCore
 from .concurrency import BatchAsync
+from .distribution import Distributed, check_option
 from .errors import ConfigurationError
 from .health import HealthAsync
 from .migrations import MigrationState, report_plan, setup_plan, status_plan
@@ -101,9 +102,13 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, 
             yield saver
 
     # --- schema -------------------------------------------------------------
-    async def setup(self) -> None:
-        """Create or upgrade the schema. Idempotent and safe to call from many processes."""
-        await self._runner.run(setup_plan(self.schema))
+    async def setup(self, *, distributed: Distributed = "auto") -> None:
+        """Create or upgrade the schema. Idempotent and safe to call from many processes.
+
+        ``distributed``: on a Citus coordinator, distribute the tables by thread id
+        (docs/scaling.md). ``"auto"`` (the default) does when the ``citus`` extension
+        is installed in the database, ``True`` requires it, ``False`` never does."""
+        await self._runner.run(setup_plan(self.schema, check_option(distributed)))
 
     async def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""

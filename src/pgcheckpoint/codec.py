@@ -391,8 +391,8 @@ def encode_put(
         "chunk_hashes": ByteaArray(chunks),
         "chunk_compressed": BoolArray(c for c, _ in chunks.values()),
         "chunk_data": ByteaArray(d for _, d in chunks.values()),
-        # Set by the saver for puts that get the one-writer-per-thread check.
-        "guard_step": None,
+        # The one-writer-per-thread check the saver asks for (concurrency.py).
+        "guard": None,
     }
     config: RunnableConfig = {
         "configurable": {

@@ -171,6 +171,11 @@ class ConcurrentUpdateError(StorageError):
     """Another writer changed the thread at the same time; see docs/concurrency.md."""
 
 
+class MissingParentError(ConcurrentUpdateError):
+    """A put names a parent checkpoint the database does not have (deleted, pruned,
+    or lost by a failover); nothing was written. See docs/concurrency.md."""
+
+
 class TransferError(PgCheckpointError):
     """An import, export or migration from another saver could not be completed."""
 
@@ -195,6 +200,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidPolicyError",
     "MigrationError",
+    "MissingParentError",
     "PgCheckpointError",
     "RetryExhaustedError",
     "SchemaError",

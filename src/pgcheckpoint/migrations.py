@@ -32,6 +32,7 @@ from importlib import resources
 
 from ._plans import Plan, PlanGen, Query
 from ._queries import quote_schema
+from .distribution import HAS_CITUS, NO_CITUS, Distributed, distribute_steps
 from .errors import MigrationError, SchemaError
 
 NO_TRANSACTION = "-- pgcheckpoint: no-transaction"
@@ -250,8 +251,9 @@ def _carry_on(schema: str, newer: list[Newer]) -> None:
     )
 
 
-def setup_plan(schema: str) -> Plan[list[int]]:
-    """Apply pending migrations; returns the versions applied (empty when up to date).
+def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]]:
+    """Apply pending migrations, then distribute the schema on Citus when asked
+    (distribution.py); returns the versions applied (empty when up to date).
 
     Migrations newer than this release are left alone when they declare it
     compatible (logged), and raise ``SchemaError`` when they do not.
@@ -261,6 +263,11 @@ def setup_plan(schema: str) -> Plan[list[int]]:
     key = lock_key(schema)
 
     def make() -> PlanGen[list[int]]:
+        if distributed is True:
+            # Refused before any migration runs, so the database is left as it was.
+            citus = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+            if not (citus and citus[0][0]):
+                raise SchemaError(NO_CITUS)
         rows = yield Query(sql["exists"], {"table": table}, fetch="all")
         if rows and rows[0][0]:
             rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
@@ -268,9 +275,17 @@ def setup_plan(schema: str) -> Plan[list[int]]:
             newer = yield from read_newer(schema, applied)
             check_newer(newer)
             if not pending(applied):
-                if newer:
-                    _carry_on(schema, newer)
-                return []
+                if distributed is False:
+                    if newer:
+                        _carry_on(schema, newer)
+                    return []
+                # On Citus the lock is taken every time: two setups must not
+                # both distribute the same table (the second would fail).
+                citus = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+                if distributed == "auto" and not (citus and citus[0][0]):
+                    if newer:
+                        _carry_on(schema, newer)
+                    return []
         yield Query("SELECT pg_advisory_lock(%(key)s)", {"key": key}, fetch="all")
         ours = yield Query(sql["exists"], {"table": table}, fetch="all")
         if not (ours and ours[0][0]):
@@ -311,6 +326,7 @@ def setup_plan(schema: str) -> Plan[list[int]]:
                     yield Query(statement, None, prepare=False)
                 yield Query(sql["record"], record, prepare=False)
             done.append(migration.version)
+        yield from distribute_steps(schema, distributed)
         if newer:
             _carry_on(schema, newer)
         return done

@@ -21,6 +21,7 @@ from typing_extensions import Unpack
 from ._connections import SyncRunner, SyncSource
 from ._core import SaverCore
 from .concurrency import BatchSync
+from .distribution import Distributed, check_option
 from .health import HealthSync
 from .migrations import MigrationState, report_plan, setup_plan, status_plan
 from .options import SaverOptions, configure
@@ -106,9 +107,13 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
             yield saver
 
     # --- schema -------------------------------------------------------------
-    def setup(self) -> None:
-        """Create or upgrade the schema. Idempotent and safe to call from many processes."""
-        self._runner.run(setup_plan(self.schema))
+    def setup(self, *, distributed: Distributed = "auto") -> None:
+        """Create or upgrade the schema. Idempotent and safe to call from many processes.
+
+        ``distributed``: on a Citus coordinator, distribute the tables by thread id
+        (docs/scaling.md). ``"auto"`` (the default) does when the ``citus`` extension
+        is installed in the database, ``True`` requires it, ``False`` never does."""
+        self._runner.run(setup_plan(self.schema, check_option(distributed)))
 
     def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""

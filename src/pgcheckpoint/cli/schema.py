@@ -14,9 +14,15 @@ from ._app import common_options, emit, handle_errors, open_saver
 
 
 @click.command()
+@click.option(
+    "--distributed/--no-distributed",
+    default=None,
+    help="On a Citus coordinator, distribute the tables by thread id (docs/scaling.md). "
+    "Default: when the citus extension is installed. --distributed fails without it.",
+)
 @common_options
 @handle_errors
-def setup(dsn: str | None, schema: str, as_json: bool) -> None:
+def setup(dsn: str | None, schema: str, as_json: bool, distributed: bool | None) -> None:
     """Create or upgrade pgcheckpoint's tables (idempotent, safe to run concurrently).
 
     A database already migrated by a newer pgcheckpoint is left alone when its newer
@@ -26,10 +32,11 @@ def setup(dsn: str | None, schema: str, as_json: bool) -> None:
     \b
     Example:
         pgcheckpoint setup --dsn postgresql://localhost/app
+        pgcheckpoint setup --distributed --dsn postgresql://coordinator/app
     """
     with open_saver(dsn, schema) as saver:
         before = set(saver.migration_status())
-        saver.setup()
+        saver.setup(distributed="auto" if distributed is None else distributed)
         report = saver.migration_report()
     applied = sorted({m.version for m in report if m.applied} - before)
     newer = [m for m in report if not m.known]

@@ -9,8 +9,9 @@
 -- is upserted first (every later CTE reads from `t`), so a writer holds the
 -- per-thread row lock before it relies on any chunk or blob already existing;
 -- garbage collection takes the same lock (lock_threads) before it deletes.
--- `g` then runs the one-writer-per-thread check (migration 0003) under that
--- lock; `guard_step` is NULL for puts that are not checked. Arrays are sent in
+-- `g` then runs the one-writer-per-thread check (migration 0006) under that
+-- lock; `guard` says which check (concurrency.py: 'head', 'exists', or NULL for
+-- none). Arrays are sent in
 -- binary (%b): psycopg's text array dumper hex-encoded and regex-escaped every
 -- element, 0.7 ms of a 100 KB put (bench profile).
 -- `{put_chunks}` and `{put_blobs}` are the two blocks below, left out when the
@@ -23,8 +24,8 @@ WITH t AS (
     ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
     RETURNING th.thread_id
 ), g AS (
-    SELECT {schema}.pgcheckpoint_fork_guard(t.thread_id, %(checkpoint_ns)s,
-               %(parent_checkpoint_id)s, %(checkpoint_id)s, %(guard_step)s::integer) AS ok
+    SELECT {schema}.pgcheckpoint_put_guard(t.thread_id, %(checkpoint_ns)s,
+               %(parent_checkpoint_id)s, %(checkpoint_id)s, %(guard)s::text) AS ok
     FROM t
 ){put_chunks}{put_blobs}
 INSERT INTO {schema}.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
@@ -95,7 +96,11 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING;
 -- sent each shared blob once) was re-planned on every call, 0.27 ms of
 -- planning for 0.09 ms of execution (bench profile). The LIMIT stops the
 -- backward primary-key scan early, so the laterals run once per returned row,
--- whatever the thread's length.
+-- whatever the thread's length. `{thread}` is the thread id parameter when the
+-- read is of one thread, else c.thread_id: Citus routes a statement to one
+-- shard only when every distributed table in it is filtered on thread_id by
+-- the same constant, and the equality does not pass through the LIMITed
+-- subquery (with c.thread_id: "plan should not reference subplan's variable").
 SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.type,
        c.checkpoint, c.metadata, c.channels, c.versions,
        b.channels, b.versions, b.types, b.vals, b.refs,
@@ -123,7 +128,7 @@ LEFT JOIN LATERAL (
     CROSS JOIN LATERAL (
         SELECT x.channel, x.version, x.type, x.value, x.chunk_refs
         FROM {schema}.blobs x
-        WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+        WHERE x.thread_id = {thread} AND x.checkpoint_ns = c.checkpoint_ns
           AND x.channel = v.channel AND x.version = v.version
         LIMIT 1
     ) x
@@ -147,7 +152,7 @@ LEFT JOIN LATERAL (
     CROSS JOIN LATERAL (
         SELECT y.hash, y.compressed, y.data
         FROM {schema}.chunks y
-        WHERE y.thread_id = c.thread_id AND y.hash = h.hash
+        WHERE y.thread_id = {thread} AND y.hash = h.hash
         LIMIT 1
     ) y
 ) k ON true
@@ -157,7 +162,7 @@ LEFT JOIN LATERAL (
            array_agg(x.type ORDER BY x.task_path, x.task_id, x.idx) AS types,
            array_agg(x.value ORDER BY x.task_path, x.task_id, x.idx) AS vals
     FROM {schema}.writes x
-    WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+    WHERE x.thread_id = {thread} AND x.checkpoint_ns = c.checkpoint_ns
       AND x.checkpoint_id = c.checkpoint_id
 ) w ON true
 ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC;
@@ -292,7 +297,7 @@ WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
   AND x.checkpoint_id = gone.checkpoint_id;
 
 -- name: prune_keep_latest
--- pgcheckpoint_trim (migration 0005) with a limit of one checkpoint per
+-- pgcheckpoint_trim (migration 0006) with a limit of one checkpoint per
 -- namespace and no pins: the newest checkpoint of each namespace that stays,
 -- the ancestors its DeltaChannels need, the writes of what is kept; finished
 -- subgraph calls go whole; no kept checkpoint names a deleted parent. Run only
@@ -317,8 +322,10 @@ SELECT EXISTS (SELECT 1 FROM {schema}.checkpoints WHERE thread_id = %(thread_id)
 -- Copies every checkpoint, blob, chunk and write, so the copy keeps the whole
 -- parent chain that DeltaChannel reconstruction walks.
 WITH t AS (
-    INSERT INTO {schema}.threads (thread_id) VALUES (%(target)s)
-    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
+    -- EXCLUDED rather than now() in DO UPDATE SET: Citus accepts only IMMUTABLE
+    -- functions there (tests/test_citus_lint.py).
+    INSERT INTO {schema}.threads (thread_id, updated_at) VALUES (%(target)s, now())
+    ON CONFLICT (thread_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
     RETURNING thread_id
 ), k AS (
     INSERT INTO {schema}.chunks (thread_id, hash, compressed, data)
@@ -410,9 +417,11 @@ LIMIT 1;
 
 -- name: list_versions
 -- History without channel values: nothing is decoded, only small columns move.
+-- The writes are counted with the thread id parameter, not c.thread_id, so that
+-- Citus sends the statement to the thread's shard alone (32 shards otherwise).
 SELECT c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.created_at, c.metadata,
        (SELECT count(*) FROM {schema}.writes x
-        WHERE x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+        WHERE x.thread_id = %(thread_id)s AND x.checkpoint_ns = c.checkpoint_ns
           AND x.checkpoint_id = c.checkpoint_id) AS writes
 FROM {schema}.checkpoints c
 WHERE c.thread_id = %(thread_id)s

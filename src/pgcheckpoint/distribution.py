@@ -1,0 +1,177 @@
+"""Distributing the schema on Citus (docs/scaling.md).
+
+On a database where the ``citus`` extension is installed, ``setup()`` ends by
+making the schema a distributed one:
+
+* the five per-thread tables are hash-distributed on ``thread_id`` in one
+  colocation group of their own (``threads`` first, the others colocated with
+  it), so every row of a thread lives in one shard group on one node and a
+  statement filtered on one thread id runs on that node alone;
+* the migrations bookkeeping becomes a reference table (a copy on every node);
+* every function of the schema is registered with Citus, so a later
+  ``CREATE OR REPLACE`` reaches the workers; a function whose first argument is
+  ``p_thread_id text`` is distributed by that argument and colocated with the
+  tables, so a call is delegated to the node holding the thread.
+
+Each step first reads Citus's catalog (``pg_dist_partition``, ``pg_dist_object``)
+and runs only what is missing, so re-running is a no-op. Tables that already
+hold rows (a single-node database moved to Citus) are copied into their
+shards by ``create_distributed_table`` and the local copy is then truncated.
+
+Object names reach Citus's functions as bound parameters (``regclass`` and
+``regprocedure`` text built from the quoted schema), never as SQL text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ._plans import PlanGen, Query
+from ._queries import quote_schema
+from .errors import ConfigurationError, SchemaError
+
+Distributed = bool | Literal["auto"]
+
+# The per-thread tables, the anchor of the colocation group first.
+TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
+ANCHOR = "threads"
+DISTRIBUTION_COLUMN = "thread_id"
+REFERENCE_TABLES = ("pgcheckpoint_migrations",)
+# A schema function whose first argument has this name (and type text) carries
+# one thread id: Citus delegates its calls to the node holding that thread.
+THREAD_ARGUMENT = "p_thread_id"
+
+NO_CITUS = (
+    "setup(distributed=True): the citus extension is not installed in this database; "
+    "run CREATE EXTENSION citus on the Citus coordinator first (docs/scaling.md)"
+)
+HAS_CITUS = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')"
+
+# Per table: its Citus kind ('h' hash-distributed, 'n' reference, NULL local)
+# and its distribution column. pg_dist_partition exists only with citus.
+_TABLE_STATE = """
+SELECT t.name, p.partmethod::text,
+       CASE WHEN p.partmethod = 'h'
+            THEN pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) END,
+       p.colocationid
+FROM unnest(%(tables)s::text[]) AS t(name)
+LEFT JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = pg_catalog.to_regclass(t.name)
+"""
+
+# Every function and procedure of the schema: its signature as regprocedure
+# text, whether its first argument carries a thread id, and what Citus knows
+# of it (registered at all; the index of its distribution argument).
+_FUNCTION_STATE = """
+SELECT p.oid::pg_catalog.regprocedure::text,
+       p.pronargs > 0 AND p.proargtypes[0] = 'pg_catalog.text'::pg_catalog.regtype
+           AND (p.proargnames)[1] = %(thread_argument)s,
+       o.objid IS NOT NULL,
+       o.distribution_argument_index,
+       o.colocationid
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+LEFT JOIN pg_catalog.pg_dist_object o
+       ON o.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND o.objid = p.oid
+WHERE n.nspname = %(schema)s
+ORDER BY 1
+"""
+
+_DISTRIBUTE = (
+    "SELECT pg_catalog.create_distributed_table(%(table)s::regclass, %(column)s, "
+    "colocate_with => %(colocate_with)s)"
+)
+# create_distributed_table copies existing rows into the shards and keeps the
+# local ones (Citus prints a NOTICE); they are unreachable once distributed.
+_TRUNCATE_LOCAL = (
+    "SELECT pg_catalog.truncate_local_data_after_distributing_table(%(table)s::regclass)"
+)
+_REFERENCE = "SELECT pg_catalog.create_reference_table(%(table)s::regclass)"
+_ROUTE_FUNCTION = (
+    "SELECT pg_catalog.create_distributed_function(%(function)s::regprocedure, '$1', "
+    "colocate_with => %(colocate_with)s)"
+)
+_REGISTER_FUNCTION = "SELECT pg_catalog.create_distributed_function(%(function)s::regprocedure)"
+
+
+def check_option(value: object) -> Distributed:
+    """``setup(distributed=...)``: True, False or "auto"; anything else is refused."""
+    if value is True or value is False or value == "auto":
+        return value
+    raise ConfigurationError(f'distributed must be True, False or "auto", got {value!r}')
+
+
+def qualified(schema: str, name: str) -> str:
+    """``schema.name`` with the schema quoted, as text for a ``regclass`` parameter."""
+    return f"{quote_schema(schema)}.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionState:
+    """One function of the schema as Citus sees it."""
+
+    signature: str
+    routed: bool  # its first argument is p_thread_id text
+    registered: bool
+    distribution_argument: int | None
+    colocation_id: int | None
+
+
+def distribute_steps(schema: str, distributed: Distributed) -> PlanGen[list[str]]:
+    """The statements that distribute ``schema`` (what is not done yet); returns what
+    was done, one line each. Run in autocommit mode (Citus commits each step)."""
+    if distributed is False:
+        return []
+    rows = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+    if not (rows and rows[0][0]):
+        if distributed is True:
+            raise SchemaError(NO_CITUS)
+        return []
+    done: list[str] = []
+    names = [qualified(schema, t) for t in (*TABLES, *REFERENCE_TABLES)]
+    rows = yield Query(_TABLE_STATE, {"tables": names}, fetch="all", prepare=False)
+    state = {str(name): (kind, column) for name, kind, column, _ in rows or []}
+    anchor = qualified(schema, ANCHOR)
+    for table in TABLES:
+        name = qualified(schema, table)
+        kind, column = state[name]
+        if kind == "h":
+            if column != DISTRIBUTION_COLUMN:
+                raise SchemaError(
+                    f"table {name} is distributed on {column!r}, not on "
+                    f"{DISTRIBUTION_COLUMN!r}; pgcheckpoint needs every per-thread table "
+                    "distributed on thread_id (see docs/scaling.md)"
+                )
+            continue
+        if kind is not None:
+            raise SchemaError(
+                f"table {name} is a Citus table of another kind ({kind!r}); pgcheckpoint "
+                "needs it hash-distributed on thread_id (see docs/scaling.md)"
+            )
+        colocate_with = "none" if table == ANCHOR else anchor
+        params = {"table": name, "column": DISTRIBUTION_COLUMN, "colocate_with": colocate_with}
+        yield Query(_DISTRIBUTE, params, fetch="all", prepare=False)
+        yield Query(_TRUNCATE_LOCAL, {"table": name}, fetch="all", prepare=False)
+        done.append(f"distributed {name} on {DISTRIBUTION_COLUMN}")
+    for table in REFERENCE_TABLES:
+        name = qualified(schema, table)
+        if state[name][0] is None:
+            yield Query(_REFERENCE, {"table": name}, fetch="all", prepare=False)
+            done.append(f"made {name} a reference table")
+    rows = yield Query(
+        _FUNCTION_STATE,
+        {"schema": schema, "thread_argument": THREAD_ARGUMENT},
+        fetch="all",
+        prepare=False,
+    )
+    for function in (FunctionState(*row) for row in rows or []):
+        if function.routed and function.distribution_argument != 0:
+            params = {"function": function.signature, "colocate_with": anchor}
+            yield Query(_ROUTE_FUNCTION, params, fetch="all", prepare=False)
+            done.append(f"distributed {function.signature} by its thread id")
+        elif not function.routed and not function.registered:
+            yield Query(
+                _REGISTER_FUNCTION, {"function": function.signature}, fetch="all", prepare=False
+            )
+            done.append(f"propagated {function.signature} to the workers")
+    return done

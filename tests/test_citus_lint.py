@@ -1,0 +1,271 @@
+"""The rules Citus imposes on our schema and SQL, checked on plain PostgreSQL.
+
+CI has no Citus, so this lint is what keeps the schema distributable by
+``thread_id`` (docs/scaling.md). It reads the catalog of a migrated database
+(pg_index, pg_constraint, pg_proc) and the text of every named statement in
+``queries.sql`` and of every function of the schema:
+
+1. ``thread_id`` is in every primary key and unique index of the per-thread tables;
+2. no foreign key touches them (Citus could only keep one between colocated
+   tables, and a key across threads would span shards);
+3. every ``ON CONFLICT`` target names ``thread_id``;
+4. only IMMUTABLE functions in ``DO UPDATE SET`` (Citus 13: "functions used in
+   the DO UPDATE SET clause of INSERTs on distributed tables must be marked
+   IMMUTABLE");
+5. a per-thread statement pins every reference to a per-thread table to one
+   thread: ``thread_id = <parameter>`` or a join on ``thread_id`` to a pinned
+   table; no join between two tables that is not on ``thread_id``;
+6. every recursive CTE is in a statement pinned to one thread by equality
+   (Citus 13: "recursive CTEs are only supported when they contain a filter on
+   the distribution column"; ``= ANY (array)`` is not such a filter);
+7. a function reading a per-thread table takes the thread id as its first
+   argument, ``p_thread_id text`` (distributed by it: the call runs on the
+   thread's node), or is listed as multi-thread/cross-thread below.
+
+Where today's SQL breaks a rule, the statement is in ``KNOWN_VIOLATIONS`` with
+what Citus says and the shape that would pass. The test fails on a new
+violation and on a listed one that is gone, so the list is always what is left.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from pgcheckpoint._queries import Queries, _raw_statements
+
+TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
+THREAD_PARAM = re.compile(r"%\((thread_id|source|target)\)s")
+
+# Every statement of queries.sql, by how many threads it touches.
+PER_THREAD = {
+    # One thread, named by a scalar parameter: must route to one shard.
+    "put_checkpoint", "put_writes_upsert", "put_writes_insert",
+    "delta_history", "fetch_chunks", "delete_thread", "thread_exists", "latest_id",
+    "thread_stats", "checkpoint_at_time", "list_versions", "checkpoint_children",
+    "delete_checkpoint", "import_writes", "import_lock_thread", "import_checkpoint",
+    "import_blobs", "import_chunks", "rows_checkpoints", "rows_blobs", "rows_chunk_hashes",
+    "rows_writes", "verify_checkpoints", "verify_blobs", "verify_writes",
+    "retention_set_thread", "retention_get_thread", "retention_pin_thread",
+    "retention_pin_checkpoint", "copy_thread", "thread_graph",
+    # read_checkpoints with where_thread: get_tuple and list(config) (assembled below).
+    "read_checkpoints[where_thread]",
+}  # fmt: skip
+MULTI_THREAD = {
+    # A list of threads (thread_id = ANY (...)): one task per shard holding one of them.
+    "lock_threads", "delete_threads", "prune_keep_latest", "gc", "sweep_batch", "delete_runs",
+}  # fmt: skip
+CROSS_THREAD = {
+    # Every shard, by design: list(None), list_threads, delete_for_runs, sweeper, reports.
+    "read_checkpoints", "threads_list", "threads_of_runs", "retention_page", "sweep_strays",
+    "storage_tables", "storage_threads", "storage_thread_count", "thread_summaries",
+    "export_counts",
+    # No table of ours: the server, pg_cron, advisory locks, the official saver's tables.
+    "health_probe", "cron_installed", "cron_schedule", "cron_unschedule", "sweep_lock",
+    "export_snapshot",
+    "official_thread_ids", "official_checkpoints", "official_blobs", "official_writes",
+}  # fmt: skip
+# Pieces assembled into other statements (checked as part of those).
+FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chunks", "put_blobs"}
+
+# Functions of the schema that read per-thread tables without one thread id.
+MULTI_THREAD_FUNCTIONS = {
+    "pgcheckpoint_delete_threads", "pgcheckpoint_gc", "pgcheckpoint_measure",
+    "pgcheckpoint_sweep_batch", "pgcheckpoint_trim",
+}  # fmt: skip
+CROSS_THREAD_FUNCTIONS = {"pgcheckpoint_sweep_strays", "pgcheckpoint_sweep"}
+
+# (rule, statement or function): what Citus 13.2 says, and the shape that passes.
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
+    ("immutable_do_update", "put_checkpoint"): (
+        "threads upsert `DO UPDATE SET updated_at = now()`: 0A000 functions used in the DO "
+        "UPDATE SET clause ... must be marked IMMUTABLE. Passes: compute the time once in the "
+        "statement (`VALUES (%(thread_id)s, now())` then `SET updated_at = EXCLUDED.updated_at`)"
+    ),
+    ("recursive_cte_one_thread", "pgcheckpoint_trim"): (
+        "migration 0005's trim (prune and sweep): a WITH RECURSIVE keep-walk over every thread "
+        "of p_thread_ids: not pushable. Passes: the same walk per thread, `thread_id = "
+        "p_thread_id`, in a function distributed by that first argument"
+    ),
+}
+
+
+def _statement_violations(name: str, text: str) -> set[str]:
+    """The rules a statement's text breaks."""
+    found: set[str] = set()
+    for target in re.findall(r"ON CONFLICT\s*\(([^)]*)\)", text):
+        if "thread_id" not in [c.strip() for c in target.split(",")]:
+            found.add("on_conflict_target")
+    if "WITH RECURSIVE" in text and not THREAD_PARAM.search(text):
+        found.add("recursive_cte_one_thread")
+    if "WITH RECURSIVE" in text and re.search(r"thread_id\s*=\s*ANY", text):
+        found.add("recursive_cte_one_thread")
+    return found
+
+
+def _unpinned_references(text: str, pin: str) -> list[str]:
+    """References to a per-thread table not tied to one thread id by equality.
+
+    ``pin`` is the pattern of what pins a thread: a scalar parameter (statements)
+    or the function's ``p_thread_id``."""
+    out = []
+    ref = re.compile(
+        r"(INSERT\s+INTO\s+|UPDATE\s+|DELETE\s+FROM\s+|FROM\s+|JOIN\s+|,\s*)"
+        r"(?:\{schema\}|\"?[a-z_]+\"?)\.(" + "|".join(TABLES) + r")\b(?:\s+(?:AS\s+)?(\w+))?",
+        re.IGNORECASE,
+    )
+    keywords = {"where", "on", "set", "using", "values", "select", "group", "order", "limit"}
+    for match in ref.finditer(text):
+        verb, table, alias = match.group(1).strip().upper(), match.group(2), match.group(3)
+        if verb.startswith("INSERT"):
+            continue  # the inserted thread id is checked by the ON CONFLICT rule
+        if alias is None or alias.lower() in keywords:
+            alias = None
+            qualified = r"(?<![\w.])"
+        else:
+            qualified = re.escape(alias) + r"\."
+        other = rf"(?:{pin}|\w+\.thread_id)"
+        pinned = re.search(rf"{qualified}thread_id\s*=\s*{other}", text) or re.search(
+            rf"{other}\s*=\s*{qualified}thread_id", text
+        )
+        if not pinned:
+            out.append(f"{table} {alias or ''}".strip())
+    return out
+
+
+def _do_update_functions(text: str) -> set[str]:
+    names: set[str] = set()
+    for clause in re.findall(r"DO UPDATE SET(.*?)(?:RETURNING|\)\s*,|\)\s*$|;|$)", text, re.S):
+        names.update(n.lower() for n in re.findall(r"([a-zA-Z_][\w.]*)\s*\(", clause))
+    return names
+
+
+@pytest.fixture(scope="module")
+def catalog(databases: object, template_db: str) -> Iterator[psycopg.Connection[object]]:
+    """A connection to the session's migrated template database (read only)."""
+    url = databases.url(template_db)  # type: ignore[attr-defined]
+    with psycopg.connect(url, autocommit=True) as conn:
+        yield conn
+
+
+def test_every_statement_is_classified() -> None:
+    names = set(_raw_statements()) - FRAGMENTS
+    classified = {n.split("[")[0] for n in PER_THREAD} | MULTI_THREAD | CROSS_THREAD
+    assert names - classified == set(), "classify the new statement(s) in this test"
+    assert classified - names == set(), "statement(s) gone from queries.sql"
+
+
+def test_thread_id_in_every_unique_index_and_no_foreign_key(
+    catalog: psycopg.Connection[object],
+) -> None:
+    rows = catalog.execute(
+        "SELECT c.relname::text, i.indexrelid::regclass::text, "
+        "       array_agg(a.attname::text ORDER BY k.n) "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+        "JOIN pg_namespace s ON s.oid = c.relnamespace "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+        "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+        "WHERE s.nspname = 'public' AND c.relname = ANY (%s) AND i.indisunique "
+        "GROUP BY 1, 2",
+        [list(TABLES)],
+    ).fetchall()
+    assert {r[0] for r in rows} == set(TABLES), rows  # each has its primary key
+    for table, index, columns in rows:
+        assert "thread_id" in columns, f"unique index {index} of {table} lacks thread_id"
+    foreign = catalog.execute(
+        "SELECT conname::text FROM pg_constraint WHERE contype = 'f' "
+        "AND (conrelid = ANY (%(t)s::regclass[]) OR confrelid = ANY (%(t)s::regclass[]))",
+        {"t": [f"public.{t}" for t in TABLES]},
+    ).fetchall()
+    assert foreign == []
+
+
+def _all_violations(catalog: psycopg.Connection[object]) -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], str] = {}
+    statements = dict(_raw_statements())
+    statements["put_checkpoint"] = (
+        statements["put_checkpoint"]
+        .replace("{put_chunks}", statements["put_chunks"])
+        .replace("{put_blobs}", statements["put_blobs"])
+    )
+    statements["read_checkpoints[where_thread]"] = Queries("public").read_checkpoints(
+        ["where_thread"]
+    )
+    volatile = {
+        str(name): str(v)
+        for name, v in catalog.execute(
+            "SELECT DISTINCT ON (proname) proname::text, provolatile::text FROM pg_proc "
+            "ORDER BY proname, provolatile DESC"
+        ).fetchall()
+    }
+    for name, text in statements.items():
+        if name in FRAGMENTS:
+            continue
+        for rule in _statement_violations(name, text):
+            found[(rule, name)] = text
+        for fn in _do_update_functions(text):
+            if volatile.get(fn.rsplit(".", 1)[-1], "i") != "i":
+                found[("immutable_do_update", name)] = fn
+        if name in PER_THREAD:
+            if not THREAD_PARAM.search(text):
+                found[("one_thread_equality", name)] = text
+            loose = _unpinned_references(text, r"%\(\w+\)s")
+            if loose:
+                found[("one_thread_equality", name)] = ", ".join(loose)
+    functions = catalog.execute(
+        "SELECT p.proname::text, coalesce(p.proargnames[1], ''), "
+        "       coalesce(format_type(p.proargtypes[0], NULL), ''), p.prosrc "
+        "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'public' AND p.proname LIKE 'pgcheckpoint%'"
+    ).fetchall()
+    for fname, arg, argtype, body in functions:
+        body = str(body)
+        if not re.search(r"\.(" + "|".join(TABLES) + r")\b", body):
+            continue
+        for rule in _statement_violations(str(fname), body):
+            found[(rule, str(fname))] = body
+        if fname in MULTI_THREAD_FUNCTIONS or fname in CROSS_THREAD_FUNCTIONS:
+            continue
+        if (arg, argtype) != ("p_thread_id", "text"):
+            found[("thread_id_argument", str(fname))] = f"first argument {arg} {argtype}"
+        loose = _unpinned_references(body, r"p_thread_id")
+        if loose:
+            found[("one_thread_equality", str(fname))] = ", ".join(loose)
+    return found
+
+
+def test_schema_and_statements_follow_the_citus_rules(
+    catalog: psycopg.Connection[object],
+) -> None:
+    found = _all_violations(catalog)
+    new = sorted(set(found) - set(KNOWN_VIOLATIONS))
+    fixed = sorted(set(KNOWN_VIOLATIONS) - set(found))
+    assert not new, "new Citus rule violation(s):\n" + "\n".join(
+        f"  {rule} in {name}: {' '.join(found[(rule, name)].split())[:200]}" for rule, name in new
+    )
+    assert not fixed, f"fixed, remove from KNOWN_VIOLATIONS: {fixed}"
+
+
+def test_lint_catches_what_it_checks() -> None:
+    """The checks themselves fail on statements that break each rule."""
+    assert _statement_violations(
+        "x", "INSERT INTO {schema}.blobs (a) VALUES (1) ON CONFLICT (checkpoint_ns) DO NOTHING"
+    ) == {"on_conflict_target"}
+    assert "recursive_cte_one_thread" in _statement_violations(
+        "x",
+        "WITH RECURSIVE w AS (SELECT 1 FROM {schema}.checkpoints WHERE thread_id = ANY (%(a)s))",
+    )
+    assert _unpinned_references(
+        "SELECT 1 FROM {schema}.checkpoints c JOIN {schema}.writes w ON w.checkpoint_id = "
+        "c.checkpoint_id WHERE c.thread_id = %(thread_id)s",
+        r"%\(\w+\)s",
+    ) == ["writes w"]
+    assert _unpinned_references(
+        "SELECT 1 FROM {schema}.checkpoints WHERE metadata ? 'x'", r"%\(\w+\)s"
+    ) == ["checkpoints"]
+    assert _do_update_functions("ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()") == {
+        "now"
+    }
