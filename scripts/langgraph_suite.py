@@ -237,11 +237,43 @@ def run_variant(
         results = {}
     finally:
         report.unlink(missing_ok=True)
+    return count_outcomes(results), results, elapsed, rc
+
+
+def count_outcomes(results: dict[str, dict[str, str]]) -> dict[str, int]:
     counts = {k: 0 for k in ("passed", "failed", "excluded", "skipped")}
     for entry in results.values():
         outcome = "failed" if entry["outcome"] == "error" else entry["outcome"]
         counts[outcome] = counts.get(outcome, 0) + 1
-    return counts, results, elapsed, rc
+    return counts
+
+
+def rerun_failures(
+    variant: str,
+    sdist: Path,
+    server_url: str,
+    template: str,
+    results: dict[str, dict[str, str]],
+    limit: int,
+) -> list[str]:
+    """Run this variant's failed tests once more, one at a time, without xdist.
+
+    A few of LangGraph's tests order stream chunks by sleeps of 0 and 10 ms
+    (``test_imp_nested``) and fail when the machine is loaded, whatever the
+    saver. A test that passes on this serial re-run counts as passed and is
+    listed as flaky in the summary; one that fails again stays failed. Past
+    ``limit`` failures nothing is re-run: that many is a real regression.
+    Returns the ids that passed on the re-run.
+    """
+    failed = sorted(n for n, e in results.items() if e["outcome"] in ("failed", "error"))
+    if not failed or len(failed) > limit:
+        return []
+    log(f"variant {variant}: re-running {len(failed)} failed test(s) serially")
+    _, again, _, _ = run_variant(variant, sdist, server_url, template, "0", failed)
+    flaky = [n for n in failed if again.get(n, {}).get("outcome") == "passed"]
+    for nodeid in flaky:
+        results[nodeid] = {**again[nodeid], "outcome": "passed"}
+    return flaky
 
 
 def failure_lines(variant: str, results: dict[str, dict[str, str]]) -> list[str]:
@@ -271,6 +303,12 @@ def main() -> int:
     parser.add_argument(
         "--failures-file", type=Path, help="also write the grouped failure list here"
     )
+    parser.add_argument(
+        "--rerun-limit",
+        type=int,
+        default=5,
+        help="re-run up to this many failed tests serially once (0: never; default 5)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: arguments for pytest")
     args = parser.parse_args()
 
@@ -293,6 +331,12 @@ def main() -> int:
             counts, results, elapsed, rc = run_variant(
                 variant, sdist, server_url, template, args.workers, args.pytest_args
             )
+            flaky = rerun_failures(
+                variant, sdist, server_url, template, results, args.rerun_limit
+            )
+            if flaky:
+                counts = count_outcomes(results)
+                rc = 0 if counts["failed"] == 0 else rc
             failures += failure_lines(variant, results)
             passed = rc == 0 and counts["failed"] == 0 and counts["passed"] > 0
             ok = ok and passed
@@ -300,6 +344,7 @@ def main() -> int:
                 f"langgraph {version} suite [{variant}]: {counts['passed']} passed, "
                 f"{counts['failed']} failed, {counts['excluded']} excluded, "
                 f"{counts['skipped']} skipped in {elapsed:.0f}s (pytest exit {rc})"
+                + (f"; passed only on a serial re-run: {', '.join(flaky)}" if flaky else "")
                 + ("" if passed else "  FAILED")
             )
     if failures:

@@ -48,6 +48,10 @@ EXPECTED_COLUMNS: dict[str, list[tuple[str, str, bool, str | None]]] = {
 # index -> definition with the schema name removed.
 EXPECTED_INDEXES = {
     "threads_pkey": "UNIQUE INDEX threads_pkey ON threads USING btree (thread_id)",
+    "threads_updated_idx": (
+        "INDEX threads_updated_idx ON threads USING btree "
+        '(updated_at DESC, thread_id COLLATE "C" DESC)'
+    ),
     "checkpoints_pkey": "UNIQUE INDEX checkpoints_pkey ON checkpoints USING btree "
                         "(thread_id, checkpoint_ns, checkpoint_id)",
     "checkpoints_thread_id_idx": "INDEX checkpoints_thread_id_idx ON checkpoints USING btree "

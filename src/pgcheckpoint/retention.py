@@ -22,6 +22,10 @@ from typing import Any
 
 from .errors import ConfigurationError, InvalidInputError, InvalidPolicyError
 
+# The name of the pg_cron job `schedule_cleanup` makes (here, not in sweeper.py, so that
+# the CLI can show it as a default without importing LangGraph).
+DEFAULT_CRON_JOB = "pgcheckpoint-sweep"
+
 ENV_RETENTION_DAYS = "CHECKPOINT_RETENTION_DAYS"
 ENV_MAX_VERSIONS = "CHECKPOINT_MAX_VERSIONS"
 ENV_AUTO_CLEANUP = "CHECKPOINT_AUTO_CLEANUP"

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
-import secrets
-import webbrowser
 from typing import Any
-from urllib.parse import quote
 
 import click
 
@@ -17,6 +13,8 @@ def is_loopback(host: str) -> bool:
     """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
     if host.lower() == "localhost":
         return True
+    import ipaddress  # here, not at import: `pgcheckpoint --help` stays fast
+
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -27,6 +25,8 @@ def inspector_url(host: str, port: int, token: str | None) -> str:
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     if shown in ("0.0.0.0", "[::]"):
         shown = "127.0.0.1"  # the address that works from this machine
+    from urllib.parse import quote
+
     url = f"http://{shown}:{port}/"
     return url + (f"?token={quote(token)}" if token else "")
 
@@ -91,6 +91,9 @@ def ui(
             "pip install 'pgcheckpoint[ui]'"
         ) from exc
     local = is_loopback(host)
+    import secrets
+    import webbrowser
+
     token = secrets.token_urlsafe(24) if require_token or not local else None
     with open_saver(dsn, schema) as saver:
         app: Any = create_app(
