@@ -61,7 +61,14 @@ def _remember_timeout(ctx: click.Context, _param: click.Parameter, value: int | 
 
 
 def common_options(func: F) -> F:
-    """--dsn, --schema and --json, on every command that talks to the database."""
+    """--dsn, --schema, --connect-timeout, --allow and --json, on every command that talks
+    to the database and prints a result."""
+    as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    return connection_options(as_json(func))
+
+
+def connection_options(func: F) -> F:
+    """--dsn, --schema, --connect-timeout and --allow: what opening the saver needs."""
     options = [
         click.option(
             "--dsn",
@@ -90,7 +97,6 @@ def common_options(func: F) -> F:
             help="Seconds to wait for the server to accept a connection "
             "[env: PGCHECKPOINT_CONNECT_TIMEOUT].",
         ),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
         click.option(
             "--allow",
             envvar="PGCHECKPOINT_ALLOW",

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ._app import handle_errors, open_saver
+from ._app import connection_options, handle_errors, open_saver
 
 
 def is_loopback(host: str) -> bool:
@@ -32,21 +32,7 @@ def inspector_url(host: str, port: int, token: str | None) -> str:
 
 
 @click.command()
-@click.option(
-    "--dsn",
-    envvar=["PGCHECKPOINT_DSN", "DATABASE_URL"],
-    default=None,
-    metavar="URL",
-    help="PostgreSQL connection string [env: PGCHECKPOINT_DSN, DATABASE_URL; "
-    "default: the embedded server].",
-)
-@click.option(
-    "--schema",
-    envvar="PGCHECKPOINT_SCHEMA",
-    default="public",
-    show_default=True,
-    help="Schema holding pgcheckpoint's tables.",
-)
+@connection_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
