@@ -10,6 +10,10 @@ It also checks the settings that decide whether an acknowledged checkpoint
 survives a crash and warns when they do not (``fsync=off``,
 ``synchronous_commit=off``, ``full_page_writes=off``): such a server
 acknowledges writes it may lose.
+It also reports whether the connection is encrypted (TLS, from ``pg_stat_ssl``)
+and warns when the saver runs as a superuser or as the owner of its tables, or
+with a serde that may load types outside the msgpack allowlist
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._conninfo import mask
 from ._plans import Plan, PlanGen, Query
+from ._queries import quote_schema
+from .allowlist import PlainDataSerializer
 from .migrations import Newer, latest_version, read_newer, status_plan
 from .retry import RetryPolicy
+from .roles import SECURITY_PROBE
 
 logger = logging.getLogger("pgcheckpoint")
 
@@ -55,6 +63,14 @@ class HealthReport:
         behind_proxy: the server's port differs from the port dialled (a
             pooler such as PgBouncer or a proxy is in between); ``None``
             when unknown (unix socket).
+        role: the role the saver runs as (``current_user``).
+        superuser / table_owner: that role is a superuser / has the rights of
+            the owner of pgcheckpoint's tables (both warned about: the saver
+            should run as the runtime role of docs/security.md).
+        ssl: the connection is encrypted with TLS, as the server sees it (behind
+            a pooler: the pooler's connection to the server).
+        ssl_protocol / ssl_cipher / ssl_bits: e.g. ``"TLSv1.3"``,
+            ``"TLS_AES_256_GCM_SHA384"``, 256 (``None`` without TLS).
         error: why the check failed, when ``ok`` is false.
     """
 
@@ -72,6 +88,13 @@ class HealthReport:
     fsync: bool | None = None
     behind_proxy: bool | None = None
     warnings: tuple[str, ...] = ()
+    role: str | None = None
+    superuser: bool | None = None
+    table_owner: bool | None = None
+    ssl: bool | None = None
+    ssl_protocol: str | None = None
+    ssl_cipher: str | None = None
+    ssl_bits: int | None = None
     error: str | None = None
 
 
@@ -108,21 +131,74 @@ def _dialled_ports(source: Any) -> set[int] | None:
     return None
 
 
+def serde_warning(serde: Any) -> str | None:
+    """A warning when ``serde`` may load types outside the allowlist: it is neither
+    the serializer pgcheckpoint builds (``allowlist.PlainDataSerializer``) nor
+    LangGraph's ``JsonPlusSerializer`` in strict mode (no ``allowed_msgpack_modules=True``,
+    no ``pickle_fallback``)."""
+    if serde is None or type(serde) is PlainDataSerializer:
+        return None
+    if type(serde) is not JsonPlusSerializer:
+        return (
+            f"the saver's serde is a {type(serde).__module__}.{type(serde).__qualname__}, not "
+            "the serializer pgcheckpoint builds: the type allowlist is not enforced by "
+            "pgcheckpoint and a forged row may load any type it allows"
+        )
+    if getattr(serde, "_allowed_msgpack_modules", None) is True:
+        return (
+            "the saver's serde allows every msgpack module (allowed_msgpack_modules=True): a "
+            "forged row may load any type; use the default serde and saver.with_allowlist()"
+        )
+    if getattr(serde, "pickle_fallback", False):
+        return "the saver's serde has pickle_fallback=True: a forged row may run code"
+    return None
+
+
+def security_warnings(
+    role: str, superuser: bool, owner: bool | None, may_create: bool | None
+) -> list[str]:
+    """Warnings when the saver runs with more rights than it needs."""
+    if superuser:
+        return [
+            f"the saver runs as superuser {role!r}: run it as the runtime role "
+            "(pgcheckpoint roles create; docs/security.md)"
+        ]
+    if owner:
+        return [
+            f"the saver runs as {role!r}, which owns pgcheckpoint's tables (it may alter or drop "
+            "them): run setup as the owner and the application as the runtime role "
+            "(docs/security.md)"
+        ]
+    if may_create:
+        return [
+            f"role {role!r} may CREATE in pgcheckpoint's schema (it could plant a table or "
+            "function there): grant it only what `pgcheckpoint roles create` grants the "
+            "runtime role (docs/security.md)"
+        ]
+    return []
+
+
 _Probe = tuple[tuple[Any, ...], dict[int, str], list[Newer]]
 
 
 def health_plan(schema: str) -> Plan[_Probe]:
-    """The probe row, the applied migrations and the newer ones, in one plan."""
+    """The probe row (with the security probe's columns after it), the applied
+    migrations and the newer ones, in one plan."""
     from ._queries import Queries
 
     probe = Queries(schema)["health_probe"]
     status = status_plan(schema)
+    checkpoints = f"{quote_schema(schema)}.checkpoints"
 
     def make() -> PlanGen[_Probe]:
         rows = yield Query(probe, None, fetch="all", prepare=False)
+        security = yield Query(
+            SECURITY_PROBE, {"table": checkpoints, "schema": schema}, fetch="all", prepare=False
+        )
         applied = yield from status.make()
         newer = yield from read_newer(schema, applied)
-        return (rows or [()])[0], applied, newer
+        row = (*(rows or [()])[0], *(security or [(None,) * 8])[0])
+        return row, applied, newer
 
     return Plan("health_check", make)
 
@@ -133,9 +209,18 @@ def build_report(
     latency: float,
     ports: set[int] | None,
     newer: list[Newer] | None = None,
+    serde: Any = None,
 ) -> HealthReport:
-    version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row
+    version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row[:8]
+    role, superuser, owner, may_create, ssl, ssl_protocol, ssl_cipher, ssl_bits = (
+        *row[8:],
+        *(None,) * 8,
+    )[:8]
     warnings = durability_warnings(fsync, sync_commit, fpw)
+    warnings += security_warnings(role, bool(superuser), owner, may_create)
+    serde_problem = serde_warning(serde)
+    if serde_problem:
+        warnings.append(serde_problem)
     current = max(applied) if applied else None
     latest = latest_version()
     if current is None:
@@ -164,6 +249,13 @@ def build_report(
         fsync=fsync == "on",
         behind_proxy=behind,
         warnings=tuple(warnings),
+        role=role,
+        superuser=None if superuser is None else bool(superuser),
+        table_owner=None if owner is None else bool(owner),
+        ssl=None if ssl is None else bool(ssl),
+        ssl_protocol=ssl_protocol,
+        ssl_cipher=ssl_cipher,
+        ssl_bits=None if ssl_bits is None else int(ssl_bits),
     )
 
 
@@ -239,7 +331,7 @@ class HealthSync:
         else:
             latency = time.monotonic() - started
             ports = _dialled_ports(runner.source)
-            report = build_report(row, applied, latency, ports, newer)
+            report = build_report(row, applied, latency, ports, newer, me.serde)
         return _health_log(me).report(report)
 
     def pool_stats(self) -> dict[str, Any]:
@@ -266,7 +358,7 @@ class HealthAsync:
         else:
             latency = time.monotonic() - started
             ports = _dialled_ports(runner.source)
-            report = build_report(row, applied, latency, ports, newer)
+            report = build_report(row, applied, latency, ports, newer, me.serde)
         return _health_log(me).report(report)
 
     def pool_stats(self) -> dict[str, Any]:

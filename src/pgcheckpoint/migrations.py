@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from psycopg import sql as pgsql
+
 from ._plans import Plan, PlanGen, Query
 from ._queries import quote_schema
 from .distribution import HAS_CITUS, NO_CITUS, Distributed, distribute_steps
@@ -170,21 +172,37 @@ def pending(applied: dict[int, str]) -> list[Migration]:
     return [m for m in all_migrations() if m.version not in applied]
 
 
+def migrations_table_ddl(schema: str) -> pgsql.Composed:
+    """The ``CREATE TABLE IF NOT EXISTS`` of the migrations table (roles.py runs it too)."""
+    return pgsql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
+        "name text NOT NULL, checksum text NOT NULL, "
+        "applied_at timestamptz NOT NULL DEFAULT now(), compatible_with integer)"
+    ).format(pgsql.Identifier(schema, TABLE))
+
+
 def _sql(schema: str) -> dict[str, str]:
     q = quote_schema(schema)
     return {
         "applied": f"SELECT version, checksum FROM {q}.{TABLE}",
         "exists": "SELECT to_regclass(%(table)s) IS NOT NULL",
-        "schema": f"CREATE SCHEMA IF NOT EXISTS {q}",
-        "table": (
-            f"CREATE TABLE IF NOT EXISTS {q}.{TABLE} (version integer PRIMARY KEY, "
-            "name text NOT NULL, checksum text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now(), compatible_with integer)"
+        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+        # schema exists, which the owner role (docs/security.md) does not have.
+        "schema_exists": (
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s)"
         ),
         # Tables made before compatibility was recorded.
         "compat_column": (
             f"ALTER TABLE {q}.{TABLE} ADD COLUMN IF NOT EXISTS compatible_with integer"
         ),
+        # Whether this role has the rights of the owner of the migrations table
+        # (a superuser always has).
+        "may_migrate": (
+            "SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'), current_user "
+            "FROM pg_catalog.pg_class c WHERE c.oid = to_regclass(%(table)s)"
+        ),
+        "schema": f"CREATE SCHEMA IF NOT EXISTS {q}",
+        "table": migrations_table_ddl(schema).as_string(None),
         "record": (
             f"INSERT INTO {q}.{TABLE} (version, name, checksum, compatible_with) "
             "VALUES (%(version)s, %(name)s, %(checksum)s, %(compatible_with)s)"
@@ -274,7 +292,8 @@ def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]
             applied = _applied(rows)
             newer = yield from read_newer(schema, applied)
             check_newer(newer)
-            if not pending(applied):
+            todo = pending(applied)
+            if not todo:
                 if distributed is False:
                     if newer:
                         _carry_on(schema, newer)
@@ -286,6 +305,21 @@ def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]
                     if newer:
                         _carry_on(schema, newer)
                     return []
+            # A role that cannot migrate (the runtime role) gets a clear error
+            # instead of a permission error halfway; with nothing to apply it
+            # leaves the distribution to the owner's setup and returns.
+            rights = yield Query(sql["may_migrate"], {"table": table}, fetch="all")
+            if rights and not rights[0][0]:
+                if not todo:
+                    if newer:
+                        _carry_on(schema, newer)
+                    return []
+                raise SchemaError(
+                    f"schema {schema!r} needs migration(s) "
+                    f"{', '.join(str(m.version) for m in todo)} and role {rights[0][1]!r} "
+                    "does not own pgcheckpoint's tables: run setup() (or `pgcheckpoint "
+                    "setup`) as the owner role (docs/security.md)"
+                )
         yield Query("SELECT pg_advisory_lock(%(key)s)", {"key": key}, fetch="all")
         ours = yield Query(sql["exists"], {"table": table}, fetch="all")
         if not (ours and ours[0][0]):
@@ -300,7 +334,9 @@ def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]
                     "schema='pgcheckpoint'), and import the old threads with "
                     "`pgcheckpoint import official`"
                 )
-        yield Query(sql["schema"], None, prepare=False)
+        found = yield Query(sql["schema_exists"], {"schema": schema}, fetch="all")
+        if not (found and found[0][0]):
+            yield Query(sql["schema"], None, prepare=False)
         yield Query(sql["table"], None, prepare=False)
         yield Query(sql["compat_column"], None, prepare=False)
         rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
