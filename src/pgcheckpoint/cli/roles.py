@@ -9,17 +9,14 @@ Passwords come only from environment variables and are never printed.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
-import psycopg
-from rich.console import Console
-from rich.markup import escape
 
-from .. import roles as roles_lib
-from .._connections import translate
-from .._conninfo import secrets_of
-from ..embedded import resolve_dsn
 from ._app import common_options, emit, handle_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @click.group()
@@ -36,9 +33,9 @@ def roles() -> None:
 @common_options
 @click.option(
     "--prefix",
-    default=roles_lib.DEFAULT_PREFIX,
-    show_default=True,
-    help="Names the roles <prefix>_owner, <prefix>_runtime and <prefix>_readonly.",
+    default=None,
+    help="Names the roles <prefix>_owner, <prefix>_runtime and <prefix>_readonly "
+    "[default: pgcheckpoint].",
 )
 @click.option("--owner", default=None, help="Name of the owner role (runs setup).")
 @click.option("--runtime", default=None, help="Name of the runtime role (the application).")
@@ -49,7 +46,7 @@ def create(
     dsn: str | None,
     schema: str,
     as_json: bool,
-    prefix: str,
+    prefix: str | None,
     owner: str | None,
     runtime: str | None,
     readonly: str | None,
@@ -69,7 +66,18 @@ def create(
         pgcheckpoint roles create --schema agents --print-sql
         PGCHECKPOINT_RUNTIME_PASSWORD=... pgcheckpoint roles create --schema agents
     """
-    names = roles_lib.RoleNames.from_prefix(prefix, owner=owner, runtime=runtime, readonly=readonly)
+    # Imported here, not at module level: `pgcheckpoint --help` loads no driver.
+    import psycopg
+    from rich.markup import escape
+
+    from .. import roles as roles_lib
+    from .._connections import translate
+    from .._conninfo import secrets_of
+    from ..embedded import resolve_dsn
+
+    names = roles_lib.RoleNames.from_prefix(
+        prefix or roles_lib.DEFAULT_PREFIX, owner=owner, runtime=runtime, readonly=readonly
+    )
     passwords = {
         kind: os.environ[var] for kind, var in roles_lib.PASSWORD_ENV.items() if os.environ.get(var)
     }
