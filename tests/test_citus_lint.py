@@ -80,11 +80,6 @@ CROSS_THREAD_FUNCTIONS = {"pgcheckpoint_sweep_strays", "pgcheckpoint_sweep"}
 
 # (rule, statement or function): what Citus 13.2 says, and the shape that passes.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("immutable_do_update", "put_checkpoint"): (
-        "threads upsert `DO UPDATE SET updated_at = now()`: 0A000 functions used in the DO "
-        "UPDATE SET clause ... must be marked IMMUTABLE. Passes: compute the time once in the "
-        "statement (`VALUES (%(thread_id)s, now())` then `SET updated_at = EXCLUDED.updated_at`)"
-    ),
     ("recursive_cte_one_thread", "pgcheckpoint_trim"): (
         "migration 0005's trim (prune and sweep): a WITH RECURSIVE keep-walk over every thread "
         "of p_thread_ids: not pushable. Passes: the same walk per thread, `thread_id = "
