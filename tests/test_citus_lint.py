@@ -39,6 +39,8 @@ from pgcheckpoint._queries import Queries, _raw_statements
 
 TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
 THREAD_PARAM = re.compile(r"%\((thread_id|source|target)\)s")
+# What names one thread in a function body: its argument, or a loop over an array of them.
+FUNCTION_PIN = r"\b(?:p_thread_id|v_thread)\b"
 
 # Every statement of queries.sql, by how many threads it touches.
 PER_THREAD = {
@@ -80,23 +82,23 @@ CROSS_THREAD_FUNCTIONS = {"pgcheckpoint_sweep_strays", "pgcheckpoint_sweep"}
 
 # (rule, statement or function): what Citus 13.2 says, and the shape that passes.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("recursive_cte_one_thread", "pgcheckpoint_trim"): (
-        "migration 0005's trim (prune and sweep): a WITH RECURSIVE keep-walk over every thread "
-        "of p_thread_ids: not pushable. Passes: the same walk per thread, `thread_id = "
-        "p_thread_id`, in a function distributed by that first argument"
-    ),
 }
 
 
-def _statement_violations(name: str, text: str) -> set[str]:
-    """The rules a statement's text breaks."""
+def _statement_violations(name: str, text: str, pin: str = THREAD_PARAM.pattern) -> set[str]:
+    """The rules a statement's text breaks.
+
+    ``pin`` is what names one thread: a scalar parameter in queries.sql; in a
+    function body, its ``p_thread_id`` or the loop variable ``v_thread``."""
     found: set[str] = set()
     for target in re.findall(r"ON CONFLICT\s*\(([^)]*)\)", text):
         if "thread_id" not in [c.strip() for c in target.split(",")]:
             found.add("on_conflict_target")
-    if "WITH RECURSIVE" in text and not THREAD_PARAM.search(text):
+    if "WITH RECURSIVE" in text and not re.search(pin, text):
         found.add("recursive_cte_one_thread")
     if "WITH RECURSIVE" in text and re.search(r"thread_id\s*=\s*ANY", text):
+        found.add("recursive_cte_one_thread")
+    if "WITH RECURSIVE" in text and _unpinned_references(text, pin):
         found.add("recursive_cte_one_thread")
     return found
 
@@ -220,7 +222,7 @@ def _all_violations(catalog: psycopg.Connection[object]) -> dict[tuple[str, str]
         body = str(body)
         if not re.search(r"\.(" + "|".join(TABLES) + r")\b", body):
             continue
-        for rule in _statement_violations(str(fname), body):
+        for rule in _statement_violations(str(fname), body, FUNCTION_PIN):
             found[(rule, str(fname))] = body
         if fname in MULTI_THREAD_FUNCTIONS or fname in CROSS_THREAD_FUNCTIONS:
             continue
@@ -253,6 +255,18 @@ def test_lint_catches_what_it_checks() -> None:
         "x",
         "WITH RECURSIVE w AS (SELECT 1 FROM {schema}.checkpoints WHERE thread_id = ANY (%(a)s))",
     )
+    assert "recursive_cte_one_thread" in _statement_violations(
+        "f",
+        "WITH RECURSIVE w AS (SELECT 1 FROM {schema}.checkpoints c WHERE c.thread_id = v_thread "
+        "UNION SELECT 1 FROM w JOIN {schema}.checkpoints p ON p.checkpoint_id = w.id)",
+        FUNCTION_PIN,
+    )
+    assert _statement_violations(
+        "f",
+        "WITH RECURSIVE w AS (SELECT 1 FROM {schema}.checkpoints c WHERE c.thread_id = v_thread "
+        "UNION SELECT 1 FROM w JOIN {schema}.checkpoints p ON p.thread_id = v_thread)",
+        FUNCTION_PIN,
+    ) == set()
     assert _unpinned_references(
         "SELECT 1 FROM {schema}.checkpoints c JOIN {schema}.writes w ON w.checkpoint_id = "
         "c.checkpoint_id WHERE c.thread_id = %(thread_id)s",
