@@ -75,7 +75,8 @@ FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chu
 
 # Functions of the schema that read per-thread tables without one thread id.
 MULTI_THREAD_FUNCTIONS = {
-    "pgcheckpoint_delete_threads", "pgcheckpoint_gc", "pgcheckpoint_measure",
+    "pgcheckpoint_delete_threads", "pgcheckpoint_gc", "pgcheckpoint_lock_threads",
+    "pgcheckpoint_measure",
     "pgcheckpoint_sweep_batch", "pgcheckpoint_trim",
 }  # fmt: skip
 CROSS_THREAD_FUNCTIONS = {"pgcheckpoint_sweep_strays", "pgcheckpoint_sweep"}

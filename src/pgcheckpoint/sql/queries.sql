@@ -278,10 +278,9 @@ SELECT {schema}.pgcheckpoint_delete_threads(%(thread_ids)s::text[]);
 -- Garbage collection holds these row locks for its transaction; writers take
 -- the same lock in put_checkpoint, so no chunk or blob is judged unreferenced
 -- while a writer is relying on it.
-SELECT thread_id FROM {schema}.threads
-WHERE thread_id = ANY (%(thread_ids)s::text[])
-ORDER BY thread_id
-FOR UPDATE;
+-- One thread at a time in id order (pgcheckpoint_lock_threads, migration 0008):
+-- Citus locks rows only in a statement routed to one shard.
+SELECT {schema}.pgcheckpoint_lock_threads(%(thread_ids)s::text[]);
 
 -- name: threads_of_runs
 SELECT DISTINCT thread_id FROM {schema}.checkpoints
