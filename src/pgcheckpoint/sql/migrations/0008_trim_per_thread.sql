@@ -141,3 +141,51 @@ BEGIN
     END LOOP;
 END
 $pgcheckpoint_lock_threads$;
+
+-- Whole threads with everything they own (0004), and the per-table measure the
+-- sweep reports (0004), as PL/pgSQL: Citus cannot plan a statement of an SQL
+-- function that reads its parameters on distributed tables ("could not create
+-- distributed plan ... Consider using PL/pgSQL functions instead"), and a
+-- PL/pgSQL statement is planned with the parameters bound. Same rows, same
+-- result.
+CREATE OR REPLACE FUNCTION {schema}.pgcheckpoint_delete_threads(p_thread_ids text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $pgcheckpoint_delete$
+BEGIN
+    DELETE FROM {schema}.checkpoints WHERE thread_id = ANY (p_thread_ids);
+    DELETE FROM {schema}.blobs WHERE thread_id = ANY (p_thread_ids);
+    DELETE FROM {schema}.chunks WHERE thread_id = ANY (p_thread_ids);
+    DELETE FROM {schema}.writes WHERE thread_id = ANY (p_thread_ids);
+    DELETE FROM {schema}.threads WHERE thread_id = ANY (p_thread_ids);
+END
+$pgcheckpoint_delete$;
+
+CREATE OR REPLACE FUNCTION {schema}.pgcheckpoint_measure(p_thread_ids text[])
+RETURNS TABLE (tbl text, n bigint, bytes bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $pgcheckpoint_measure$
+BEGIN
+    RETURN QUERY
+    SELECT 'threads'::text, count(*), 0::bigint
+    FROM {schema}.threads t WHERE t.thread_id = ANY (p_thread_ids);
+    RETURN QUERY
+    SELECT 'checkpoints'::text, count(*),
+           coalesce(sum(pg_column_size(c.checkpoint) + pg_column_size(c.metadata)
+                        + pg_column_size(c.channels) + pg_column_size(c.versions)), 0)::bigint
+    FROM {schema}.checkpoints c WHERE c.thread_id = ANY (p_thread_ids);
+    RETURN QUERY
+    SELECT 'blobs'::text, count(*),
+           coalesce(sum(coalesce(pg_column_size(b.value), 0)
+                        + coalesce(pg_column_size(b.chunk_refs), 0)), 0)::bigint
+    FROM {schema}.blobs b WHERE b.thread_id = ANY (p_thread_ids);
+    RETURN QUERY
+    SELECT 'chunks'::text, count(*), coalesce(sum(pg_column_size(k.data)), 0)::bigint
+    FROM {schema}.chunks k WHERE k.thread_id = ANY (p_thread_ids);
+    RETURN QUERY
+    SELECT 'writes'::text, count(*), coalesce(sum(coalesce(pg_column_size(x.value), 0)), 0)::bigint
+    FROM {schema}.writes x WHERE x.thread_id = ANY (p_thread_ids);
+END
+$pgcheckpoint_measure$;
