@@ -261,14 +261,34 @@ def run_demo(args: argparse.Namespace) -> None:
             """
         )
 
-    heading(7, "Done")
+        show_cli(dsn, args.thread)
+
+    heading(8, "Done")
     explain(
         f"""
         The demo killed the agent process, resumed the thread to completion and
-        forked it from step {fork_at}. Inspect the thread yourself with
-        graph.get_state_history({{"configurable": {{"thread_id": "{args.thread}"}}}}).
+        forked it from step {fork_at}. Look at the thread again with the CLI
+        (`source .venv/bin/activate` first; without DATABASE_URL it starts the
+        embedded server), or from Python with graph.get_state_history(config):
         """
     )
+    for command in (f"history {args.thread}", f"show {args.thread} --all", "ui"):
+        print(f"      pgcheckpoint {command}")
+
+
+def show_cli(dsn: str, thread_id: str) -> None:
+    """Run the real `pgcheckpoint` commands on the demo's thread, as a user would."""
+    heading(7, "The same thread, seen with the pgcheckpoint CLI")
+    env = {**os.environ, DSN_ENV: dsn, "PGCHECKPOINT_DSN": dsn}
+    for command in (
+        ["threads", "list", "--limit", "3"],
+        ["history", thread_id],
+        ["show", thread_id],
+    ):
+        print(f"\n    $ pgcheckpoint {' '.join(command)}", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "pgcheckpoint.cli", *command], env=env, check=True
+        )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -141,7 +141,7 @@ class CitusDatabases:
             self._base = None
 
     def url(self, name: str) -> str:
-        from conftest import dsn_for_database
+        from _dsn import dsn_for_database
 
         return dsn_for_database(self.server_url, name)
 

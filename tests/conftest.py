@@ -18,12 +18,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+
+from _dsn import dsn_for_database
 
 if TYPE_CHECKING:
     from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
@@ -36,12 +36,6 @@ DB_PREFIX = "pgc_test_"
 STALE_AFTER_SECONDS = 3 * 3600
 
 
-def dsn_for_database(dsn: str, dbname: str) -> str:
-    """``dsn`` pointed at database ``dbname`` (a URL stays a URL)."""
-    if dsn.startswith(("postgresql://", "postgres://")):
-        parts = urlsplit(dsn)
-        return urlunsplit(parts._replace(path="/" + dbname))
-    return make_conninfo(dsn, dbname=dbname)
 
 
 class Databases:

@@ -29,3 +29,6 @@ def test_demo_crashes_resumes_and_forks(db_url: str) -> None:
     assert "The forked run finished with 4/4 steps" in out
     assert "Change of plan: stop after 4 steps." in out
     assert "Both branches are kept" in out
+    # the demo ends by running the real CLI on the thread it made
+    assert "$ pgcheckpoint history demo-" in out and "$ pgcheckpoint show demo-" in out
+    assert "created (UTC)" in out and "next" in out and "HumanMessage" in out

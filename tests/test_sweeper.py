@@ -174,6 +174,44 @@ def test_background_sweeper_thread(db_url: str) -> None:
         assert not started.running
 
 
+def test_auto_sweeper_runs_without_auto_cleanup(db_url: str) -> None:
+    """Entering `auto_sweeper()` asks for a sweeper: it runs even with auto_cleanup off,
+    and its counters are public (`sweeper_stats`), also after the block."""
+    with PostgresSaver.from_conn_string(db_url, max_versions=1, cleanup_interval=0.1) as saver:
+        run(saver, "t", 2)
+        assert not saver.auto_cleanup and saver.sweeper_stats is None
+        with saver.auto_sweeper():
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                stats = saver.sweeper_stats
+                if stats is not None and stats.totals.checkpoints_deleted >= 7:
+                    break
+                time.sleep(0.05)
+        stats = saver.sweeper_stats
+        assert stats is not None and stats.runs >= 1 and stats.totals.checkpoints_deleted == 7
+        assert len(ids(saver, "t")) == 1 and saver._sweeper is None
+    with PostgresSaver.from_conn_string(
+        db_url, auto_cleanup=True, cleanup_interval=timedelta(seconds=5)
+    ) as saver:
+        running = saver._sweeper
+        with saver.auto_sweeper():  # nested in from_conn_string's: leaves it running
+            pass
+        assert running is not None and running.running and saver._sweeper is running
+
+
+async def test_async_auto_sweeper_without_auto_cleanup(db_url: str) -> None:
+    async with AsyncPostgresSaver.from_conn_string(db_url, cleanup_interval=0.05) as saver:
+        assert saver.sweeper_stats is None
+        async with saver.auto_sweeper():
+            for _ in range(200):
+                stats = saver.sweeper_stats
+                if stats is not None and stats.runs:
+                    break
+                await asyncio.sleep(0.05)
+        stats = saver.sweeper_stats
+        assert stats is not None and stats.runs >= 1 and stats.errors == 0
+
+
 async def test_background_sweeper_task_and_async_api(db_url: str) -> None:
     async with AsyncPostgresSaver.from_conn_string(
         db_url, retention=RetentionPolicy(keep_last=1), auto_cleanup=True, cleanup_interval=0.1

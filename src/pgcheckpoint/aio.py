@@ -87,6 +87,9 @@ class AsyncPostgresSaver(ThreadsAsync, RetentionAsync, HealthAsync, BatchAsync, 
         check(dsn)
         async with AsyncConnectionPool(dsn, open=False, **settings.async_pool_kwargs()) as p:
             saver = cls(p, **options)
+            if not saver.auto_cleanup:
+                yield saver
+                return
             async with saver.auto_sweeper():
                 yield saver
 

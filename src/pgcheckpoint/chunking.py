@@ -6,21 +6,29 @@ versions of such a value share every chunk but the few around the change (for
 a msgpack list: the first, which holds the length, and the last), so storing
 each chunk once per thread makes storage grow with what changed instead of
 with the square of the conversation. Chunks are addressed by a 16-byte BLAKE2b
-digest of their bytes.
+digest of their bytes, and a read checks every chunk against its digest
+(:func:`join`), so a chunk edited, swapped or damaged in the database raises
+:class:`~pgcheckpoint.errors.IntegrityError` instead of coming back as state.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastcdc import fastcdc
 
-from .errors import ConfigurationError
+from . import compression
+from .errors import ConfigurationError, DeserializationError, IntegrityError
 
 HASH_SIZE = 16
 # Bytes of a chunked value kept in its blob row instead of the first chunk.
 HEAD_SIZE = 8
+# The smallest chunk split() cuts, but for a value's last one: FastCDC's minimum
+# is avg // 4 and ChunkingPolicy keeps avg >= 256. It bounds how many chunk
+# references a value of a given size can have, checked before any is read.
+MIN_CHUNK = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +85,61 @@ def digest(chunk: bytes) -> bytes:
 def split_refs(refs: bytes) -> list[bytes]:
     """The chunk addresses packed in a blob's ``chunk_refs``."""
     return [refs[i : i + HASH_SIZE] for i in range(0, len(refs), HASH_SIZE)]
+
+
+def join(
+    head: bytes,
+    refs: bytes,
+    chunks: Mapping[bytes, tuple[bool, bytes]],
+    limit: int,
+    where: str,
+) -> bytes:
+    """Rebuild a chunked value: ``head`` then each referenced chunk, in order.
+
+    Each distinct chunk is decompressed once (within what is left of ``limit``)
+    and checked against its address; the running size is checked before every
+    piece is added, so a reference list naming one chunk a million times fails
+    at ``limit`` bytes rather than growing without end.
+    """
+    if len(refs) % HASH_SIZE:
+        raise DeserializationError(
+            f"{where}: its chunk references ({len(refs)} bytes) are not whole "
+            f"{HASH_SIZE}-byte addresses"
+        )
+    count = len(refs) // HASH_SIZE
+    if count > limit // MIN_CHUNK + 1:
+        raise DeserializationError(
+            f"{where} names {count} chunks, more than a value of at most {limit} bytes "
+            "(CompressionPolicy.max_value_size) can be cut into"
+        )
+    total = len(head)
+    parts = [head]
+    seen: dict[bytes, bytes] = {}
+    for h in split_refs(refs):
+        piece = seen.get(h)
+        if piece is None:
+            found = chunks.get(h)
+            if found is None:
+                raise DeserializationError(
+                    f"cannot read {where}: chunk {h.hex()} is missing from the database"
+                )
+            compressed, data = found
+            piece = (
+                compression.decompress(data, max(limit - total, 0), f"chunk {h.hex()} of {where}")
+                if compressed
+                else data
+            )
+            if digest(piece) != h:
+                raise IntegrityError(
+                    f"cannot read {where}: chunk {h.hex()} does not match its content "
+                    "(the stored chunk was altered or damaged)"
+                )
+            seen[h] = piece
+        total += len(piece)
+        if total > limit:
+            raise DeserializationError(
+                f"{where} grows beyond {limit} bytes (CompressionPolicy.max_value_size) "
+                "as its chunks are joined; refusing to read it"
+            )
+        parts.append(piece)
+    return b"".join(parts)

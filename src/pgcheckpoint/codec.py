@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,7 +36,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.event_hooks import SerdeEvent, register_serde_event_listener
 
-from . import chunking, compression
+from . import _validate, chunking, compression
 from ._arrays import BoolArray, ByteaArray, Int4Array, TextArray
 from .chunking import ChunkingPolicy
 from .compression import ZSTD_SUFFIX, CompressionPolicy
@@ -143,6 +142,12 @@ def dumps(serde: SerializerProtocol, value: Any, where: str) -> tuple[str, bytes
         raise SerializationError(
             f"cannot serialize {where}: {type(exc).__name__}: {exc}"
         ) from exc
+    # LangGraph's msgpack writes a lone surrogate as "?": refuse it instead.
+    if type_ == "msgpack" and b"?" in data and _validate.find_surrogate(value):
+        raise InvalidInputError(
+            f"{where} contains text with a lone surrogate code point, which is not valid "
+            "UTF-8 and would be stored as '?'"
+        )
     return type_, data
 
 
@@ -161,10 +166,7 @@ def text_id(value: Any, what: str, *, allow_empty: bool = False) -> str:
         raise InvalidInputError(
             f"{what} must be a str, int or UUID, got {type(value).__name__}: {value!r}"
         )
-    if "\x00" in text:
-        raise InvalidInputError(
-            f"{what} contains a NUL byte (\\x00), which PostgreSQL cannot store"
-        )
+    _validate.check_text(text, what)
     if not text and not allow_empty:
         raise InvalidInputError(f"{what} must not be empty")
     return text
@@ -199,35 +201,11 @@ def target(config: RunnableConfig | None) -> Target:
     )
 
 
-def _check_json(value: Any, path: str) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidInputError(f"metadata {path} contains a NUL byte (\\x00)")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInputError(f"metadata {path} is {value}, which JSON cannot hold")
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise InvalidInputError(f"metadata {path} has a non-string key {k!r}")
-            if "\x00" in k:
-                raise InvalidInputError(f"metadata {path} has a key with a NUL byte")
-            _check_json(v, f"{path}.{k}")
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            _check_json(v, f"{path}[{i}]")
-    elif not isinstance(value, bool | int) and value is not None:
-        raise InvalidInputError(
-            f"metadata {path} is a {type(value).__name__}, which is not JSON; "
-            "metadata must be JSON (str, number, bool, None, list, dict)"
-        )
-
-
 def metadata_json(metadata: Mapping[str, Any], what: str = "metadata") -> str:
     """Metadata as JSON text for a jsonb parameter, with a clear error for what JSON can't hold."""
     if not isinstance(metadata, Mapping):
         raise InvalidInputError(f"{what} must be a dict, got {type(metadata).__name__}")
-    _check_json(metadata, "" if what == "metadata" else what)
+    _validate.check_json(metadata, "" if what == "metadata" else what)
     return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
@@ -251,6 +229,7 @@ class Codec:
         halves (measured: 510 -> 255 bytes on a chat agent's checkpoint).
         """
         policy = self.compression
+        self._check_size(data)
         if skeleton and policy.enabled:
             policy = replace(policy, threshold=min(policy.threshold, SKELETON_THRESHOLD))
         packed = compression.maybe_compress(data, policy)
@@ -258,11 +237,19 @@ class Codec:
             return type_, data
         return type_ + ZSTD_SUFFIX, packed
 
+    def _check_size(self, data: bytes) -> None:
+        """Refuse to write what a read would refuse (CompressionPolicy.max_value_size)."""
+        limit = self.compression.max_value_size
+        if len(data) > limit:
+            raise InvalidInputError(
+                f"a value serializes to {len(data)} bytes, over the limit of {limit} "
+                "(CompressionPolicy.max_value_size)"
+            )
+
     def unpack(self, type_: str, data: bytes | None, where: str) -> Any:
         if type_.endswith(ZSTD_SUFFIX):
-            return loads(
-                self.serde, type_[: -len(ZSTD_SUFFIX)], compression.decompress(data or b""), where
-            )
+            raw = compression.decompress(data or b"", self.compression.max_value_size, where)
+            return loads(self.serde, type_[: -len(ZSTD_SUFFIX)], raw, where)
         return loads(self.serde, type_, data, where)
 
     def encode_blob(
@@ -277,6 +264,7 @@ class Codec:
         """``encode_blob`` for bytes the serde already wrote: compression and
         chunking only, so importers store values without loading them."""
         policy = self.chunking
+        self._check_size(data)
         if not policy.enabled or len(data) < policy.threshold:
             type_, data = self.pack(type_, data)
             return type_, data, None
@@ -303,16 +291,9 @@ class Codec:
         where: str,
     ) -> Any:
         if type_.endswith(CDC_SUFFIX):
-            parts = [value or b""]
-            for h in chunking.split_refs(refs or b""):
-                found = chunks.get(h)
-                if found is None:
-                    raise DeserializationError(
-                        f"cannot read {where}: chunk {h.hex()} is missing from the database"
-                    )
-                compressed, data = found
-                parts.append(compression.decompress(data) if compressed else data)
-            return loads(self.serde, type_[: -len(CDC_SUFFIX)], b"".join(parts), where)
+            limit = self.compression.max_value_size
+            data = chunking.join(value or b"", refs or b"", chunks, limit, where)
+            return loads(self.serde, type_[: -len(CDC_SUFFIX)], data, where)
         return self.unpack(type_, value, where)
 
 
@@ -474,9 +455,29 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
     }
 
 
+# What a malformed (tampered) row makes plain Python raise while it is taken apart;
+# decode_row and decode_delta turn them into DeserializationError.
+_MALFORMED = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+    RecursionError, MemoryError,
+)
+
+
 def decode_row(codec: Codec, row: tuple[Any, ...]) -> CheckpointTuple:
     """A CheckpointTuple from one row of ``read_checkpoints`` (the checkpoint with
     its blobs, their chunks and its writes aggregated into arrays)."""
+    try:
+        return _decode_row(codec, row)
+    except PgCheckpointError:
+        raise
+    except _MALFORMED as exc:
+        cid = row[2] if isinstance(row, tuple) and len(row) > 2 else "?"
+        raise DeserializationError(
+            f"stored checkpoint {cid!r} is malformed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _decode_row(codec: Codec, row: tuple[Any, ...]) -> CheckpointTuple:
     (thread_id, ns, cid, parent, type_, data, metadata, channels, versions, b_channels,
      b_versions, b_types, b_values, b_refs, k_hashes, k_flags, k_data, w_tasks, w_channels,
      w_types, w_values) = row
@@ -567,6 +568,22 @@ def decode_delta(
     chunks: Mapping[bytes, tuple[bool, bytes]],
 ) -> dict[str, DeltaChannelHistory]:
     """``get_delta_channel_history``'s answer from the rows of ``delta_history``."""
+    try:
+        return _decode_delta(codec, rows, channels, chunks)
+    except PgCheckpointError:
+        raise
+    except _MALFORMED as exc:
+        raise DeserializationError(
+            f"stored delta channel history is malformed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _decode_delta(
+    codec: Codec,
+    rows: DeltaRows,
+    channels: Sequence[str],
+    chunks: Mapping[bytes, tuple[bool, bytes]],
+) -> dict[str, DeltaChannelHistory]:
     seeds: dict[str, Any] = {}
     for row in rows.walk:
         depth, cid, ch_names, ch_versions, remaining = row[1], row[2], row[7], row[8], row[9]

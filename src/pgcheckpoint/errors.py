@@ -27,6 +27,15 @@ class InvalidInputError(PgCheckpointError, ValueError):
     """
 
 
+class InvalidPolicyError(ConfigurationError, InvalidInputError):
+    """A retention policy is malformed or beyond its documented bounds.
+
+    Both a :class:`ConfigurationError` (a policy is configuration) and an
+    :class:`InvalidInputError` (``set_thread_retention`` refuses it before
+    anything is written).
+    """
+
+
 class CodecError(PgCheckpointError):
     """A value could not be encoded or decoded."""
 
@@ -37,6 +46,15 @@ class SerializationError(CodecError, TypeError):
 
 class DeserializationError(CodecError):
     """A stored value could not be read back."""
+
+
+class IntegrityError(DeserializationError):
+    """A stored value fails its integrity check: a chunk whose content does not match
+    its address, or a zstd frame whose content checksum does not match.
+
+    The value was altered (or damaged) after it was written; pgcheckpoint raises
+    rather than return it as state. See docs/security.md.
+    """
 
 
 def _how_to_allow(blocked: list[str]) -> str:
@@ -178,7 +196,9 @@ __all__ = [
     "ConnectionFailedError",
     "DeserializationError",
     "ImportConflictError",
+    "IntegrityError",
     "InvalidInputError",
+    "InvalidPolicyError",
     "MigrationError",
     "MissingParentError",
     "PgCheckpointError",

@@ -27,7 +27,13 @@ TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
 
 @dataclass(frozen=True, slots=True)
 class TableSize:
-    """One table's size in bytes; ``total`` = heap + toast + indexes."""
+    """One table's size in bytes; ``total`` = heap + toast + indexes.
+
+    ``rows_estimate`` is PostgreSQL's ``reltuples`` (kept by VACUUM, ANALYZE and
+    autovacuum) when the table has been analyzed; a table never analyzed (reltuples
+    -1, e.g. just after a bulk load) is counted exactly instead, and ``rows_exact``
+    says so.
+    """
 
     name: str
     rows_estimate: int
@@ -35,6 +41,7 @@ class TableSize:
     toast: int
     indexes: int
     total: int
+    rows_exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +76,17 @@ def storage_plan(core: SaverCore, top: int = 10) -> Plan[StorageReport]:
 
     def make() -> PlanGen[StorageReport]:
         rows = yield Query(q["storage_tables"], {"schema": schema}, fetch="all")
-        tables = tuple(
-            TableSize(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
-            for r in rows or []
-        )
+        found: list[TableSize] = []
+        for r in rows or []:
+            name, estimate = str(r[0]), int(r[1])
+            exact = estimate < 0  # never analyzed: reltuples is -1, count instead
+            if exact:
+                counted = yield Query(count_statement(schema, name), None, fetch="all")
+                estimate = int(counted[0][0]) if counted else 0
+            found.append(
+                TableSize(name, estimate, int(r[2]), int(r[3]), int(r[4]), int(r[5]), exact)
+            )
+        tables = tuple(found)
         fat: tuple[ThreadSize, ...] = ()
         if top:
             rows = yield Query(q["storage_threads"], {"limit": top}, fetch="all")
@@ -84,6 +98,22 @@ def storage_plan(core: SaverCore, top: int = 10) -> Plan[StorageReport]:
     return Plan("storage_report", make)
 
 
+def count_statement(schema: str, table: str) -> str:
+    """``SELECT count(*)`` of one table (identifiers quoted by psycopg)."""
+    return f"SELECT count(*) FROM {quote_schema(schema)}.{sql.Identifier(table).as_string(None)}"
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizeReport:
+    """What :meth:`PostgresSaver.optimize` did: the tables vacuumed, and those PostgreSQL
+    would skip (it only warns, e.g. ``skipping "x" --- only table or database owner can
+    vacuum it``), each with the reason; those are not sent to VACUUM at all."""
+
+    vacuumed: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]
+    full: bool
+
+
 def vacuum_statements(schema: str, full: bool = False) -> list[str]:
     """The VACUUM statements of :func:`optimize_plan` (identifiers quoted by psycopg)."""
     options = "FULL, ANALYZE" if full else "ANALYZE"
@@ -93,14 +123,33 @@ def vacuum_statements(schema: str, full: bool = False) -> list[str]:
     ]
 
 
-def optimize_plan(core: SaverCore, full: bool = False) -> Plan[None]:
-    """VACUUM (ANALYZE) each table, outside any transaction (autocommit)."""
+def optimize_plan(core: SaverCore, full: bool = False) -> Plan[OptimizeReport]:
+    """VACUUM (ANALYZE) each table we may vacuum, outside any transaction (autocommit).
+
+    PostgreSQL lets the table's owner, the database's owner, a superuser (and, from
+    PostgreSQL 17, a role with MAINTAIN) vacuum a table; for anyone else VACUUM only
+    warns and does nothing. Those tables, and missing ones, are reported as skipped.
+    """
     if not isinstance(full, bool):
         raise InvalidInputError(f"full must be a bool, got {full!r}")
-    statements = vacuum_statements(core.schema, full)
+    statements = dict(zip(TABLES, vacuum_statements(core.schema, full), strict=True))
+    q = core.queries
+    schema = core.schema
 
-    def make() -> PlanGen[None]:
-        for statement in statements:
-            yield Query(statement, None, prepare=False)
+    def make() -> PlanGen[OptimizeReport]:
+        rows = yield Query(q["vacuum_permissions"], {"schema": schema, "tables": list(TABLES)},
+                           fetch="all")
+        allowed = {str(r[0]): bool(r[1]) for r in rows or []}
+        vacuumed: list[str] = []
+        skipped: list[tuple[str, str]] = []
+        for table in TABLES:
+            if table not in allowed:
+                skipped.append((table, "does not exist (run `pgcheckpoint setup`)"))
+            elif not allowed[table]:
+                skipped.append((table, "not the owner of the table or the database"))
+            else:
+                yield Query(statements[table], None, prepare=False)
+                vacuumed.append(table)
+        return OptimizeReport(tuple(vacuumed), tuple(skipped), full)
 
     return Plan("optimize", make, own_transactions=True)

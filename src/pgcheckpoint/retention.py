@@ -20,7 +20,11 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
-from .errors import ConfigurationError, InvalidInputError
+from .errors import ConfigurationError, InvalidInputError, InvalidPolicyError
+
+# The name of the pg_cron job `schedule_cleanup` makes (here, not in sweeper.py, so that
+# the CLI can show it as a default without importing LangGraph).
+DEFAULT_CRON_JOB = "pgcheckpoint-sweep"
 
 ENV_RETENTION_DAYS = "CHECKPOINT_RETENTION_DAYS"
 ENV_MAX_VERSIONS = "CHECKPOINT_MAX_VERSIONS"
@@ -34,6 +38,13 @@ DEFAULT_BATCH_SIZE = 100
 # the checkpoint they belong to.
 DEFAULT_ORPHAN_GRACE = timedelta(hours=1)
 
+# Bounds of a policy, so that whatever is stored, the sweep can compute it:
+# keep_last is a PostgreSQL integer, and now() - max_age / thread_ttl must stay a
+# timestamptz (which starts in 4713 BC). A thousand years is far above any
+# real retention; None, not a huge value, means "no limit".
+MAX_KEEP_LAST = 2**31 - 1
+MAX_DURATION = timedelta(days=365_250)
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -42,9 +53,14 @@ def _check_duration(value: Any, name: str) -> None:
     if value is None:
         return
     if not isinstance(value, timedelta):
-        raise ConfigurationError(f"{name} must be a datetime.timedelta or None, got {value!r}")
+        raise InvalidPolicyError(f"{name} must be a datetime.timedelta or None, got {value!r}")
     if value <= timedelta(0):
-        raise ConfigurationError(f"{name} must be positive, got {value}")
+        raise InvalidPolicyError(f"{name} must be positive, got {value}")
+    if value > MAX_DURATION:
+        raise InvalidPolicyError(
+            f"{name} must be at most {MAX_DURATION.days} days (1000 years), got {value}; "
+            "use None for no limit"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +90,24 @@ class RetentionPolicy:
     keep_interrupted: bool = True
 
     def __post_init__(self) -> None:
+        self._check()
+
+    def _check(self) -> None:
         n = self.keep_last
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ConfigurationError(
+            raise InvalidPolicyError(
                 f"keep_last must be an int >= 1 or None, got {n!r} "
                 "(the newest checkpoint of a thread is always kept)"
+            )
+        if n is not None and n > MAX_KEEP_LAST:
+            raise InvalidPolicyError(
+                f"keep_last must be at most {MAX_KEEP_LAST} (a PostgreSQL integer), got {n}; "
+                "use None for no limit"
             )
         _check_duration(self.max_age, "max_age")
         _check_duration(self.thread_ttl, "thread_ttl")
         if not isinstance(self.keep_interrupted, bool):
-            raise ConfigurationError(
+            raise InvalidPolicyError(
                 f"keep_interrupted must be a bool, got {self.keep_interrupted!r}"
             )
 
@@ -121,8 +145,11 @@ class RetentionPolicy:
                 raise ConfigurationError(
                     f"retention_days must be a number, got {retention_days!r}"
                 )
-            if retention_days <= 0:
-                raise ConfigurationError(f"retention_days must be positive, got {retention_days}")
+            if not 0 < retention_days <= MAX_DURATION.days:  # also refuses NaN
+                raise InvalidPolicyError(
+                    f"retention_days must be positive and at most {MAX_DURATION.days}, "
+                    f"got {retention_days}"
+                )
             max_age = timedelta(days=retention_days)
         return cls(keep_last=max_versions, max_age=max_age)
 
@@ -139,6 +166,7 @@ class RetentionPolicy:
     # --- stored form (threads.retention) -----------------------------------
     def to_json(self) -> str:
         """The JSON stored in ``threads.retention`` (durations in seconds)."""
+        self._check()  # again: a frozen dataclass can still be changed by force
         return json.dumps(
             {
                 "keep_last": self.keep_last,
@@ -153,7 +181,10 @@ class RetentionPolicy:
     def from_json(cls, data: Any) -> RetentionPolicy:
         """Read :meth:`to_json`'s form back (a dict as psycopg returns jsonb, or text)."""
         if isinstance(data, str | bytes):
-            data = json.loads(data)
+            try:
+                data = json.loads(data)
+            except (ValueError, RecursionError) as exc:
+                raise InvalidInputError(f"a stored retention policy is not JSON: {exc}") from exc
         if not isinstance(data, Mapping):
             raise InvalidInputError(f"a stored retention policy must be an object, got {data!r}")
         known = {f.name for f in fields(cls)}
@@ -177,6 +208,11 @@ def _duration(value: Any, name: str) -> timedelta | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"stored {name} must be a number of seconds, got {value!r}")
+    if not 0 < value <= MAX_DURATION.total_seconds():
+        raise InvalidPolicyError(
+            f"stored {name} must be between 0 and {MAX_DURATION.total_seconds():.0f} "
+            f"seconds, got {value!r}"
+        )
     return timedelta(seconds=value)
 
 

@@ -89,6 +89,9 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         check(dsn)
         with ConnectionPool(dsn, open=True, **settings.pool_kwargs()) as p:
             saver = cls(p, **options)
+            if not saver.auto_cleanup:
+                yield saver
+                return
             with saver.auto_sweeper():
                 yield saver
 

@@ -41,10 +41,11 @@ from langchain_core.runnables import RunnableConfig
 from . import codec
 from ._plans import Plan, PlanGen, Query, Rows
 from .errors import ConfigurationError, InvalidInputError
-from .maintenance import StorageReport, optimize_plan, storage_plan
+from .maintenance import OptimizeReport, StorageReport, optimize_plan, storage_plan
 from .retention import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CLEANUP_INTERVAL,
+    DEFAULT_CRON_JOB,
     RetentionPolicy,
     SweepReport,
     check_batch_size,
@@ -158,7 +159,6 @@ def sweep_plan(
 
 # --- pg_cron ------------------------------------------------------------------
 
-DEFAULT_CRON_JOB = "pgcheckpoint-sweep"
 # The shapes pg_cron accepts: five cron fields, a macro such as @hourly, or (pg_cron
 # 1.5+) "N seconds". pg_cron parses the fields themselves and refuses bad ones.
 _CRON_SHAPE = re.compile(r"^(@[a-z]+|[1-9][0-9]? seconds?|\S+(\s+\S+){4})$")
@@ -336,6 +336,18 @@ class _RetentionBase:
     def _core(self) -> SaverCore:
         return cast("SaverCore", self)
 
+    _sweeper: ThreadSweeper | TaskSweeper | None = None
+    _last_sweeper_stats: SweeperStats | None = None
+
+    @property
+    def sweeper_stats(self) -> SweeperStats | None:
+        """What the background sweeper did: runs, errors, the last report and error,
+        totals. The running sweeper's, else the last stopped one's; ``None`` if no
+        sweeper ever ran on this saver."""
+        if self._sweeper is not None:
+            return self._sweeper.stats
+        return self._last_sweeper_stats
+
     def _sweep(
         self, dry_run: bool, batch_size: int, orphan_grace: timedelta | None
     ) -> Plan[SweepReport]:
@@ -411,10 +423,11 @@ class RetentionSync(_RetentionBase):
         """Bytes per table (heap, TOAST, indexes) and the ``top`` fattest threads."""
         return self._runner.run(storage_plan(self._core(), top))
 
-    def optimize(self, *, full: bool = False) -> None:
+    def optimize(self, *, full: bool = False) -> OptimizeReport:
         """VACUUM (ANALYZE) our tables (``full=True``: VACUUM FULL, returns space to
-        the OS but locks each table while it is rewritten)."""
-        self._runner.run(optimize_plan(self._core(), full))
+        the OS but locks each table while it is rewritten). The report names the tables
+        vacuumed and those skipped because this role may not vacuum them."""
+        return self._runner.run(optimize_plan(self._core(), full))
 
     def start_sweeper(self) -> ThreadSweeper:
         """Start the background sweeper thread (every ``cleanup_interval`` seconds)."""
@@ -427,19 +440,22 @@ class RetentionSync(_RetentionBase):
         """Stop the background sweeper, waiting for a sweep in progress to end."""
         if self._sweeper is not None:
             self._sweeper.stop()
+            self._last_sweeper_stats = self._sweeper.stats
             self._sweeper = None
 
     @contextmanager
     def auto_sweeper(self) -> Iterator[None]:
-        """Run the background sweeper for the block if ``auto_cleanup`` is set."""
-        if not self.auto_cleanup:
-            yield
-            return
+        """Run the background sweeper for the block (every ``cleanup_interval``
+        seconds), whether or not ``auto_cleanup`` is set: entering the block asks for
+        it. A sweeper already running (``auto_cleanup=True`` in ``from_conn_string``)
+        is left running when the block ends. Its counters: :attr:`sweeper_stats`."""
+        started = self._sweeper is None or not self._sweeper.running
         self.start_sweeper()
         try:
             yield
         finally:
-            self.stop_sweeper()
+            if started:
+                self.stop_sweeper()
 
 
 class RetentionAsync(_RetentionBase):
@@ -493,8 +509,9 @@ class RetentionAsync(_RetentionBase):
     async def astorage_report(self, *, top: int = 10) -> StorageReport:
         return await self._runner.run(storage_plan(self._core(), top))
 
-    async def aoptimize(self, *, full: bool = False) -> None:
-        await self._runner.run(optimize_plan(self._core(), full))
+    async def aoptimize(self, *, full: bool = False) -> OptimizeReport:
+        """See :meth:`PostgresSaver.optimize`."""
+        return await self._runner.run(optimize_plan(self._core(), full))
 
     async def astart_sweeper(self) -> TaskSweeper:
         """Start the background sweeper task on the running event loop."""
@@ -506,19 +523,19 @@ class RetentionAsync(_RetentionBase):
     async def astop_sweeper(self) -> None:
         if self._sweeper is not None:
             await self._sweeper.stop()
+            self._last_sweeper_stats = self._sweeper.stats
             self._sweeper = None
 
     @asynccontextmanager
     async def auto_sweeper(self) -> AsyncIterator[None]:
-        """Run the background sweeper for the block if ``auto_cleanup`` is set."""
-        if not self.auto_cleanup:
-            yield
-            return
+        """See :meth:`PostgresSaver.auto_sweeper` (a task on the running loop)."""
+        started = self._sweeper is None or not self._sweeper.running
         await self.astart_sweeper()
         try:
             yield
         finally:
-            await self.astop_sweeper()
+            if started:
+                await self.astop_sweeper()
 
 
 # --- background runners -------------------------------------------------------

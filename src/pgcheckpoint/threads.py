@@ -91,6 +91,9 @@ class VersionInfo:
     created_at: dt.datetime
     metadata: dict[str, Any]
     writes: int
+    #: the nodes whose tasks wrote at this checkpoint: what ran next from it, or is
+    #: paused there at an interrupt (a task that wrote nothing yet is not listed).
+    next: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +237,9 @@ def list_versions_plan(
     def make() -> PlanGen[list[VersionInfo]]:
         rows = yield Query(sql, params, fetch="all")
         return [
-            VersionInfo(tid, r[0], r[1], r[2], r[3], dict(r[4] or {}), int(r[5]))
+            VersionInfo(
+                tid, r[0], r[1], r[2], r[3], dict(r[4] or {}), int(r[5]), tuple(r[6] or ())
+            )
             for r in rows or []
         ]
 

@@ -12,8 +12,8 @@ import psycopg
 from langgraph.checkpoint.serde import jsonplus
 from langgraph.graph import START, StateGraph
 
+from _cli_run import Run, as_json
 from _serde_types import Color, Order, Question
-from conftest import Run, as_json
 from pgcheckpoint import PostgresSaver
 
 TESTS = str(Path(__file__).resolve().parents[1])

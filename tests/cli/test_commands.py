@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from conftest import Run, as_json
+from _cli_run import Run, as_json
 from graph_fixtures import populate
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import Run
+from _cli_run import Run
 from pgcheckpoint import embedded
 
 

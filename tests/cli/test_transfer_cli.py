@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import Run, as_json
+from _cli_run import Run, as_json
 from graph_fixtures import TICKET_ALLOW, populate, populate_tickets
 from pgcheckpoint import PostgresSaver
 

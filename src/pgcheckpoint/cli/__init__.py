@@ -20,7 +20,9 @@ from ._app import cli
 __all__ = ["COMMAND_MODULES", "cli", "main"]
 
 # Registration order is irrelevant: click lists commands alphabetically.
-COMMAND_MODULES: tuple[str, ...] = ("schema", "threads", "transfer", "docs", "retention", "ui")
+COMMAND_MODULES: tuple[str, ...] = (
+    "schema", "threads", "transfer", "docs", "retention", "ui", "health",
+)
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(cli)

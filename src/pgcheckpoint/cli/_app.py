@@ -17,17 +17,17 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-from rich.console import Console
 
-from .._conninfo import check, describe
-from ..allowlist import parse_allow
 from ..errors import ConfigurationError, PgCheckpointError
-from ..pooling import PoolSettings
-from ..saver import PostgresSaver
 from ._output import jsonable
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..saver import PostgresSaver
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,7 +61,14 @@ def _remember_timeout(ctx: click.Context, _param: click.Parameter, value: int | 
 
 
 def common_options(func: F) -> F:
-    """--dsn, --schema and --json, on every command that talks to the database."""
+    """--dsn, --schema, --connect-timeout, --allow and --json, on every command that talks
+    to the database and prints a result."""
+    as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    return connection_options(as_json(func))
+
+
+def connection_options(func: F) -> F:
+    """--dsn, --schema, --connect-timeout and --allow: what opening the saver needs."""
     options = [
         click.option(
             "--dsn",
@@ -90,7 +97,6 @@ def common_options(func: F) -> F:
             help="Seconds to wait for the server to accept a connection "
             "[env: PGCHECKPOINT_CONNECT_TIMEOUT].",
         ),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
         click.option(
             "--allow",
             envvar="PGCHECKPOINT_ALLOW",
@@ -108,12 +114,45 @@ def common_options(func: F) -> F:
     return func
 
 
+# SQLSTATEs meaning "the schema holds no pgcheckpoint tables": undefined_table,
+# invalid_schema_name, undefined_function.
+_MISSING_SCHEMA = frozenset({"42P01", "3F000", "42883"})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of the PostgreSQL error behind ``exc`` (its cause chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def error_message(exc: PgCheckpointError, schema: str | None) -> str:
+    """One line for a library error; a schema without our tables says how to create them
+    instead of PostgreSQL's ``relation ... does not exist`` and its caret."""
+    if schema is not None and _sqlstate(exc) in _MISSING_SCHEMA:
+        return (
+            f"SchemaError: schema {schema!r} has no pgcheckpoint tables; "
+            f"run `pgcheckpoint setup --schema {schema}` first"
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
 _ALLOW_KEY = "pgcheckpoint.allow"
 
 
 def _remember_allow(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
     """Keep --allow for :func:`open_saver`, so commands need no parameter of their own."""
     entries = [e for v in value for e in v.replace(",", " ").split()]
+    if not entries:
+        return
+    from ..allowlist import parse_allow  # LangGraph's serde: only when --allow is given
+
     try:
         modules = sorted({module for module, _ in parse_allow(entries)})
     except ConfigurationError as exc:
@@ -133,16 +172,37 @@ def _remember_allow(ctx: click.Context, _param: click.Parameter, value: tuple[st
 
 
 def handle_errors(func: F) -> F:
-    """Library errors as a clean message (exit code 1) instead of a traceback."""
+    """Library errors as a clean message (exit code 1) instead of a traceback.
+
+    With ``--json`` every error of the command (library or CLI) is one JSON object on
+    the last line of stderr, ``{"error": {"type": ..., "message": ...}}``, and the exit
+    status is 1;
+    stdout stays empty. Usage errors (a bad option) are reported by click before the
+    command runs, as text, with exit status 2.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        schema = kwargs.get("schema")
         try:
             return func(*args, **kwargs)
         except PgCheckpointError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+            message = error_message(exc, schema if isinstance(schema, str) else None)
+            if kwargs.get("as_json"):
+                kind, _, text = message.partition(": ")
+                _json_error(kind, text)
+            raise click.ClickException(message) from exc
+        except click.ClickException as exc:
+            if kwargs.get("as_json"):
+                _json_error(type(exc).__name__, exc.format_message())
+            raise
 
     return cast(F, wrapper)
+
+
+def _json_error(kind: str, message: str) -> None:
+    click.echo(json.dumps({"error": {"type": kind, "message": message}}), err=True)
+    raise click.exceptions.Exit(1)
 
 
 def _say(text: str) -> None:
@@ -153,8 +213,14 @@ def _say(text: str) -> None:
 def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
     """A saver for one command, after naming its database on stderr (``dsn`` None:
     the project's embedded server, after saying so), with the command's ``--allow``
-    types added to its allowlist."""
+    types added to its allowlist.
+
+    The saver (and with it LangGraph, pydantic and psycopg) is imported here, when a
+    command runs, so that ``pgcheckpoint --help`` starts in a fraction of the time."""
+    from .._conninfo import check, describe
     from ..embedded import default_data_dir, project_root, start_embedded
+    from ..pooling import PoolSettings
+    from ..saver import PostgresSaver
 
     ctx = click.get_current_context()
     if not dsn:
@@ -182,8 +248,10 @@ def current_target() -> str:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A rich console; 120 columns when not a terminal (pipes, logs), where rich's
-    default of 80 would wrap the checkpoint ids."""
+    """A rich console. Not a terminal (pipes, logs) and no $COLUMNS: 120 columns, where
+    rich's default of 80 would fold the checkpoint ids (tables fold, they never cut)."""
+    from rich.console import Console
+
     out = Console(stderr=stderr)
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out = Console(stderr=stderr, width=120)

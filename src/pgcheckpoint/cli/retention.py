@@ -1,5 +1,5 @@
-"""``cleanup``, ``schedule-cleanup``, ``unschedule-cleanup``, ``size`` (alias ``stats``)
-and ``optimize``: retention and maintenance.
+"""``cleanup``, ``schedule-cleanup``, ``unschedule-cleanup``, ``size`` (and ``stats``,
+an alias of ``size``) and ``optimize``: retention and maintenance.
 
 Each opens a saver and calls one library method: ``cleanup_old_checkpoints``,
 ``schedule_cleanup``, ``unschedule_cleanup``, ``storage_report``, ``optimize``.
@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from ..retention import RetentionPolicy
-from ..sweeper import DEFAULT_CRON_JOB
-from ._app import common_options, emit, handle_errors, open_saver
+from ..retention import DEFAULT_CRON_JOB, RetentionPolicy
+from ._app import common_options, console, emit, handle_errors, open_saver
+from ._output import human_bytes, jsonable, text
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,13 +73,21 @@ def cleanup(
     """Apply retention policies now (per-thread policies and pins are honoured).
 
     Without policy options, the default policy comes from CHECKPOINT_MAX_VERSIONS and
-    CHECKPOINT_RETENTION_DAYS. If another process is already sweeping, this one skips.
+    CHECKPOINT_RETENTION_DAYS; with neither, it says so on stderr (with --json:
+    "policy_given": false) and sweeps only threads that have a policy of their own.
+    If another process is already sweeping, this one skips.
 
     \b
     Example:
         pgcheckpoint cleanup --keep-last 20 --thread-ttl-days 30 --dry-run
     """
     policy = _policy(keep_last, max_age_days, thread_ttl_days)
+    if policy == RetentionPolicy() and not as_json:
+        console(stderr=True).print(
+            "[yellow]no retention policy given[/]: no --keep-last, --max-age-days or "
+            "--thread-ttl-days, and CHECKPOINT_MAX_VERSIONS / CHECKPOINT_RETENTION_DAYS are "
+            "unset; only threads with a policy of their own are swept"
+        )
     with open_saver(dsn, schema) as saver:
         saver.retention = policy
         report = saver.cleanup_old_checkpoints(dry_run=dry_run, batch_size=batch_size)
@@ -91,11 +100,11 @@ def cleanup(
         out.print(
             f"{verb}: {report.checkpoints_deleted:,} checkpoints, {report.threads_deleted:,} "
             f"threads, {report.writes_deleted:,} writes, {report.blobs_deleted:,} blobs, "
-            f"{report.chunks_deleted:,} chunks ({report.bytes_freed:,} bytes) "
+            f"{report.chunks_deleted:,} chunks ({human_bytes(report.bytes_freed)}) "
             f"in {report.threads_scanned:,} threads"
         )
 
-    emit(as_json, report, render)
+    emit(as_json, {**jsonable(report), "policy_given": policy != RetentionPolicy()}, render)
 
 
 @click.command("schedule-cleanup")
@@ -151,37 +160,64 @@ def unschedule_cleanup(dsn: str | None, schema: str, as_json: bool, name: str) -
     emit(as_json, {"unscheduled": name}, lambda out: out.print(f"removed pg_cron job {name!r}"))
 
 
-@click.command()
-@common_options
-@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
-              help="How many of the fattest threads to list.")
-@handle_errors
-def size(dsn: str | None, schema: str, as_json: bool, top: int) -> None:
-    """Bytes per table (heap, TOAST, indexes) and the fattest threads.
+def _size_command(name: str, help_text: str) -> click.Command:
+    @click.command(name, help=help_text)
+    @common_options
+    @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+                  help="How many of the fattest threads to list.")
+    @handle_errors
+    def size(dsn: str | None, schema: str, as_json: bool, top: int) -> None:
+        with open_saver(dsn, schema) as saver:
+            report = saver.storage_report(top=top)
 
-    \b
-    Example:
-        pgcheckpoint size --top 5
-    """
-    with open_saver(dsn, schema) as saver:
-        report = saver.storage_report(top=top)
+        def render(out: Console) -> None:
+            from rich.table import Table
 
-    def render(out: Console) -> None:
-        tables = Table("table", "rows (est.)", "heap", "toast", "indexes", "total",
-                       title=f"schema {schema!r}")
-        for t in report.tables:
-            tables.add_row(t.name, f"{t.rows_estimate:,}", f"{t.heap:,}", f"{t.toast:,}",
-                           f"{t.indexes:,}", f"{t.total:,}")
-        tables.add_row("total", "", "", "", "", f"{report.total_bytes:,}")
-        out.print(tables)
-        fat = Table("thread", "checkpoints", "bytes",
-                    title=f"fattest of {report.thread_count:,} threads")
-        for th in report.threads:
-            fat.add_row(th.thread_id, f"{th.checkpoints:,}", f"{th.bytes:,}")
-        out.print(fat)
+            tables = Table("table", "rows", "heap", "toast", "indexes", "total",
+                           title=text(f"schema {schema!r}", newlines=False))
+            for t in report.tables:
+                rows = f"{t.rows_estimate:,}" + ("" if t.rows_exact else " (est.)")
+                tables.add_row(text(t.name), rows, human_bytes(t.heap), human_bytes(t.toast),
+                               human_bytes(t.indexes), human_bytes(t.total))
+            tables.add_row("total", "", "", "", "", human_bytes(report.total_bytes))
+            out.print(tables)
+            fat = Table("thread", "checkpoints", "stored",
+                        title=f"fattest of {report.thread_count:,} threads")
+            fat.columns[0].overflow = "fold"
+            for th in report.threads:
+                fat.add_row(text(th.thread_id), f"{th.checkpoints:,}", human_bytes(th.bytes))
+            out.print(fat)
 
-    emit(as_json, {"total_bytes": report.total_bytes, "tables": report.tables,
-                   "threads": report.threads, "thread_count": report.thread_count}, render)
+        emit(as_json, {"total_bytes": report.total_bytes, "tables": report.tables,
+                       "threads": report.threads, "thread_count": report.thread_count}, render)
+
+    return size
+
+
+_SIZE_HELP = """Sizes per table (heap, TOAST, indexes) and the fattest threads.
+
+Sizes are shown in KiB/MiB/GiB (--json gives bytes). Rows are PostgreSQL's estimate
+(reltuples, marked "est.") once a table has been analyzed (autovacuum, `optimize`),
+and an exact count(*) for a table never analyzed.
+
+\b
+Example:
+    pgcheckpoint size --top 5
+    pgcheckpoint size --json | jq .total_bytes
+"""
+
+size = _size_command("size", _SIZE_HELP)
+stats = _size_command(
+    "stats",
+    """An alias of `size` (sizes per table and the fattest threads).
+
+For one thread's counts and sizes, use `pgcheckpoint threads stats THREAD_ID`.
+
+\b
+Example:
+    pgcheckpoint stats --top 3
+""",
+)
 
 
 @click.command()
@@ -192,14 +228,30 @@ def size(dsn: str | None, schema: str, as_json: bool, top: int) -> None:
 def optimize(dsn: str | None, schema: str, as_json: bool, full: bool) -> None:
     """VACUUM (ANALYZE) pgcheckpoint's tables, outside any transaction.
 
+    Tables this role may not vacuum (PostgreSQL requires the owner of the table or of
+    the database, or a superuser) are listed as skipped, with the reason; the exit
+    status is 1 when every table was skipped.
+
     \b
     Example:
         pgcheckpoint optimize
+        pgcheckpoint optimize --full --json
     """
     with open_saver(dsn, schema) as saver:
-        saver.optimize(full=full)
-    emit(as_json, {"vacuumed": True, "full": full},
-         lambda out: out.print("vacuumed" + (" (full)" if full else "")))
+        report = saver.optimize(full=full)
+
+    def render(out: Console) -> None:
+        verb = "VACUUM FULL, ANALYZE" if full else "VACUUM (ANALYZE)"
+        if report.vacuumed:
+            out.print(text(f"{verb}: {', '.join(report.vacuumed)}"))
+        for table, reason in report.skipped:
+            out.print(text(f"skipped {table}: {reason}", "yellow"))
+
+    emit(as_json, {"vacuumed": report.vacuumed,
+                   "skipped": [{"table": t, "reason": r} for t, r in report.skipped],
+                   "full": full}, render)
+    if not report.vacuumed:
+        raise click.exceptions.Exit(1)
 
 
 def register(group: click.Group) -> None:
@@ -209,5 +261,5 @@ def register(group: click.Group) -> None:
     group.add_command(schedule_cleanup)
     group.add_command(unschedule_cleanup)
     group.add_command(size)
-    group.add_command(size, name="stats")
+    group.add_command(stats)
     group.add_command(optimize)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from ..migrations import MigrationState, latest_version, render_pending
 from ._app import common_options, emit, handle_errors, open_saver
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..migrations import MigrationState
+
+# ..migrations (psycopg) and rich are imported when a command runs: `--help` stays fast.
 
 
 @click.command()
@@ -42,6 +45,8 @@ def setup(dsn: str | None, schema: str, as_json: bool, distributed: bool | None)
     newer = [m for m in report if not m.known]
 
     def render(out: Console) -> None:
+        from ..migrations import latest_version
+
         if applied:
             out.print(f"[green]applied migrations {', '.join(map(str, applied))}[/] to {schema!r}")
         elif newer:
@@ -104,6 +109,10 @@ def status(dsn: str | None, schema: str, as_json: bool) -> None:
         rows = _status_rows(saver.migration_report())
 
     def render(out: Console) -> None:
+        from rich.table import Table
+
+        from ._output import escape
+
         table = Table(
             "version", "name", "applied", "checksum", "compatible with", title=f"schema {schema!r}"
         )
@@ -142,6 +151,8 @@ def apply(dsn: str | None, schema: str, as_json: bool, print_sql: bool) -> None:
     with open_saver(dsn, schema) as saver:
         applied = saver.migration_status()
         if print_sql:
+            from ..migrations import render_pending
+
             click.echo(render_pending(schema, applied), nl=False)
             return
         saver.setup()

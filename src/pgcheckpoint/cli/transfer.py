@@ -6,17 +6,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..importers import ImportReport, ThreadResult, import_official, import_sqlite
-from ..transfer import export_file, export_ndjson, import_ndjson
 from ._app import common_options, console, emit, handle_errors, open_saver, parse_filter
+from ._output import escape
+
+if TYPE_CHECKING:
+    # Imported where used: the importers pull in LangGraph, rich.progress is slow to
+    # import; `pgcheckpoint --help` needs neither.
+    from rich.console import Console
+
+    from ..importers import ImportReport, ThreadResult
 
 
 @contextmanager
@@ -24,6 +26,14 @@ def _progress(
     label: str, quiet: bool
 ) -> Iterator[tuple[Callable[[int], None], Callable[[ThreadResult], None]]]:
     """on_start/on_thread callbacks drawing a progress bar on stderr."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         TextColumn(label),
         BarColumn(),
@@ -49,6 +59,8 @@ def _progress(
 
 def _report(as_json: bool, report: ImportReport) -> None:
     def render(out: Console) -> None:
+        from rich.table import Table
+
         table = Table(show_header=False, title="import report")
         for key, value in report.as_dict().items():
             if key != "left_out":
@@ -97,6 +109,8 @@ def import_sqlite_cmd(
     Example:
         pgcheckpoint import sqlite ./checkpoints.sqlite --dsn postgresql://localhost/app
     """
+    from ..importers import import_sqlite
+
     with open_saver(dsn, schema) as saver, _progress("importing", quiet) as (start, step):
         saver.setup()
         report = import_sqlite(saver, path, verify=not no_verify, on_start=start, on_thread=step)
@@ -131,6 +145,8 @@ def import_official_cmd(
     Example:
         pgcheckpoint import official postgresql://localhost/old_app --dsn postgresql://localhost/app
     """
+    from ..importers import import_official
+
     with open_saver(dsn, schema) as saver, _progress("importing", quiet) as (start, step):
         saver.setup()
         report = import_official(
@@ -174,6 +190,8 @@ def import_ndjson_cmd(
         pgcheckpoint import ndjson backup.ndjson
         pgcheckpoint import ndjson cut-short.ndjson --partial
     """
+    from ..transfer import import_ndjson
+
     with open_saver(dsn, schema) as saver, _progress("importing", quiet) as (start, step):
         saver.setup()
         report = import_ndjson(
@@ -223,6 +241,16 @@ def export(
         pgcheckpoint export --filter '{"user": "alice"}' -o alice.ndjson
         pgcheckpoint export --thread user-42 > user-42.ndjson
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from ..transfer import export_file, export_ndjson
+
     progress = Progress(
         TextColumn("exporting"),
         BarColumn(),

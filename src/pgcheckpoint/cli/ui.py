@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
-import secrets
-import webbrowser
 from typing import Any
-from urllib.parse import quote
 
 import click
 
-from ._app import handle_errors, open_saver
+from ._app import connection_options, handle_errors, open_saver
 
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
     if host.lower() == "localhost":
         return True
+    import ipaddress  # here, not at import: `pgcheckpoint --help` stays fast
+
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -27,26 +25,14 @@ def inspector_url(host: str, port: int, token: str | None) -> str:
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     if shown in ("0.0.0.0", "[::]"):
         shown = "127.0.0.1"  # the address that works from this machine
+    from urllib.parse import quote
+
     url = f"http://{shown}:{port}/"
     return url + (f"?token={quote(token)}" if token else "")
 
 
 @click.command()
-@click.option(
-    "--dsn",
-    envvar=["PGCHECKPOINT_DSN", "DATABASE_URL"],
-    default=None,
-    metavar="URL",
-    help="PostgreSQL connection string [env: PGCHECKPOINT_DSN, DATABASE_URL; "
-    "default: the embedded server].",
-)
-@click.option(
-    "--schema",
-    envvar="PGCHECKPOINT_SCHEMA",
-    default="public",
-    show_default=True,
-    help="Schema holding pgcheckpoint's tables.",
-)
+@connection_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -91,6 +77,9 @@ def ui(
             "pip install 'pgcheckpoint[ui]'"
         ) from exc
     local = is_loopback(host)
+    import secrets
+    import webbrowser
+
     token = secrets.token_urlsafe(24) if require_token or not local else None
     with open_saver(dsn, schema) as saver:
         app: Any = create_app(

@@ -43,6 +43,8 @@ FORMAT = "pgcheckpoint.ndjson"
 VERSION = 2
 KINDS = ("checkpoint", "value", "write")
 COUNT_KEYS = {"checkpoint": "checkpoints", "value": "values", "write": "writes"}
+# Room for a line's keys and ids around its base64 value (ids, metadata, channel lists).
+_LINE_OVERHEAD = 16 * 1024 * 1024
 
 
 def _unb64(text: Any, where: str) -> bytes | None:
@@ -89,6 +91,8 @@ class NdjsonSource:
         self.codec = saver.codec
         self.partial = partial
         self.left_out: list[str] = []
+        # A line holds one value in base64 (4/3 of its size) and its keys.
+        self._max_line = self.codec.compression.max_value_size * 4 // 3 + _LINE_OVERHEAD
         try:
             self._file = self.path.open("rb")
         except OSError as exc:
@@ -103,17 +107,28 @@ class NdjsonSource:
     def _error(self, text: str) -> TransferError:
         return TransferError(f"{self.path}: {text}")
 
+    def _readline(self, number: int | str) -> bytes:
+        """One line, refused when longer than the longest a valid export holds."""
+        line = self._file.readline(self._max_line + 1)
+        if len(line) > self._max_line:
+            raise self._error(
+                f"line {number} is longer than {self._max_line} bytes (the base64 of the "
+                "largest value the target accepts, CompressionPolicy.max_value_size)"
+            )
+        return line
+
     def _parse(self, line: bytes, number: int | str) -> dict[str, Any]:
         try:
             data = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than Python's stack (a crafted line).
             raise self._error(f"line {number} is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise self._error(f"line {number} is not a JSON object")
         return data
 
     def _read_index(self) -> _Index:
-        first = self._file.readline()
+        first = self._readline(1)
         header = self._parse(first, 1)
         if header.get("format") != FORMAT:
             raise self._error("not a pgcheckpoint NDJSON export (bad header)")
@@ -129,7 +144,7 @@ class NdjsonSource:
         current: str | None = None
         while True:
             offset = self._file.tell()
-            line = self._file.readline()
+            line = self._readline(number + 1)
             if not line:
                 break
             number += 1
@@ -235,7 +250,7 @@ class NdjsonSource:
         thread = StoredThread(thread_id)
         for offset in self._index.offsets.get(thread_id, []):
             self._file.seek(offset)
-            d = self._parse(self._file.readline(), f"at byte {offset}")
+            d = self._parse(self._readline(f"at byte {offset}"), f"at byte {offset}")
             where = f"{self.path}: thread {thread_id!r} line at byte {offset}"
             try:
                 self._add(thread, d, where, pack)
@@ -258,6 +273,8 @@ class NdjsonSource:
                 or not isinstance(versions, list)
             ):
                 raise TransferError(f"{where}: metadata, channels or versions malformed")
+            if len(channels) != len(versions):
+                raise TransferError(f"{where}: channels and versions differ in length")
             created = d.get("created_at")
             value = self._value(d, where)
             type_, data = (

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import chunking, codec, compression
-from ..errors import PgCheckpointError, TransferError
+from ..errors import DeserializationError, IntegrityError, PgCheckpointError, TransferError
 
 __all__ = [
     "BlobKey",
@@ -122,30 +122,21 @@ def unpack_value(type_: str, data: bytes | None, where: str) -> Value:
     return Value(type_, data)
 
 
-def chunk_content(h: bytes, compressed: bool, data: bytes, where: str) -> bytes:
-    """A chunk's bytes, checked against its address."""
-    piece = compression.decompress(data) if compressed else data
-    if chunking.digest(piece) != h:
-        raise TransferError(f"{where}: chunk {h.hex()} does not match its content")
-    return piece
-
-
 def unpack_blob(blob: StoredBlob, chunks: Mapping[bytes, tuple[bool, bytes]], where: str) -> Value:
     """The serde's bytes of a stored channel value (chunks joined, compression undone)."""
     if not blob.type.endswith(codec.CDC_SUFFIX):
         return unpack_value(blob.type, blob.value, where)
-    refs = blob.refs or b""
-    if len(refs) % chunking.HASH_SIZE:
-        raise TransferError(
-            f"{where}: chunk references are not whole {chunking.HASH_SIZE}-byte addresses"
+    # chunking.join checks each chunk against its address and stops at the size limit
+    # (a chunk list naming one chunk many times used to grow the export without end).
+    try:
+        data = chunking.join(
+            blob.value or b"", blob.refs or b"", chunks, compression.DEFAULT_MAX_VALUE_SIZE, where
         )
-    parts = [blob.value or b""]
-    for h in chunking.split_refs(refs):
-        found = chunks.get(h)
-        if found is None:
-            raise TransferError(f"{where}: chunk {h.hex()} is missing")
-        parts.append(chunk_content(h, found[0], found[1], where))
-    return Value(blob.type[: -len(codec.CDC_SUFFIX)], b"".join(parts))
+    except IntegrityError:
+        raise
+    except DeserializationError as exc:
+        raise TransferError(str(exc)) from exc
+    return Value(blob.type[: -len(codec.CDC_SUFFIX)], data)
 
 
 def pack_blob(target: codec.Codec, value: Value, chunks_out: Chunks) -> StoredBlob:

@@ -25,7 +25,7 @@ from langgraph.checkpoint.base import Checkpoint
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from .. import codec
-from ..errors import TransferError
+from ..errors import PgCheckpointError, TransferError
 from .common import ImportReport, SourceCheckpoint, SourceWrite, ThreadResult, run_import
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ _WRITES = (
     "SELECT checkpoint_ns, checkpoint_id, task_id, {task_path}, idx, channel, type, value "
     "FROM writes WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id, task_id, idx"
 )
+
+
+# writes.idx is a PostgreSQL integer.
+_INT4 = -(2**31)
 
 
 class SqliteSource:
@@ -73,19 +77,39 @@ class SqliteSource:
         self.conn.close()
 
     def thread_ids(self) -> list[str]:
-        return [str(r[0]) for r in self.conn.execute(_THREADS)]
+        try:
+            return [str(r[0]) for r in self.conn.execute(_THREADS)]
+        except sqlite3.Error as exc:
+            raise TransferError(f"cannot read {self.name}: {exc}") from exc
 
     def _loads(self, type_: str | None, data: bytes | None, where: str) -> Any:
         return codec.loads(self.serde, type_ or "empty", data, where)
 
     def load_thread(self, thread_id: str) -> list[SourceCheckpoint]:
+        try:
+            return self._load_thread(thread_id)
+        except PgCheckpointError:
+            raise
+        except (sqlite3.Error, ValueError, TypeError, KeyError, RecursionError) as exc:
+            # A tampered file: JSON that is not JSON (or too deep), idx not a number, ...
+            raise TransferError(
+                f"{self.name}: thread {thread_id!r} has a malformed row: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _load_thread(self, thread_id: str) -> list[SourceCheckpoint]:
         writes: dict[tuple[str, str], list[SourceWrite]] = {}
         for ns, cid, task, path, idx, channel, type_, value in self.conn.execute(
             self._writes_sql, (thread_id,)
         ):
             where = f"write to {channel!r} of checkpoint {cid}"
+            if isinstance(idx, bool) or not isinstance(idx, int) or not _INT4 <= idx < -_INT4:
+                raise TransferError(
+                    f"{self.name}: thread {thread_id!r} {where}: idx {idx!r} is not a "
+                    "32-bit integer"
+                )
             writes.setdefault((ns, cid), []).append(
-                SourceWrite(task, channel, self._loads(type_, value, where), int(idx), path or "")
+                SourceWrite(task, channel, self._loads(type_, value, where), idx, path or "")
             )
         out: list[SourceCheckpoint] = []
         for ns, cid, parent, type_, data, meta in self.conn.execute(_CHECKPOINTS, (thread_id,)):

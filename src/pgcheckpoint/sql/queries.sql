@@ -418,13 +418,22 @@ LIMIT 1;
 
 -- name: list_versions
 -- History without channel values: nothing is decoded, only small columns move.
--- The writes are counted with the thread id parameter, not c.thread_id, so that
+-- next: the nodes whose tasks wrote at this checkpoint (what ran, or is paused at an
+-- interrupt, from it); LangGraph names a node's task path "~__pregel_pull, <node>".
+-- The writes are matched with the thread id parameter, not c.thread_id, so that
 -- Citus sends the statement to the thread's shard alone (32 shards otherwise).
 SELECT c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.created_at, c.metadata,
-       (SELECT count(*) FROM {schema}.writes x
-        WHERE x.thread_id = %(thread_id)s AND x.checkpoint_ns = c.checkpoint_ns
-          AND x.checkpoint_id = c.checkpoint_id) AS writes
+       w.writes, w.next
 FROM {schema}.checkpoints c
+CROSS JOIN LATERAL (
+    SELECT count(*) AS writes,
+           coalesce(array_agg(DISTINCT split_part(x.task_path, ', ', 2) ORDER BY
+                              split_part(x.task_path, ', ', 2))
+                    FILTER (WHERE starts_with(x.task_path, '~__pregel_pull, ')), '{}') AS next
+    FROM {schema}.writes x
+    WHERE x.thread_id = %(thread_id)s AND x.checkpoint_ns = c.checkpoint_ns
+      AND x.checkpoint_id = c.checkpoint_id
+) w
 WHERE c.thread_id = %(thread_id)s
   AND (%(checkpoint_ns)s::text IS NULL OR c.checkpoint_ns = %(checkpoint_ns)s::text)
 ORDER BY c.checkpoint_id DESC, c.checkpoint_ns DESC
@@ -642,10 +651,24 @@ WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
   AND checkpoint_id = %(checkpoint_id)s
 RETURNING checkpoint_id;
 
+-- name: vacuum_permissions
+-- Which of our tables exist, and whether the current role may VACUUM each: owner of
+-- the table or of the database, superuser, or (PostgreSQL 17+) MAINTAIN.
+SELECT c.relname::text,
+       pg_has_role(c.relowner, 'USAGE')
+       OR pg_has_role((SELECT d.datdba FROM pg_catalog.pg_database d
+                       WHERE d.datname = current_database()), 'USAGE')
+       OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+       OR CASE WHEN current_setting('server_version_num')::int >= 170000
+               THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s::text[]) AND c.relkind IN ('r', 'p');
+
 -- name: storage_tables
 -- Every table of the schema with its heap, TOAST (table and index) and index
--- bytes; total = pg_total_relation_size.
-SELECT c.relname::text, greatest(c.reltuples, 0)::bigint,
+-- bytes; total = pg_total_relation_size. reltuples is -1 for a table never
+-- analyzed: the caller counts those rows exactly.
+SELECT c.relname::text, c.reltuples::bigint,
        pg_table_size(c.oid) - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
        coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0),
        pg_indexes_size(c.oid),
