@@ -67,6 +67,7 @@ CROSS_THREAD = {
     "export_counts",
     # No table of ours: the server, pg_cron, advisory locks, the official saver's tables.
     "health_probe", "cron_installed", "cron_schedule", "cron_unschedule", "sweep_lock",
+    "vacuum_permissions",
     "export_snapshot",
     "official_thread_ids", "official_checkpoints", "official_blobs", "official_writes",
 }  # fmt: skip
