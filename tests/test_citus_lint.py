@@ -113,7 +113,9 @@ def _unpinned_references(text: str, pin: str) -> list[str]:
     out = []
     ref = re.compile(
         r"(INSERT\s+INTO\s+|UPDATE\s+|DELETE\s+FROM\s+|FROM\s+|JOIN\s+|,\s*)"
-        r"(?:\{schema\}|\"?[a-z_]+\"?)\.(" + "|".join(TABLES) + r")\b(?:\s+(?:AS\s+)?(\w+))?",
+        # {schema} in queries.sql, public (the lint's database) in function bodies; not
+        # an alias, so a column such as `w.writes` is not taken for the table.
+        r"(?:\{schema\}|\"?public\"?)\.(" + "|".join(TABLES) + r")\b(?:\s+(?:AS\s+)?(\w+))?",
         re.IGNORECASE,
     )
     keywords = {"where", "on", "set", "using", "values", "select", "group", "order", "limit"}
@@ -277,6 +279,13 @@ def test_lint_catches_what_it_checks() -> None:
     assert _unpinned_references(
         "SELECT 1 FROM {schema}.checkpoints WHERE metadata ? 'x'", r"%\(\w+\)s"
     ) == ["checkpoints"]
+    assert (
+        _unpinned_references(
+            "SELECT c.metadata, w.writes FROM {schema}.checkpoints c WHERE c.thread_id = %(t)s",
+            r"%\(\w+\)s",
+        )
+        == []
+    )
     assert _do_update_functions("ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()") == {
         "now"
     }
