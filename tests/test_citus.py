@@ -240,21 +240,28 @@ OPERATIONS: dict[str, Callable[[PostgresSaver, list[str]], Any]] = {
 # xfails: an entry must go once its statements are fixed (docs/scaling.md).
 NOT_ROUTED_YET: dict[str, str] = {
     "put": (
-        "threads upsert `DO UPDATE SET updated_at = now()`: 0A000 functions used in the DO "
-        "UPDATE SET clause of INSERTs on distributed tables must be marked IMMUTABLE. With "
-        "EXCLUDED.updated_at it runs, but as subplans: INSERT ... SELECT FROM t/unnest is "
-        "pulled to the coordinator and committed with 2PC over two connections"
+        "runs (conformance 81/81), not routed: its data-modifying CTEs become subplans "
+        "(EXPLAIN: 0A000 could not create distributed plan; execution: the thread upsert "
+        "routed, the chunk/blob/checkpoint INSERT ... SELECT FROM t/unnest pulled to the "
+        "coordinator). Routes whole as one function distributed by thread id"
     ),
-    "rollback": "writes its new head with put_checkpoint (see put)",
+    "rollback": (
+        "lock_threads is pgcheckpoint_lock_threads(text[]) (runs on the coordinator) and the "
+        "new head is written with put_checkpoint (see put); under this test's EXPLAINing "
+        "cursor the put then fails in pgcheckpoint_put_guard: XX000 cannot execute a "
+        "distributed query from a query on a shard (tests/test_threads.py's rollback passes "
+        "on the cluster)"
+    ),
     "put_writes": (
         "INSERT ... SELECT FROM unnest(...): `INSERT/SELECT method: pull to coordinator` "
         "(right rows, two hops); multi-row VALUES or a function distributed by thread id routes"
     ),
     "put_writes_special": "same statement shape as put_writes (upsert variant)",
     "prune": (
-        "prune_keep_latest calls pgcheckpoint_trim(text[], ...) (migration 0005), whose "
-        "recursive keep-walk is over thread_id = ANY (...): 0A000 recursive CTEs are only "
-        "supported when they contain a filter on the distribution column"
+        "runs (conformance 8/8), not one task: pgcheckpoint_lock_threads, pgcheckpoint_trim "
+        "and pgcheckpoint_gc take a thread list, so they run on the coordinator (each "
+        "statement of lock_threads and trim is routed: one thread, thread_id = v_thread, "
+        "migration 0008; gc's DELETEs go to every shard of the list)"
     ),
     "delete_checkpoint": (
         "gc is `SELECT pgcheckpoint_gc(text[])`: a function of a thread list, so it runs on the "

@@ -39,6 +39,8 @@ from pgcheckpoint._queries import Queries, _raw_statements
 
 TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
 THREAD_PARAM = re.compile(r"%\((thread_id|source|target)\)s")
+# What names one thread in a function body: its argument, or a loop over an array of them.
+FUNCTION_PIN = r"\b(?:p_thread_id|v_thread)\b"
 
 # Every statement of queries.sql, by how many threads it touches.
 PER_THREAD = {
@@ -65,6 +67,7 @@ CROSS_THREAD = {
     "export_counts",
     # No table of ours: the server, pg_cron, advisory locks, the official saver's tables.
     "health_probe", "cron_installed", "cron_schedule", "cron_unschedule", "sweep_lock",
+    "vacuum_permissions",
     "export_snapshot",
     "official_thread_ids", "official_checkpoints", "official_blobs", "official_writes",
 }  # fmt: skip
@@ -73,35 +76,31 @@ FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chu
 
 # Functions of the schema that read per-thread tables without one thread id.
 MULTI_THREAD_FUNCTIONS = {
-    "pgcheckpoint_delete_threads", "pgcheckpoint_gc", "pgcheckpoint_measure",
+    "pgcheckpoint_delete_threads", "pgcheckpoint_gc", "pgcheckpoint_lock_threads",
+    "pgcheckpoint_measure",
     "pgcheckpoint_sweep_batch", "pgcheckpoint_trim",
 }  # fmt: skip
 CROSS_THREAD_FUNCTIONS = {"pgcheckpoint_sweep_strays", "pgcheckpoint_sweep"}
 
 # (rule, statement or function): what Citus 13.2 says, and the shape that passes.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("immutable_do_update", "put_checkpoint"): (
-        "threads upsert `DO UPDATE SET updated_at = now()`: 0A000 functions used in the DO "
-        "UPDATE SET clause ... must be marked IMMUTABLE. Passes: compute the time once in the "
-        "statement (`VALUES (%(thread_id)s, now())` then `SET updated_at = EXCLUDED.updated_at`)"
-    ),
-    ("recursive_cte_one_thread", "pgcheckpoint_trim"): (
-        "migration 0005's trim (prune and sweep): a WITH RECURSIVE keep-walk over every thread "
-        "of p_thread_ids: not pushable. Passes: the same walk per thread, `thread_id = "
-        "p_thread_id`, in a function distributed by that first argument"
-    ),
 }
 
 
-def _statement_violations(name: str, text: str) -> set[str]:
-    """The rules a statement's text breaks."""
+def _statement_violations(name: str, text: str, pin: str = THREAD_PARAM.pattern) -> set[str]:
+    """The rules a statement's text breaks.
+
+    ``pin`` is what names one thread: a scalar parameter in queries.sql; in a
+    function body, its ``p_thread_id`` or the loop variable ``v_thread``."""
     found: set[str] = set()
     for target in re.findall(r"ON CONFLICT\s*\(([^)]*)\)", text):
         if "thread_id" not in [c.strip() for c in target.split(",")]:
             found.add("on_conflict_target")
-    if "WITH RECURSIVE" in text and not THREAD_PARAM.search(text):
+    if "WITH RECURSIVE" in text and not re.search(pin, text):
         found.add("recursive_cte_one_thread")
     if "WITH RECURSIVE" in text and re.search(r"thread_id\s*=\s*ANY", text):
+        found.add("recursive_cte_one_thread")
+    if "WITH RECURSIVE" in text and _unpinned_references(text, pin):
         found.add("recursive_cte_one_thread")
     return found
 
@@ -114,7 +113,9 @@ def _unpinned_references(text: str, pin: str) -> list[str]:
     out = []
     ref = re.compile(
         r"(INSERT\s+INTO\s+|UPDATE\s+|DELETE\s+FROM\s+|FROM\s+|JOIN\s+|,\s*)"
-        r"(?:\{schema\}|\"?[a-z_]+\"?)\.(" + "|".join(TABLES) + r")\b(?:\s+(?:AS\s+)?(\w+))?",
+        # {schema} in queries.sql, public (the lint's database) in function bodies; not
+        # an alias, so a column such as `w.writes` is not taken for the table.
+        r"(?:\{schema\}|\"?public\"?)\.(" + "|".join(TABLES) + r")\b(?:\s+(?:AS\s+)?(\w+))?",
         re.IGNORECASE,
     )
     keywords = {"where", "on", "set", "using", "values", "select", "group", "order", "limit"}
@@ -225,7 +226,7 @@ def _all_violations(catalog: psycopg.Connection[object]) -> dict[tuple[str, str]
         body = str(body)
         if not re.search(r"\.(" + "|".join(TABLES) + r")\b", body):
             continue
-        for rule in _statement_violations(str(fname), body):
+        for rule in _statement_violations(str(fname), body, FUNCTION_PIN):
             found[(rule, str(fname))] = body
         if fname in MULTI_THREAD_FUNCTIONS or fname in CROSS_THREAD_FUNCTIONS:
             continue
@@ -258,6 +259,18 @@ def test_lint_catches_what_it_checks() -> None:
         "x",
         "WITH RECURSIVE w AS (SELECT 1 FROM {schema}.checkpoints WHERE thread_id = ANY (%(a)s))",
     )
+    assert "recursive_cte_one_thread" in _statement_violations(
+        "f",
+        "WITH RECURSIVE w AS (SELECT 1 FROM {schema}.checkpoints c WHERE c.thread_id = v_thread "
+        "UNION SELECT 1 FROM w JOIN {schema}.checkpoints p ON p.checkpoint_id = w.id)",
+        FUNCTION_PIN,
+    )
+    assert _statement_violations(
+        "f",
+        "WITH RECURSIVE w AS (SELECT 1 FROM {schema}.checkpoints c WHERE c.thread_id = v_thread "
+        "UNION SELECT 1 FROM w JOIN {schema}.checkpoints p ON p.thread_id = v_thread)",
+        FUNCTION_PIN,
+    ) == set()
     assert _unpinned_references(
         "SELECT 1 FROM {schema}.checkpoints c JOIN {schema}.writes w ON w.checkpoint_id = "
         "c.checkpoint_id WHERE c.thread_id = %(thread_id)s",
@@ -266,6 +279,13 @@ def test_lint_catches_what_it_checks() -> None:
     assert _unpinned_references(
         "SELECT 1 FROM {schema}.checkpoints WHERE metadata ? 'x'", r"%\(\w+\)s"
     ) == ["checkpoints"]
+    assert (
+        _unpinned_references(
+            "SELECT c.metadata, w.writes FROM {schema}.checkpoints c WHERE c.thread_id = %(t)s",
+            r"%\(\w+\)s",
+        )
+        == []
+    )
     assert _do_update_functions("ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()") == {
         "now"
     }

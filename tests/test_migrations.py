@@ -72,7 +72,7 @@ EXPECTED_ROUTINES = {
     ("pgcheckpoint_delete_threads", "f"),
     ("pgcheckpoint_gc", "f"), ("pgcheckpoint_measure", "f"), ("pgcheckpoint_sweep_batch", "f"),
     ("pgcheckpoint_sweep_strays", "f"), ("pgcheckpoint_sweep_lock_key", "f"),
-    ("pgcheckpoint_sweep", "p"), ("pgcheckpoint_trim", "f"),
+    ("pgcheckpoint_sweep", "p"), ("pgcheckpoint_trim", "f"), ("pgcheckpoint_lock_threads", "f"),
 }
 # Already-compressed bytes: no pglz (STORAGE EXTERNAL, 'e').
 EXTERNAL = {("checkpoints", "checkpoint"), ("blobs", "value"), ("chunks", "data"),
