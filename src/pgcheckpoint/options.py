@@ -17,6 +17,7 @@ from .allowlist import AllowEntry
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
 from .errors import ConfigurationError
+from .keyring import Keyring
 from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy
 from .retry import RetryPolicy
 
@@ -33,6 +34,10 @@ class SaverOptions(TypedDict, total=False):
     - ``allow``: more types to rebuild on read, as ``"module:Class"``,
       ``("module", "Class")`` or the class itself (docs/serde.md).
     - ``compression`` / ``chunking``: storage policies (docs/retention.md).
+    - ``encryption``: a :class:`~pgcheckpoint.Keyring`; every stored value is
+      sealed with AES-256-GCM and bound to its row (docs/encryption.md).
+      ``allow_plaintext``: also read unencrypted rows (only while a database is
+      being encrypted; it warns).
     - ``retry``: retry of transient errors (docs/resilience.md).
     - ``prepared_statements``: ``False`` behind PgBouncer in transaction mode.
     - ``retention`` or the seed names ``max_versions``, ``max_age``,
@@ -45,6 +50,8 @@ class SaverOptions(TypedDict, total=False):
     allow: Iterable[AllowEntry]
     compression: CompressionPolicy | None
     chunking: ChunkingPolicy | None
+    encryption: Keyring | None
+    allow_plaintext: bool
     retry: RetryPolicy | None
     prepared_statements: bool
     retention: RetentionPolicy | None
@@ -74,6 +81,8 @@ def configure(saver: _RetentionBase, options: dict[str, Any]) -> tuple[RetryPoli
         allow=options.get("allow", ()),
         compression=options.get("compression"),
         chunking=options.get("chunking"),
+        encryption=options.get("encryption"),
+        allow_plaintext=options.get("allow_plaintext", False),
     )
     saver._init_retention(
         retention=options.get("retention"),

@@ -1,0 +1,219 @@
+"""What the codec encrypts and how each value is bound to its row (pure, no I/O).
+
+Every stored value goes through :meth:`Encryption.seal` after compression, and
+its ``type`` gets the suffix ``+enc``. The associated data of each value names
+the column and every field that places it: thread, namespace, checkpoint id,
+channel and version, task and index, chunk id, and the value's inner type. A
+value copied to another row, thread or column, or whose type was edited (to
+drop ``+zstd``, say), fails authentication. A checkpoint's own value also binds
+its parent id and its ``channels``/``versions`` lists, so a checkpoint cannot be
+pointed at another version of a channel; a chunked value binds its list of
+chunk ids, so chunks cannot be reordered.
+
+Metadata is stored as a JSON object ``{"pgc:enc": <base64 sealed JSON>,
+"pgc:kid": <key id>, "pgc:idx": [tokens], "run_id": <token>}``: the tokens are
+HMACs of each leaf (path and value), so ``metadata @> {"pgc:idx": [...]}``
+filters without decrypting (:meth:`Encryption.filters`), and ``run_id``'s token
+lets ``delete_for_runs`` find a run's rows. docs/encryption.md lists what stays
+in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DeserializationError, IntegrityError
+from .keyring import Keyring, key_id_of
+
+ENC_SUFFIX = "+enc"
+META_SEALED = "pgc:enc"
+META_KID = "pgc:kid"
+META_INDEX = "pgc:idx"
+RUN_ID = "run_id"
+
+
+def aad(column: str, *fields: str | bytes | None) -> bytes:
+    """Associated data: the column, then each field length-prefixed (unambiguous)."""
+    out = bytearray(column.encode("ascii"))
+    for f in fields:
+        if f is None:
+            out += b"\xff\xff\xff\xff"
+            continue
+        data = f.encode("utf-8", "surrogatepass") if isinstance(f, str) else f
+        out += len(data).to_bytes(4, "big") + data
+    return bytes(out)
+
+
+def list_digest(*lists: Sequence[str | None]) -> bytes:
+    """SHA-256 of string lists (``channels``, ``versions``) for associated data."""
+    h = hashlib.sha256()
+    for values in lists:
+        h.update(len(values).to_bytes(4, "big"))
+        for v in values:
+            h.update(aad("", v))
+    return h.digest()
+
+
+# Each *_aad function takes the value's inner type last, so that
+# ``functools.partial(f, <row fields>)`` is the codec's ``aad_of``.
+def checkpoint_aad(
+    thread_id: str, ns: str, checkpoint_id: str,
+    channels: Sequence[str], versions: Sequence[str | None], inner_type: str,
+) -> bytes:
+    return aad("checkpoints.checkpoint", thread_id, ns, checkpoint_id, inner_type,
+               list_digest(channels, versions))
+
+
+def blob_aad(
+    thread_id: str, ns: str, channel: str, version: str, refs: bytes | None, inner_type: str
+) -> bytes:
+    return aad("blobs.value", thread_id, ns, channel, version, inner_type, refs)
+
+
+def write_aad(
+    thread_id: str, ns: str, checkpoint_id: str, task_id: str, channel: str, inner_type: str
+) -> bytes:
+    # Not the write's idx: the read path does not fetch it (queries.sql), so two
+    # writes of one task to one channel can trade places (docs/encryption.md).
+    return aad("writes.value", thread_id, ns, checkpoint_id, task_id, channel, inner_type)
+
+
+def chunk_aad(thread_id: str, chunk_id: bytes, compressed: bool) -> bytes:
+    return aad("chunks.data", thread_id, chunk_id, b"z" if compressed else b"-")
+
+
+def metadata_aad(thread_id: str, ns: str, checkpoint_id: str, parent: str | None) -> bytes:
+    # The parent link is bound here, not in the checkpoint's value: the delta walk
+    # reads checkpoint values without their parent column.
+    return aad("checkpoints.metadata", thread_id, ns, checkpoint_id, parent)
+
+
+def _leaves(value: Any, path: tuple[str, ...] = ()) -> Iterator[bytes]:
+    """Each (path, value) a containment filter can ask for: nested objects by key,
+    anything else (scalars, lists) whole; canonical JSON text."""
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            yield from _leaves(v, (*path, str(k)))
+    else:
+        yield json.dumps([list(path), value], sort_keys=True, separators=(",", ":"),
+                         ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def refuse_sealed(type_: str, data: bytes | None, where: str) -> None:
+    """Without a keyring: an encrypted value raises, naming the key it needs."""
+    if type_.endswith(ENC_SUFFIX):
+        kid = key_id_of(data or b"", where)
+        raise DeserializationError(
+            f"{where} is encrypted under key {kid!r}; open the saver with "
+            "encryption=Keyring(...) (or $PGCHECKPOINT_KEYS) holding that key"
+        )
+
+
+def refuse_sealed_metadata(metadata: Any, where: str) -> None:
+    if isinstance(metadata, Mapping) and META_SEALED in metadata:
+        raise DeserializationError(
+            f"the metadata of {where} is encrypted under key "
+            f"{str(metadata.get(META_KID))[:32]!r}; open the saver with "
+            "encryption=Keyring(...) (or $PGCHECKPOINT_KEYS) holding that key"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Encryption:
+    """A keyring and the read policy: what the codec seals and opens with.
+
+    ``allow_plaintext`` reads values that are not encrypted (a database that is
+    being encrypted); writes are always encrypted.
+    """
+
+    keyring: Keyring
+    allow_plaintext: bool = False
+
+    # --- values -------------------------------------------------------------
+    def seal(self, type_: str, data: bytes, aad_: bytes) -> tuple[str, bytes]:
+        return type_ + ENC_SUFFIX, self.keyring.seal(data, aad_)
+
+    def open(
+        self, type_: str, data: bytes | None, aad_of: Any, where: str
+    ) -> tuple[str, bytes | None]:
+        """(inner type, plaintext) of a stored value. ``aad_of(inner_type)`` gives
+        its associated data. Plaintext passes only with ``allow_plaintext``."""
+        if not type_.endswith(ENC_SUFFIX):
+            self.plaintext(where)
+            return type_, data
+        inner = type_[: -len(ENC_SUFFIX)]
+        return inner, self.keyring.open(data or b"", aad_of(inner), where)
+
+    def plaintext(self, where: str) -> None:
+        if not self.allow_plaintext:
+            raise IntegrityError(
+                f"{where} is not encrypted, and this saver has a keyring: refusing a "
+                "plaintext value (allow_plaintext=True reads a database while "
+                "`pgcheckpoint encrypt` runs)"
+            )
+
+    # --- metadata -----------------------------------------------------------
+    def seal_metadata(
+        self, metadata: Mapping[str, Any], thread_id: str, ns: str, checkpoint_id: str,
+        parent: str | None,
+    ) -> dict[str, Any]:
+        ring = self.keyring
+        kid = ring.primary
+        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8")
+        sealed = ring.seal(text, metadata_aad(thread_id, ns, checkpoint_id, parent))
+        stored: dict[str, Any] = {
+            META_SEALED: base64.b64encode(sealed).decode("ascii"),
+            META_KID: kid,
+            META_INDEX: sorted({ring.blind(kid, leaf) for leaf in _leaves(metadata)}),
+        }
+        run_id = metadata.get(RUN_ID)
+        if run_id is not None:
+            stored[RUN_ID] = self.run_token(kid, run_id)
+        return stored
+
+    def open_metadata(
+        self, stored: Any, thread_id: str, ns: str, checkpoint_id: str, parent: str | None,
+        where: str,
+    ) -> dict[str, Any]:
+        if not isinstance(stored, Mapping) or META_SEALED not in stored:
+            self.plaintext(f"the metadata of {where}")
+            return dict(stored) if isinstance(stored, Mapping) else {}
+        try:
+            sealed = base64.b64decode(str(stored[META_SEALED]), validate=True)
+        except (binascii.Error, ValueError):
+            raise IntegrityError(f"the metadata of {where} is not valid base64") from None
+        text = self.keyring.open(
+            sealed, metadata_aad(thread_id, ns, checkpoint_id, parent), f"the metadata of {where}"
+        )
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise IntegrityError(f"the metadata of {where} is not a JSON object")
+        return value
+
+    # --- filters ------------------------------------------------------------
+    def filters(self, filter: Mapping[str, Any]) -> list[str]:
+        """The metadata filter as one JSON containment per key id (a row matches
+        the one of the key that sealed it)."""
+        out = []
+        for kid in self.keyring.key_ids:
+            tokens = sorted({self.keyring.blind(kid, leaf) for leaf in _leaves(filter)})
+            out.append(json.dumps({META_INDEX: tokens}, separators=(",", ":")))
+        return out
+
+    def primary_filter(self, filter: Mapping[str, Any]) -> str:
+        """The filter for rows under the primary key only (``list_threads``)."""
+        return self.filters(filter)[self.keyring.key_ids.index(self.keyring.primary)]
+
+    def run_token(self, kid: str, run_id: Any) -> str:
+        return self.keyring.blind(kid, b"run_id\x00" + str(run_id).encode("utf-8", "surrogatepass"))
+
+    def run_tokens(self, run_ids: Sequence[str]) -> list[str]:
+        """What ``delete_for_runs`` looks for: each run id's token under every key."""
+        return [self.run_token(kid, r) for r in run_ids for kid in self.keyring.key_ids]
