@@ -183,6 +183,24 @@ class Codec:
             stored, thread_id, ns, checkpoint_id, parent, where
         )
 
+    def listed_metadata(self, stored: Any) -> dict[str, Any]:
+        """A thread's latest metadata as listings show it. Sealed metadata is shown as
+        ``{"pgc:kid": <key id>}``: listings do not read the row fields that its
+        associated data binds (docs/encryption.md)."""
+        if isinstance(stored, Mapping) and encryption.META_SEALED in stored:
+            return {encryption.META_KID: str(stored.get(encryption.META_KID))[:32]}
+        if self.encryption is not None and stored:
+            self.encryption.plaintext("a thread's latest metadata")
+        return dict(stored or {})
+
+    def filter_json(self, filter: Mapping[str, Any]) -> str:
+        """A metadata filter as stored rows are matched (blind-index tokens under the
+        primary key with a keyring; listings match rows sealed under it)."""
+        text = metadata_json(filter, "filter")
+        if self.encryption is None:
+            return text
+        return self.encryption.primary_filter(filter)
+
     # channel values ---------------------------------------------------------
     def encode_blob(
         self, value: Any, where: str, chunks_out: dict[bytes, tuple[bool, bytes]],
