@@ -246,30 +246,57 @@ class Codec:
         thread_id: str = "",
         aad_of: AadOf | None = None,
     ) -> Any:
-        sealed = type_.endswith(encryption.ENC_SUFFIX)
         type_, value = self.open(type_, value, aad_of or _NO_AAD, where)
         if type_.endswith(CDC_SUFFIX):
             limit = self.compression.max_value_size
-            if sealed:
-                chunks = self._open_chunks(thread_id, refs or b"", chunks, where)
-            data = chunking.join(value or b"", refs or b"", chunks, limit, where, verify=not sealed)
+            opened: set[bytes] = set()
+            if self.encryption is not None:
+                chunks = self._open_chunks(thread_id, refs or b"", chunks, where, opened)
+            data = chunking.join(
+                value or b"", refs or b"", chunks, limit, where, verified=opened
+            )
             return loads(self.serde, type_[: -len(CDC_SUFFIX)], data, where)
         return self.unpack(type_, value, where)
 
+    def is_empty(self, type_: str, value: bytes | None, aad_of: AadOf, where: str) -> bool:
+        """Whether a stored channel value is LangGraph's "empty" marker (checked, and
+        refused in clear under a keyring like any value)."""
+        if type_ == "empty":
+            if self.encryption is not None:
+                self.encryption.plaintext(where)
+            return True
+        if type_ == "empty" + encryption.ENC_SUFFIX:
+            self.open(type_, value, aad_of, where)
+            return True
+        return False
+
     def _open_chunks(
-        self, thread_id: str, refs: bytes, chunks: Mapping[bytes, tuple[bool, bytes]], where: str
+        self,
+        thread_id: str,
+        refs: bytes,
+        chunks: Mapping[bytes, tuple[bool, bytes]],
+        where: str,
+        opened: set[bytes],
     ) -> dict[bytes, tuple[bool, bytes]]:
-        """The referenced chunks of a sealed value, opened (each checked by its tag)."""
+        """The referenced chunks, opened; ``opened`` gets the ids proven by their tag.
+        A chunk still in clear passes only with ``allow_plaintext`` (and is then
+        checked against its unkeyed id by ``chunking.join``)."""
         assert self.encryption is not None
         ring = self.encryption.keyring
-        opened: dict[bytes, tuple[bool, bytes]] = {}
+        out: dict[bytes, tuple[bool, bytes]] = {}
         for h in chunking.split_refs(refs) if len(refs) % chunking.HASH_SIZE == 0 else ():
-            if h in opened or h not in chunks:
+            if h in out or h not in chunks:
                 continue
             flag, data = chunks[h]
-            aad_ = encryption.chunk_aad(thread_id, h, flag)
-            opened[h] = (flag, ring.open(data, aad_, f"chunk {h.hex()} of {where}"))
-        return opened
+            what = f"chunk {h.hex()} of {where}"
+            try:
+                out[h] = (flag, ring.open(data, encryption.chunk_aad(thread_id, h, flag), what))
+                opened.add(h)
+            except IntegrityError:
+                if not self.encryption.allow_plaintext:
+                    raise
+                out[h] = (flag, data)
+        return out
 
 
 def _no_aad(inner_type: str) -> bytes:

@@ -122,11 +122,11 @@ def _decode_row(codec: Codec, row: CheckpointRow) -> CheckpointTuple:
                 f"version {version!r}, which is missing from the database"
             )
         btype, bvalue, brefs = blob
-        if btype != "empty":
+        where = f"channel {channel!r} of checkpoint {cid}"
+        aad_of = partial(encryption.blob_aad, thread_id, ns, channel, version, brefs)
+        if not codec.is_empty(btype, bvalue, aad_of, where):
             values[channel] = codec.decode_blob(
-                btype, bvalue, brefs, chunks, f"channel {channel!r} of checkpoint {cid}",
-                thread_id=thread_id,
-                aad_of=partial(encryption.blob_aad, thread_id, ns, channel, version, brefs),
+                btype, bvalue, brefs, chunks, where, thread_id=thread_id, aad_of=aad_of
             )
     skeleton["channel_values"] = values
     pending: list[PendingWrite] = [
@@ -264,13 +264,12 @@ def _decode_delta(
                     raise DeserializationError(
                         f"checkpoint {cid}: value of channel {channel!r} is missing"
                     )
-                if blob[0] != "empty":
+                where = f"channel {channel!r} of {cid}"
+                aad_of = partial(encryption.blob_aad, thread_id, ns, channel, version, blob[2])
+                if not codec.is_empty(blob[0], blob[1], aad_of, where):
                     seeds[channel] = codec.decode_blob(
-                        blob[0], blob[1], blob[2], chunks, f"channel {channel!r} of {cid}",
-                        thread_id=thread_id,
-                        aad_of=partial(
-                            encryption.blob_aad, thread_id, ns, channel, version, blob[2]
-                        ),
+                        blob[0], blob[1], blob[2], chunks, where, thread_id=thread_id,
+                        aad_of=aad_of,
                     )
     # Oldest checkpoint first; inside one, the order live execution applied them.
     ordered = sorted(

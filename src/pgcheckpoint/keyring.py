@@ -142,7 +142,10 @@ class Keyring:
             if kid in keys:
                 raise ConfigurationError(f"{ENV_VAR} names key {_safe_id(kid)} twice")
             try:
-                raw = base64.urlsafe_b64decode(encoded.strip() + "=" * (-len(encoded.strip()) % 4))
+                text_key = encoded.strip()
+                raw = base64.b64decode(
+                    text_key + "=" * (-len(text_key) % 4), altchars=b"-_", validate=True
+                )
             except (binascii.Error, ValueError):
                 raise ConfigurationError(
                     f"{ENV_VAR} entry #{n + 1} ({_safe_id(kid)}): the key is not base64url"
