@@ -255,3 +255,34 @@ def test_chunk_ids_are_keyed_per_thread_and_still_dedup(
         ).fetchall()
     assert refs[0][0] == refs[1][0]
     assert enc.get_tuple(cfg("y")).checkpoint["channel_values"]["doc"] == big  # type: ignore[union-attr]
+
+
+# --- export and import ------------------------------------------------------------
+
+
+def test_export_decrypts_only_on_request(
+    enc: PostgresSaver, make_db_url: Any, tmp_path: Any
+) -> None:
+    from pgcheckpoint import TransferError
+    from pgcheckpoint.transfer import export_file, import_ndjson
+
+    graph = chat_graph(enc)
+    for i in range(4):  # large enough to be chunked
+        graph.invoke({"messages": [HumanMessage(f"q{i}")]}, {"configurable": {"thread_id": "x"}})
+    enc.put_writes(enc.get_tuple(cfg("x")).config, [("w", SECRET)], "task")  # type: ignore[union-attr]
+    path = tmp_path / "out.ndjson"
+    with pytest.raises(TransferError, match="decrypt"):
+        export_file(enc, path)
+    assert not path.exists()
+    export_file(enc, path, decrypt=True)
+    other = make_db_url()
+    with PostgresSaver.from_conn_string(other) as plain:
+        plain.setup()
+        import_ndjson(plain, path)
+        got, want = plain.get_tuple(cfg("x")), enc.get_tuple(cfg("x"))
+        assert got is not None and want is not None
+        assert got.checkpoint == want.checkpoint and got.metadata == want.metadata
+        assert got.pending_writes == want.pending_writes
+    with PostgresSaver.from_conn_string(other, encryption=ring("k1")) as target:
+        with pytest.raises(TransferError, match="pgcheckpoint encrypt"):
+            import_ndjson(target, path)

@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 from . import chunking, compression, encryption
 from ._plans import Plan, PlanGen, Query, fetch_all
 from ._queries import quote_schema
+from .codec import CDC_SUFFIX
 from .encryption import ENC_SUFFIX, META_KID, META_SEALED, Encryption
-from .errors import ConfigurationError, IntegrityError
+from .errors import ConfigurationError, IntegrityError, TransferError
+from .importers.rows import StoredBlob, StoredCheckpoint, StoredThread, StoredWrite
 
 if TYPE_CHECKING:
     from .saver import PostgresSaver
@@ -336,3 +338,69 @@ def reencrypt(
             if progress is not None and (done or skipped):
                 progress(table, done + skipped)
     return report
+
+
+# --- export: a thread's rows in clear, only when asked -------------------------------
+
+
+def open_stored(enc: Encryption | None, thread: StoredThread, *, decrypt: bool) -> StoredThread:
+    """``thread`` (rows as stored) with every sealed value opened, for an export that
+    asked for it (``decrypt``); a chunked sealed value comes back joined (its keyed
+    chunk ids mean nothing outside this database). Refuses sealed rows otherwise."""
+    tid = thread.thread_id
+    sealed = any(cp.type.endswith(ENC_SUFFIX) or META_SEALED in cp.metadata
+                 for cp in thread.checkpoints)
+    if not sealed:
+        return thread
+    if not decrypt:
+        raise TransferError(
+            f"thread {tid!r} holds encrypted values; an export writes them in clear only "
+            "when asked: decrypt=True (pgcheckpoint export --decrypt)"
+        )
+    if enc is None:
+        raise TransferError(f"thread {tid!r} holds encrypted values and no keyring was given "
+                            "($PGCHECKPOINT_KEYS)")
+    out = StoredThread(tid)
+    for cp in thread.checkpoints:
+        ns, cid = cp.checkpoint_ns, cp.checkpoint_id
+        type_, data = _open_value(enc,
+            cp.type, cp.data,
+            partial(encryption.checkpoint_aad, tid, ns, cid, cp.channels, cp.versions),
+            f"checkpoint {cid}",
+        )
+        meta = enc.open_metadata(cp.metadata, tid, ns, cid, cp.parent_checkpoint_id,
+                                 f"checkpoint {cid!r} of thread {tid!r}")
+        out.checkpoints.append(StoredCheckpoint(
+            ns, cid, cp.parent_checkpoint_id, type_, data or b"", meta, cp.created_at,
+            cp.channels, cp.versions,
+        ))
+    for (ns, channel, version), blob in thread.blobs.items():
+        aad_of = partial(encryption.blob_aad, tid, ns, channel, version, blob.refs)
+        where = f"channel {channel!r} version {version!r} of thread {tid!r}"
+        type_, data = _open_value(enc, blob.type, blob.value, aad_of, where)
+        if type_.endswith(CDC_SUFFIX) and blob.type.endswith(ENC_SUFFIX):
+            pieces = {h: (flag, enc.keyring.open(d, encryption.chunk_aad(tid, h, flag), where))
+                      for h, (flag, d) in thread.chunks.items()}
+            data = chunking.join(data or b"", blob.refs or b"", pieces,
+                                 compression.DEFAULT_MAX_VALUE_SIZE, where,
+                                 verified=set(pieces))
+            out.blobs[(ns, channel, version)] = StoredBlob(type_[: -len(CDC_SUFFIX)], data, None)
+        else:
+            out.blobs[(ns, channel, version)] = StoredBlob(type_, data, blob.refs)
+    out.chunks = dict(thread.chunks)  # what values still in clear reference
+    for (ns, cid, task, idx), w in thread.writes.items():
+        type_, data = _open_value(enc,
+            w.type, w.value, partial(encryption.write_aad, tid, ns, cid, task, w.channel),
+            f"write to {w.channel!r} of {cid}",
+        )
+        out.writes[(ns, cid, task, idx)] = StoredWrite(w.channel, type_, data, w.task_path)
+    return out
+
+
+def _open_value(
+    enc: Encryption, type_: str, data: bytes | None, aad_of: Callable[[str], bytes], where: str
+) -> tuple[str, bytes | None]:
+    if not type_.endswith(ENC_SUFFIX):
+        return type_, data
+    inner = type_[: -len(ENC_SUFFIX)]
+    return inner, enc.keyring.open(data or b"", aad_of(inner), where)

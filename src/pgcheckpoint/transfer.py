@@ -71,6 +71,7 @@ from .importers.rows import (
     unpack_blob,
     unpack_value,
 )
+from .rotation import open_stored
 
 if TYPE_CHECKING:
     from .saver import PostgresSaver
@@ -244,10 +245,12 @@ def export_ndjson(
     filter: Mapping[str, Any] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_thread: Callable[[str, int], None] | None = None,
+    decrypt: bool = False,
 ) -> ExportReport:
     """Write threads to ``out`` as NDJSON (module doc): the given ``thread_ids`` (each must
     exist), or every thread whose latest metadata matches ``filter`` (all when both are
     None). ``on_start(threads, checkpoints)`` gives the totals before the first line.
+    Encrypted threads are written in clear only with ``decrypt=True`` (docs/encryption.md).
 
     Prefer :func:`export_file`, which leaves no file behind when the export fails.
 
@@ -283,6 +286,7 @@ def export_ndjson(
         thread = saver._runner.run(_rows_plan(saver, tid))
         if not thread.checkpoints:
             continue  # deleted since it was counted
+        thread = open_stored(saver.encryption, thread, decrypt=decrypt)
         thread_lines, counts = _thread_lines(thread)
         for data in thread_lines:
             write(data)
@@ -317,6 +321,7 @@ def export_file(
     filter: Mapping[str, Any] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_thread: Callable[[str, int], None] | None = None,
+    decrypt: bool = False,
 ) -> ExportReport:
     """:func:`export_ndjson` into ``path``, through a temporary file in the same directory
     renamed over ``path`` only once the trailer is written: a failed export leaves no file.
@@ -339,6 +344,7 @@ def export_file(
                 filter=filter,
                 on_start=on_start,
                 on_thread=on_thread,
+                decrypt=decrypt,
             )
             out.flush()
             os.fsync(out.fileno())
