@@ -73,7 +73,7 @@ def raw_dump(url: str) -> bytes:
     out = bytearray()
     with psycopg.connect(url) as conn:
         for table in ("checkpoints", "blobs", "chunks", "writes"):
-            for row in conn.execute(f"SELECT * FROM public.{table}"):  # noqa: S608 - fixed names
+            for row in conn.execute(f"SELECT * FROM public.{table}"):
                 for v in row:
                     out += v if isinstance(v, bytes) else str(v).encode()
     return bytes(out)
@@ -224,9 +224,11 @@ def test_without_the_keyring_an_encrypted_row_names_its_key(
     chat_graph(enc).invoke({"messages": [HumanMessage("x")]}, {"configurable": {"thread_id": "e"}})
     with pytest.raises(DeserializationError, match="'k1'"):
         saver.get_tuple(cfg("e"))
-    with PostgresSaver.from_conn_string(db_url, encryption=ring("k2")) as other:
-        with pytest.raises(IntegrityError, match="'k1'.*not in the keyring"):
-            other.get_tuple(cfg("e"))
+    with (
+        PostgresSaver.from_conn_string(db_url, encryption=ring("k2")) as other,
+        pytest.raises(IntegrityError, match=r"'k1'.*not in the keyring"),
+    ):
+        other.get_tuple(cfg("e"))
 
 
 # --- chunk ids --------------------------------------------------------------------
@@ -283,6 +285,8 @@ def test_export_decrypts_only_on_request(
         assert got is not None and want is not None
         assert got.checkpoint == want.checkpoint and got.metadata == want.metadata
         assert got.pending_writes == want.pending_writes
-    with PostgresSaver.from_conn_string(other, encryption=ring("k1")) as target:
-        with pytest.raises(TransferError, match="pgcheckpoint encrypt"):
-            import_ndjson(target, path)
+    with (
+        PostgresSaver.from_conn_string(other, encryption=ring("k1")) as target,
+        pytest.raises(TransferError, match="pgcheckpoint encrypt"),
+    ):
+        import_ndjson(target, path)

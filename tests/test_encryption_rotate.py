@@ -82,9 +82,11 @@ def test_rotation_while_a_graph_writes(db_url: str) -> None:
         assert _read_everything(new) >= 6 * 3 * 2
         # list(filter=...) finds rows sealed by the rotation too.
         assert len(list(new.list(cfg("t0"), filter={"source": "loop"}))) >= 3
-    with PostgresSaver.from_conn_string(db_url, encryption=ring("k1")) as gone:
-        with pytest.raises(IntegrityError, match="'k2'"):
-            gone.get_tuple(cfg("t0"))
+    with (
+        PostgresSaver.from_conn_string(db_url, encryption=ring("k1")) as gone,
+        pytest.raises(IntegrityError, match="'k2'"),
+    ):
+        gone.get_tuple(cfg("t0"))
 
 
 def test_encrypt_an_existing_database_resumably(db_url: str, saver: PostgresSaver) -> None:
@@ -116,7 +118,9 @@ def _big_checkpoint() -> Any:
 # --- the CLI ------------------------------------------------------------------------
 
 
-def _cli(db_url: str, *args: str, keys: str | None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _cli(
+    db_url: str, *args: str, keys: str | None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db_url, "COLUMNS": "200"}
     env.pop("PGCHECKPOINT_DSN", None)
     env.pop("PGCHECKPOINT_KEYS", None)

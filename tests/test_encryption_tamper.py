@@ -125,7 +125,7 @@ def _set(conn: psycopg.Connection[Any], column: str, key: dict[str, Any],
     sets = ", ".join(f"{k} = %({k})s" for k in values)
     where = " AND ".join(f"{k} = %(key_{k})s" for k in key)
     params = dict(values, **{f"key_{k}": v for k, v in key.items()})
-    n = conn.execute(f"UPDATE {table} SET {sets} WHERE {where}", params).rowcount  # noqa: S608
+    n = conn.execute(f"UPDATE {table} SET {sets} WHERE {where}", params).rowcount
     assert n == 1, (column, key)
 
 
