@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import e2e, report, scaling, workloads
+from bench import e2e, encryption, report, scaling, workloads
 from bench.db import DATABASES, default_dsn, describe, machine_info, recreate_databases
 from bench.runner import Context, Measurement, Mode
 from bench.savers import make_sides
@@ -36,6 +36,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], list[Measurement]]], ...] = (
     ("async concurrency over a pool", scaling.run_concurrency),
     ("end-to-end agent graph (sync)", e2e.run_agent_sync),
     ("end-to-end agent graph (async)", e2e.run_agent_async),
+    ("encryption at rest", encryption.run_encryption),
     ("scaling", scaling.run_scaling),
 )
 

@@ -168,7 +168,9 @@ class Codec:
         text = metadata_json(metadata)
         if self.encryption is None:
             return text
-        sealed = self.encryption.seal_metadata(metadata, thread_id, ns, checkpoint_id, parent)
+        sealed = self.encryption.seal_metadata(
+            metadata, thread_id, ns, checkpoint_id, parent, text
+        )
         return json.dumps(sealed, separators=(",", ":"))
 
     def read_metadata(

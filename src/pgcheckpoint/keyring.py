@@ -63,13 +63,13 @@ def _hkdf(secret: bytes, info: bytes) -> bytes:
 class _Key:
     """One keyring key's derived keys (kept out of the Keyring's attributes)."""
 
-    __slots__ = ("aead", "chunk", "index", "raw")
+    __slots__ = ("aead", "chunk", "index")
 
     def __init__(self, raw: bytes) -> None:
-        self.raw = raw
         self.aead = _crypto()(_hkdf(raw, _AEAD_INFO))
-        self.index = _hkdf(raw, _INDEX_INFO)
-        self.chunk = _hkdf(raw, _CHUNK_INFO)
+        # Keyed HMACs, copied per use (cheaper than keying a new one each time).
+        self.index = hmac.new(_hkdf(raw, _INDEX_INFO), digestmod=hashlib.sha256)
+        self.chunk = hmac.new(_hkdf(raw, _CHUNK_INFO), digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
         return "<key>"
@@ -206,14 +206,15 @@ class Keyring:
     # --- keyed digests ------------------------------------------------------
     def blind(self, kid: str, text: bytes) -> str:
         """The blind-index token of ``text`` under key ``kid`` (22 base64url chars)."""
-        mac = hmac.new(self._keys[kid].index, text, hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
+        mac = self._keys[kid].index.copy()
+        mac.update(text)
+        return base64.urlsafe_b64encode(mac.digest()[:16]).decode("ascii").rstrip("=")
 
     def chunk_id(self, thread_id: str, piece: bytes) -> bytes:
         """A chunk's 16-byte address under the primary key: keyed and per thread, so
         equal content is recognisable neither across threads nor without the key."""
-        mac = hmac.new(self._keys[self.primary].chunk, thread_id.encode("utf-8"), hashlib.sha256)
-        mac.update(b"\x00")
+        mac = self._keys[self.primary].chunk.copy()
+        mac.update(thread_id.encode("utf-8", "surrogatepass") + b"\x00")
         mac.update(piece)
         digest: bytes = mac.digest()
         return digest[:16]
