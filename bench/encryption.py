@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import operator
 import statistics
 from collections.abc import Callable, Iterator
@@ -143,11 +144,70 @@ def measure(
     return out
 
 
+def rotation(dsn: str, checkpoints: int, per_thread: int = 100) -> dict[str, Any]:
+    """Fill ``checkpoints`` (1 KB state, 3 writes each) under key "old", then time
+    ``keys rotate`` to key "new" while a graph keeps writing; then read every
+    checkpoint with the new key alone."""
+    import threading
+    import time
+
+    from bench.states import SMALL, three_writes
+    from pgcheckpoint import Keyring, PostgresSaver
+    from pgcheckpoint.rotation import key_status, reencrypt
+
+    old = Keyring({"old": _KEY}, primary="old")
+    both = Keyring({"new": bytes(range(1, 33)), "old": _KEY}, primary="new")
+    new = Keyring({"new": bytes(range(1, 33))}, primary="new")
+    threads = [f"rot-{i}" for i in range(max(1, checkpoints // per_thread))]
+    t0 = time.perf_counter()
+    with PostgresSaver.from_conn_string(dsn, encryption=old) as saver:
+        saver.setup()
+        for tid in threads:
+            steps = ThreadBuilder(tid, saver.get_next_version, SMALL).steps(per_thread)
+            for i, step in enumerate(steps):
+                _put(saver, step)
+                saver.put_writes(step.stored, three_writes(i), f"task-{i}")
+    fill_s = time.perf_counter() - t0
+    stop = threading.Event()
+    steps_written = [0]
+
+    def writer() -> None:
+        with PostgresSaver.from_conn_string(dsn, encryption=both) as w:
+            graph = _graph(w)
+            while not stop.is_set():
+                graph.invoke({"log": [], "n": E2E_STEPS - 3},
+                             {"configurable": {"thread_id": f"rot-live-{steps_written[0]}"}})
+                steps_written[0] += 1
+
+    live = threading.Thread(target=writer)
+    live.start()
+    try:
+        with PostgresSaver.from_conn_string(dsn, encryption=both) as saver:
+            t0 = time.perf_counter()
+            report = reencrypt(saver)
+            rotate_s = time.perf_counter() - t0
+    finally:
+        stop.set()
+        live.join()
+    with PostgresSaver.from_conn_string(dsn, encryption=new) as saver:
+        status = key_status(saver)
+        read = sum(1 for tid in threads for _ in saver.list({"configurable": {"thread_id": tid}}))
+    return {"checkpoints": len(threads) * per_thread, "fill_s": fill_s, "rotate_s": rotate_s,
+            "resealed": report.resealed, "skipped": report.skipped,
+            "graph_runs_during_rotation": steps_written[0], "key_ids_after": status,
+            "read_with_new_key_alone": read}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.encryption", description=__doc__)
     parser.add_argument("--dsn", required=True, help="a database pgcheckpoint may set up")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rotate", type=int, metavar="N",
+                        help="instead: time a key rotation of N checkpoints under load")
     args = parser.parse_args(argv)
+    if args.rotate:
+        print(json.dumps(rotation(args.dsn, args.rotate), indent=2))
+        return
     for m in measure(args.dsn, Mode(quick=args.quick)):
         e = m.extra
         print(f"{m.key:24s} plain {e['plain_ms']:9.3f} ms  encrypted {e['encrypted_ms']:9.3f} ms"

@@ -139,9 +139,13 @@ def _meta_attack(conn: psycopg.Connection[Any], w: World, attack: str) -> None:
     sealed = base64.b64decode(meta[e.META_SEALED])
     new: Any
     if attack in ("flip_ciphertext", "flip_nonce", "flip_key_id", "truncate"):
-        at = {"flip_ciphertext": len(sealed) - 1, "flip_nonce": 6, "flip_key_id": 3}.get(attack)
-        cut = sealed[:20] if at is None else _flip(sealed, at)
-        meta[e.META_SEALED] = base64.b64encode(cut).decode()
+        changed = {
+            "flip_ciphertext": _flip(sealed, len(sealed) - 1),
+            "flip_nonce": _flip(sealed, 6),
+            "flip_key_id": sealed[:3] + b"2" + sealed[4:],  # k1 -> k2, held by the ring
+            "truncate": sealed[:20],
+        }[attack]
+        meta[e.META_SEALED] = base64.b64encode(changed).decode()
         new = meta
     elif attack == "edit_aad":  # the parent link, bound by the metadata
         _set(conn, "checkpoints.checkpoint", key, parent_checkpoint_id=w.head["B"])
