@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import psycopg
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES as _ALL_CAPABILITIES
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
@@ -290,3 +291,51 @@ def test_export_decrypts_only_on_request(
         pytest.raises(TransferError, match="pgcheckpoint encrypt"),
     ):
         import_ndjson(target, path)
+
+
+# --- the LangGraph contract under a keyring ----------------------------------------
+
+
+@pytest.mark.parametrize("capability", sorted(c.value for c in _ALL_CAPABILITIES))
+async def test_conformance_with_a_keyring(capability: str, db_url: str) -> None:
+    """LangGraph's conformance suite on an AsyncPostgresSaver with a keyring (the sync
+    saver shares every line of the codec with it)."""
+    from langgraph.checkpoint.conformance import checkpointer_test, validate
+
+    from pgcheckpoint import AsyncPostgresSaver
+
+    async def make() -> Any:
+        async with AsyncPostgresSaver.from_conn_string(
+            db_url, encryption=ring("k1", "k2")
+        ) as s:
+            await s.setup()
+            yield s
+
+    registered = checkpointer_test(name=f"encrypted:{capability}")(make)
+    report = await validate(registered, capabilities={capability})
+    result = report.results[capability]
+    assert result.detected and result.tests_failed == 0, result.failures
+    assert result.tests_passed > 0
+    with psycopg.connect(db_url) as conn:
+        types = conn.execute(
+            "SELECT type FROM public.checkpoints UNION SELECT type FROM public.writes"
+        ).fetchall()
+    assert all(t.endswith("+enc") for (t,) in types)
+
+
+def test_delta_channel_history_under_a_keyring(enc: PostgresSaver) -> None:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    DeltaChannel = pytest.importorskip("langgraph.channels.delta").DeltaChannel
+    from test_saver_contract import delta_graph
+
+    graph = delta_graph(enc, 12, snapshot_every=5)
+    out = graph.invoke({"n": 0, "stop": 12}, {"configurable": {"thread_id": "d"}})
+    assert out["items"] == list(range(12)) and DeltaChannel is not None
+    head = enc.get_tuple(cfg("d"))
+    assert head is not None
+    hist = enc.get_delta_channel_history(config=head.config, channels=["items", "n"])
+    reference = BaseCheckpointSaver.get_delta_channel_history(
+        enc, config=head.config, channels=["items", "n"]
+    )
+    assert hist == reference

@@ -409,6 +409,11 @@ class SaverCore(BaseCheckpointSaver[str]):
                     f"target thread {dst!r} already has checkpoints; delete it first"
                 )
             yield Query(q["copy_thread"], {"source": src, "target": dst})
+            if self.encryption is not None:
+                # Each value is bound to its thread: seal the copies for the new one.
+                from .rotation import reseal_copy
+
+                yield from reseal_copy(self, self.encryption, src, dst)
 
         return Plan("copy_thread", make, transaction=True)
 

@@ -3,10 +3,10 @@
 Every stored value goes through :meth:`Encryption.seal` after compression, and
 its ``type`` gets the suffix ``+enc``. The associated data of each value names
 the column and every field that places it: thread, namespace, checkpoint id,
-channel and version, task and index, chunk id, and the value's inner type. A
+channel and version, task, chunk id, and the value's inner type. A
 value copied to another row, thread or column, or whose type was edited (to
 drop ``+zstd``, say), fails authentication. A checkpoint's own value also binds
-its parent id and its ``channels``/``versions`` lists, so a checkpoint cannot be
+its ``channels``/``versions`` lists, so a checkpoint cannot be
 pointed at another version of a channel; a chunked value binds its list of
 chunk ids, so chunks cannot be reordered.
 
@@ -14,7 +14,9 @@ Metadata is stored as a JSON object ``{"pgc:enc": <base64 sealed JSON>,
 "pgc:kid": <key id>, "pgc:idx": [tokens], "run_id": <token>}``: the tokens are
 HMACs of each leaf (path and value), so ``metadata @> {"pgc:idx": [...]}``
 filters without decrypting (:meth:`Encryption.filters`), and ``run_id``'s token
-lets ``delete_for_runs`` find a run's rows. docs/encryption.md lists what stays
+lets ``delete_for_runs`` find a run's rows. The sealed JSON also holds the
+checkpoint's parent id: a changed parent link raises, one set to NULL (retention
+does that when it deletes the parent) reads. docs/encryption.md lists what stays
 in clear.
 """
 
@@ -87,10 +89,8 @@ def chunk_aad(thread_id: str, chunk_id: bytes, compressed: bool) -> bytes:
     return aad("chunks.data", thread_id, chunk_id, b"z" if compressed else b"-")
 
 
-def metadata_aad(thread_id: str, ns: str, checkpoint_id: str, parent: str | None) -> bytes:
-    # The parent link is bound here, not in the checkpoint's value: the delta walk
-    # reads checkpoint values without their parent column.
-    return aad("checkpoints.metadata", thread_id, ns, checkpoint_id, parent)
+def metadata_aad(thread_id: str, ns: str, checkpoint_id: str) -> bytes:
+    return aad("checkpoints.metadata", thread_id, ns, checkpoint_id)
 
 
 def _leaves(value: Any, path: str = "") -> Iterator[bytes]:
@@ -178,7 +178,11 @@ class Encryption:
         if text is None:
             text = json.dumps(metadata, ensure_ascii=False, allow_nan=False,
                               separators=(",", ":"))
-        sealed = ring.seal(text.encode("utf-8"), metadata_aad(thread_id, ns, checkpoint_id, parent))
+        # The parent link travels inside the sealed metadata rather than in its
+        # associated data: retention sets it to NULL when it deletes the parent
+        # (0004_sweep.sql), which must stay readable; any other change raises.
+        payload = f'{{"p":{json.dumps(parent)},"m":{text}}}'
+        sealed = ring.seal(payload.encode("utf-8"), metadata_aad(thread_id, ns, checkpoint_id))
         stored: dict[str, Any] = {
             META_SEALED: base64.b64encode(sealed).decode("ascii"),
             META_KID: kid,
@@ -201,11 +205,16 @@ class Encryption:
         except (binascii.Error, ValueError):
             raise IntegrityError(f"the metadata of {where} is not valid base64") from None
         text = self.keyring.open(
-            sealed, metadata_aad(thread_id, ns, checkpoint_id, parent), f"the metadata of {where}"
+            sealed, metadata_aad(thread_id, ns, checkpoint_id), f"the metadata of {where}"
         )
-        value = json.loads(text)
+        payload = json.loads(text)
+        value = payload.get("m") if isinstance(payload, dict) else None
         if not isinstance(value, dict):
             raise IntegrityError(f"the metadata of {where} is not a JSON object")
+        if parent is not None and parent != payload.get("p"):
+            raise IntegrityError(
+                f"the parent link of {where} was changed after it was written"
+            )
         return value
 
     # --- filters ------------------------------------------------------------

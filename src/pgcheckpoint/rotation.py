@@ -33,6 +33,7 @@ from .errors import ConfigurationError, IntegrityError, TransferError
 from .importers.rows import StoredBlob, StoredCheckpoint, StoredThread, StoredWrite
 
 if TYPE_CHECKING:
+    from ._core import SaverCore
     from .saver import PostgresSaver
 
 DEFAULT_BATCH = 500
@@ -163,7 +164,7 @@ class RotationReport:
         }
 
 
-def _sql(saver: PostgresSaver, text: str) -> str:
+def _sql(saver: PostgresSaver | SaverCore, text: str) -> str:
     return text.replace("{schema}", quote_schema(saver.schema))
 
 
@@ -338,6 +339,93 @@ def reencrypt(
             if progress is not None and (done or skipped):
                 progress(table, done + skipped)
     return report
+
+
+# --- copy_thread: the copy's values bound to the new thread --------------------------
+
+_COPIED = {
+    "checkpoints": "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, "
+    "metadata, channels, versions FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s",
+    "blobs": "SELECT checkpoint_ns, channel, version, type, value, chunk_refs "
+    "FROM {schema}.blobs WHERE thread_id = %(thread_id)s",
+    "writes": "SELECT checkpoint_ns, checkpoint_id, task_id, idx, channel, type, value "
+    "FROM {schema}.writes WHERE thread_id = %(thread_id)s",
+    "chunks": "SELECT hash, compressed, data FROM {schema}.chunks WHERE thread_id = %(thread_id)s",
+}
+
+
+def reseal_copy(core: SaverCore, enc: Encryption, src: str, dst: str) -> PlanGen[None]:
+    """After ``copy_thread`` copied ``src``'s rows to ``dst`` in SQL (inside its
+    transaction): open each copied value as ``src``'s and seal it as ``dst``'s. Values
+    in clear stay in clear (a saver with ``allow_plaintext``); chunk ids are kept."""
+    ring = enc.keyring
+
+    def move(type_: str, data: bytes | None, src_aad: Callable[[str], bytes],
+             dst_aad: Callable[[str], bytes], where: str) -> tuple[str, bytes | None]:
+        if not type_.endswith(ENC_SUFFIX):
+            return type_, data
+        inner = type_[: -len(ENC_SUFFIX)]
+        return enc.seal(inner, ring.open(data or b"", src_aad(inner), where), dst_aad(inner))
+
+    p = {"thread_id": dst}
+    cols: dict[str, list[Any]] = {}
+    for ns, cid, parent, type_, data, meta, channels, versions in (
+        (yield Query(_sql(core, _COPIED["checkpoints"]), p, fetch="all", prepare=False)) or []
+    ):
+        new_type, new_value = move(
+            type_, data, partial(encryption.checkpoint_aad, src, ns, cid, channels, versions),
+            partial(encryption.checkpoint_aad, dst, ns, cid, channels, versions),
+            f"checkpoint {cid}")
+        if isinstance(meta, dict) and META_SEALED in meta:
+            opened = enc.open_metadata(meta, src, ns, cid, parent, f"checkpoint {cid!r}")
+            meta = enc.seal_metadata(opened, dst, ns, cid, parent)
+        for k, v in dict(k0=dst, k1=ns, k2=cid, old=data, new_type=new_type, new_value=new_value,
+                         new_meta=json.dumps(meta, separators=(",", ":"))).items():
+            cols.setdefault(k, []).append(v)
+    if cols:
+        yield Query(_sql(core, UPDATE_CHECKPOINTS), cols, prepare=False)
+    cols = {}
+    for ns, channel, version, type_, data, refs in (
+        (yield Query(_sql(core, _COPIED["blobs"]), p, fetch="all", prepare=False)) or []
+    ):
+        new_type, new_value = move(
+            type_, data, partial(encryption.blob_aad, src, ns, channel, version, refs),
+            partial(encryption.blob_aad, dst, ns, channel, version, refs),
+            f"channel {channel!r} version {version!r}")
+        for k, v in dict(k0=dst, k1=ns, k2=channel, k3=version, old=data, new_type=new_type,
+                         new_value=new_value).items():
+            cols.setdefault(k, []).append(v)
+    if cols:
+        yield Query(_sql(core, UPDATE_BLOBS), cols, prepare=False)
+    cols = {}
+    for ns, cid, task, idx, channel, type_, data in (
+        (yield Query(_sql(core, _COPIED["writes"]), p, fetch="all", prepare=False)) or []
+    ):
+        new_type, new_value = move(
+            type_, data, partial(encryption.write_aad, src, ns, cid, task, channel),
+            partial(encryption.write_aad, dst, ns, cid, task, channel),
+            f"write to {channel!r} of {cid}")
+        for k, v in dict(k0=dst, k1=ns, k2=cid, k3=task, k4=idx, old=data, new_type=new_type,
+                         new_value=new_value).items():
+            cols.setdefault(k, []).append(v)
+    if cols:
+        yield Query(_sql(core, UPDATE_WRITES), cols, prepare=False)
+    cols = {}
+    for h, flag, data in (
+        (yield Query(_sql(core, _COPIED["chunks"]), p, fetch="all", prepare=False)) or []
+    ):
+        h, data = bytes(h), bytes(data)
+        try:
+            plain = ring.open(data, encryption.chunk_aad(src, h, flag), f"chunk {h.hex()}")
+        except IntegrityError:
+            if not enc.allow_plaintext:
+                raise
+            continue  # a chunk in clear stays in clear
+        for k, v in dict(k0=dst, k1=h, old=data,
+                         new_value=ring.seal(plain, encryption.chunk_aad(dst, h, flag))).items():
+            cols.setdefault(k, []).append(v)
+    if cols:
+        yield Query(_sql(core, UPDATE_CHUNKS), cols, prepare=False)
 
 
 # --- export: a thread's rows in clear, only when asked -------------------------------
