@@ -58,6 +58,7 @@ __all__ = [
     "EncodedPut",
     "Target",
     "Unloadable",
+    "config_of",
     "decode_delta",
     "decode_row",
     "decode_rows",

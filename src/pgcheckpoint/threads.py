@@ -129,16 +129,6 @@ def _moment(when: Any) -> dt.datetime:
     return when
 
 
-def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
-    return {
-        "configurable": {
-            "thread_id": thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": checkpoint_id,
-        }
-    }
-
-
 # --- plans ------------------------------------------------------------------
 
 
@@ -284,7 +274,8 @@ def rollback_plan(
         state.update(id=new_id, ts=dt.datetime.now(dt.timezone.utc).isoformat())
         meta = _rollback_metadata(old.metadata, cid, head_id)
         put = core._put_plan(
-            _config(tid, ns, head_id), cast(Checkpoint, state), cast(CheckpointMetadata, meta), {}
+            codec.config_of(tid, ns, head_id), cast(Checkpoint, state),
+            cast(CheckpointMetadata, meta), {},
         )
         return (yield from put.make())
 
