@@ -339,3 +339,13 @@ def test_delta_channel_history_under_a_keyring(enc: PostgresSaver) -> None:
         enc, config=head.config, channels=["items", "n"]
     )
     assert hist == reference
+
+
+def test_from_env_reads_the_keyring(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv(ENV_VAR, f"k2:{Keyring.encode_key(K2)},k1:{Keyring.encode_key(K1)}")
+    with PostgresSaver.from_env() as saver:
+        saver.setup()
+        assert saver.encryption is not None
+        assert saver.encryption.keyring.primary == "k2"
+        assert saver.encryption.keyring.key_ids == ("k2", "k1")
