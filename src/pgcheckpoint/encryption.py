@@ -26,7 +26,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +149,7 @@ class Encryption:
         return type_ + ENC_SUFFIX, self.keyring.seal(data, aad_)
 
     def open(
-        self, type_: str, data: bytes | None, aad_of: Any, where: str
+        self, type_: str, data: bytes | None, aad_of: Callable[[str], bytes], where: str
     ) -> tuple[str, bytes | None]:
         """(inner type, plaintext) of a stored value. ``aad_of(inner_type)`` gives
         its associated data. Plaintext passes only with ``allow_plaintext``."""
