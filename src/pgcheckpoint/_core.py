@@ -411,7 +411,7 @@ class SaverCore(BaseCheckpointSaver[str]):
             yield Query(q["copy_thread"], {"source": src, "target": dst})
             if self.encryption is not None:
                 # Each value is bound to its thread: seal the copies for the new one.
-                from .rotation import reseal_copy
+                from .sealed_rows import reseal_copy
 
                 yield from reseal_copy(self, self.encryption, src, dst)
 

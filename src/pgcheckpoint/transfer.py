@@ -71,7 +71,7 @@ from .importers.rows import (
     unpack_blob,
     unpack_value,
 )
-from .rotation import open_stored
+from .sealed_rows import open_stored
 
 if TYPE_CHECKING:
     from .saver import PostgresSaver
