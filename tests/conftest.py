@@ -36,6 +36,10 @@ DB_PREFIX = "pgc_test_"
 STALE_AFTER_SECONDS = 3 * 3600
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "unit: no server and no database (tests/unit, see its conftest)"
+    )
 
 
 class Databases:
