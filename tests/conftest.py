@@ -26,6 +26,8 @@ from psycopg import sql
 from _dsn import dsn_for_database
 
 if TYPE_CHECKING:
+    from _cluster import Cluster
+    from _helpers import Api
     from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
 
 DSN_ENV_VARS = ("PGCHECKPOINT_TEST_DSN", "DATABASE_URL")
@@ -197,3 +199,30 @@ async def asaver(db_url: str) -> AsyncIterator[AsyncPostgresSaver]:
     async with AsyncPostgresSaver.from_conn_string(db_url) as s:
         await s.setup()
         yield s
+
+
+@pytest.fixture(name="api", params=["sync", "async"])
+async def api_fixture(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Api]:
+    """The same tests against PostgresSaver and AsyncPostgresSaver (``_helpers.Api``)."""
+    from _helpers import Api
+    from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
+
+    if request.param == "sync":
+        with PostgresSaver.from_conn_string(db_url) as s:
+            s.setup()
+            yield Api(s, db_url)
+    else:
+        async with AsyncPostgresSaver.from_conn_string(db_url) as a:
+            await a.setup()
+            yield Api(a, db_url)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Cluster]:
+    """A throwaway migrated server of the module's own (tests/_cluster.py), for the fault
+    tests that stop, restart or cut it; modules using it skip when ``_cluster.available()``
+    is false."""
+    from _cluster import migrated_cluster
+
+    with migrated_cluster() as cluster:
+        yield cluster

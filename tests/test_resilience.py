@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from _cluster import Cluster, available, migrated_cluster
+from _cluster import Cluster, available
 from _faultgraph import (
     RUNS,
     Timeline,
@@ -55,12 +55,6 @@ FAULTS = ("cut_all", "drop_mid_statement", "drop_after_put", "terminate_all", "r
 # off) names the fork guard; no other statement does.
 PUT_STATEMENT = b"pgcheckpoint_put_guard"
 POOL = PoolSettings(min_size=2, max_size=4, connect_timeout=2, timeout=10)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Cluster]:
-    with migrated_cluster() as cluster:
-        yield cluster
 
 
 @pytest.fixture
