@@ -201,20 +201,30 @@ async def asaver(db_url: str) -> AsyncIterator[AsyncPostgresSaver]:
         yield s
 
 
-@pytest.fixture(name="api", params=["sync", "async"])
-async def api_fixture(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Api]:
-    """The same tests against PostgresSaver and AsyncPostgresSaver (``_helpers.Api``)."""
-    from _helpers import Api
+@pytest.fixture(params=["sync", "async"])
+async def either_saver(
+    request: pytest.FixtureRequest, db_url: str
+) -> AsyncIterator[PostgresSaver | AsyncPostgresSaver]:
+    """A set-up saver on ``db_url``: the test runs once with a ``PostgresSaver`` and once
+    with an ``AsyncPostgresSaver``."""
     from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
 
     if request.param == "sync":
         with PostgresSaver.from_conn_string(db_url) as s:
             s.setup()
-            yield Api(s, db_url)
+            yield s
     else:
         async with AsyncPostgresSaver.from_conn_string(db_url) as a:
             await a.setup()
-            yield Api(a, db_url)
+            yield a
+
+
+@pytest.fixture
+def api(either_saver: PostgresSaver | AsyncPostgresSaver, db_url: str) -> Api:
+    """The same tests against both savers, called one way (``_helpers.Api``)."""
+    from _helpers import Api
+
+    return Api(either_saver, db_url)
 
 
 @pytest.fixture(scope="module")

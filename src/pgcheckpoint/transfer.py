@@ -391,13 +391,9 @@ def export_file(
 async def aexport_file(
     saver: AsyncPostgresSaver, path: str | os.PathLike[str], **options: Unpack[ExportOptions]
 ) -> ExportReport:
-    """:func:`export_file` from an ``AsyncPostgresSaver`` (the file is written in a
-    worker thread).
-
-    Example::
-
-        await aexport_file(saver, "backup.ndjson")
-    """
+    """:func:`export_file` from an ``AsyncPostgresSaver``; the file is written in a
+    worker thread, and renamed over ``path`` once whole (``await aexport_file(saver,
+    "backup.ndjson")``)."""
     return await arun_job(saver, export_file_job(saver, path, options))
 
 

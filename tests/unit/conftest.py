@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 SERVER_FIXTURES = frozenset(
     {
         "pg_server_url", "databases", "template_db", "db_url", "empty_db_url",
-        "make_db_url", "saver", "asaver", "api", "server",
+        "make_db_url", "saver", "asaver", "either_saver", "api", "server",
     }
 )  # fmt: skip
 
