@@ -130,8 +130,13 @@ class Source(Protocol):
         every row of it in storage form."""
         ...
 
+
+@runtime_checkable
+class OpenedSource(Source, Protocol):
+    """A source the import opened itself, and closes once it ends (:func:`source_job`)."""
+
     def close(self) -> None:
-        """Release what the source holds open (called once the import ends)."""
+        """Release what the source holds open (a file, a connection)."""
         ...
 
 
@@ -499,7 +504,7 @@ def import_job(
 
 def source_job(
     core: SaverCore,
-    open_source: Callable[[], Source],
+    open_source: Callable[[], OpenedSource],
     options: ImportOptions,
     *,
     check_all: bool = False,
