@@ -8,7 +8,8 @@ an immediate restart with seconds of downtime; sync and async. Afterwards the
 thread's whole history must be linear and intact and its final state exact.
 ``PGCHECKPOINT_FAULT_RUNS=N`` repeats each case N times;
 ``PGCHECKPOINT_FAULT_REPORT=path`` appends recovery times there.
-Also here: retry classification, deadlines and what is never retried.
+Also here: deadlines and what is never retried (the retry decisions themselves are
+unit-tested without a server in tests/unit/test_retry_decisions.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import errors as pgerr
 
-from _cluster import Cluster, available, migrated_cluster
+from _cluster import Cluster, available
 from _faultgraph import (
     RUNS,
     Timeline,
@@ -46,7 +46,6 @@ from pgcheckpoint import (
 )
 from pgcheckpoint._plans import single
 from pgcheckpoint.metrics import instrument
-from pgcheckpoint.retry import is_transient
 
 pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL server tools not installed")
 
@@ -56,12 +55,6 @@ FAULTS = ("cut_all", "drop_mid_statement", "drop_after_put", "terminate_all", "r
 # off) names the fork guard; no other statement does.
 PUT_STATEMENT = b"pgcheckpoint_put_guard"
 POOL = PoolSettings(min_size=2, max_size=4, connect_timeout=2, timeout=10)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Cluster]:
-    with migrated_cluster() as cluster:
-        yield cluster
 
 
 @pytest.fixture
@@ -156,32 +149,6 @@ async def test_async_graph_survives(server: Cluster, proxy: Proxy, fault: str, r
     with PostgresSaver.from_conn_string(server.url()) as reader:
         check_history(reader, thread_id, TARGET)
     record(fault, mode="async", hit=hit, recovery_s=recovery, retries=timeline.retries)
-
-
-# --- classification ----------------------------------------------------------
-@pytest.mark.parametrize(
-    ("error", "transient"),
-    [
-        (pgerr.SerializationFailure(), True),  # 40001
-        (pgerr.DeadlockDetected(), True),  # 40P01
-        (pgerr.AdminShutdown(), True),  # 57P01
-        (pgerr.CrashShutdown(), True),  # 57P02
-        (pgerr.CannotConnectNow(), True),  # 57P03
-        (pgerr.TooManyConnections(), True),  # 53300
-        (pgerr.DiskFull(), True),  # 53100
-        (pgerr.ConnectionFailure(), True),  # 08006
-        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
-        (psycopg.InterfaceError("the connection is closed"), True),
-        (pgerr.UniqueViolation(), False),
-        (pgerr.DivisionByZero(), False),
-        (pgerr.QueryCanceled(), False),  # statement_timeout: retrying repeats the wait
-        (pgerr.UndefinedTable(), False),
-        (pgerr.InsufficientPrivilege(), False),
-        (ValueError("not a database error"), False),
-    ],
-)
-def test_transient_classification(error: BaseException, transient: bool) -> None:
-    assert is_transient(error) is transient
 
 
 def test_non_transient_errors_are_never_retried(server: Cluster) -> None:

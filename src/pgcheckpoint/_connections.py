@@ -63,7 +63,7 @@ from .errors import (
     TransientStorageError,
 )
 from .metrics import OperationHook, OperationResult, bytes_in
-from .retry import Backoff, RetryPolicy, is_transient
+from .retry import Backoff, RetryPolicy, decide, is_transient, pool_wait
 
 logger = logging.getLogger("pgcheckpoint")
 
@@ -128,12 +128,6 @@ def _source_conninfo(source: Any) -> tuple[str | None, tuple[str, ...]]:
         password = source.info.password
         return source.info.dsn, (password,) if password else ()
     return None, ()
-
-
-# SQLSTATEs of a server that does not know the prepared statement the driver
-# expects (or already has one by that name): the sign of a transaction-mode
-# pooler (PgBouncer < 1.21) moving us between server connections.
-_PREPARED_STATES = frozenset({"26000", "42P05"})
 
 
 def breaks_connection(exc: BaseException) -> bool:
@@ -326,41 +320,44 @@ class _RunnerBase:
         can_retry: bool,
         stats: _Stats | None,
     ) -> float:
-        """The delay before retrying ``plan``, or raise the error to give up."""
+        """The delay before retrying ``plan``, or raise the error to give up
+        (the decision is :func:`.retry.decide`; this carries it out)."""
         elapsed = time.monotonic() - started
         if isinstance(exc, _ConnectFailed):
             cause: psycopg.Error = exc.cause
             _forget_conninfo(cause)
             err: BaseException = self._connect_error(cause, backoff.policy, elapsed)
-            # Nothing was sent, so any plan may run again.
-            retryable = isinstance(err, TransientStorageError) and can_retry
         else:
             cause = exc
-            if exc.sqlstate in _PREPARED_STATES and can_retry:
-                if self.prepared_statements:
-                    logger.warning(
-                        "pgcheckpoint: the server lost a prepared statement (%s); a "
-                        "transaction-mode pooler such as PgBouncer is probably in between. "
-                        "Prepared statements are now off for this saver; pass "
-                        "prepared_statements=False to skip this.",
-                        exc.sqlstate,
-                    )
-                    self.prepared_statements = False
-                    return 0.0
-                if backoff.attempts < 3:
-                    # Another call switched them off while this one was in flight with
-                    # a prepared statement (seen under PgBouncer with concurrent graph
-                    # tasks): run it again, unprepared.
-                    backoff.attempts += 1
-                    return 0.0
             err = translate(exc, plan.name, self.secrets)
-            retryable = isinstance(err, TransientStorageError) and plan.idempotent and can_retry
-        if not retryable:
+        decision = decide(
+            backoff,
+            elapsed,
+            sqlstate=cause.sqlstate,
+            transient=isinstance(err, TransientStorageError),
+            sent=not isinstance(exc, _ConnectFailed),
+            idempotent=plan.idempotent,
+            can_retry=can_retry,
+            prepared_statements=self.prepared_statements,
+        )
+        if decision.action == "unprepare":
+            logger.warning(
+                "pgcheckpoint: the server lost a prepared statement (%s); a "
+                "transaction-mode pooler such as PgBouncer is probably in between. "
+                "Prepared statements are now off for this saver; pass "
+                "prepared_statements=False to skip this.",
+                cause.sqlstate,
+            )
+            self.prepared_statements = False
+            return 0.0
+        if decision.action == "again":
+            # Another call switched them off while this one was in flight with
+            # a prepared statement (seen under PgBouncer with concurrent graph
+            # tasks): run it again, unprepared.
+            return 0.0
+        if decision.action == "raise":
             raise err from cause
-        delay = backoff.next_delay(elapsed)
-        if delay is None:
-            if backoff.attempts <= 1 or not backoff.policy.enabled:
-                raise err from cause
+        if decision.action == "exhausted":
             detail = (
                 str(err)
                 if isinstance(exc, _ConnectFailed)
@@ -369,6 +366,7 @@ class _RunnerBase:
             raise RetryExhaustedError(
                 plan.name, backoff.attempts, elapsed, cause, detail
             ) from cause
+        delay = decision.delay
         logger.info(
             "pgcheckpoint: %s attempt %d failed (%s); retrying in %.3fs",
             plan.name,
@@ -387,8 +385,7 @@ class _RunnerBase:
     def _wait_limit(self, policy: RetryPolicy, started: float, pool_timeout: float) -> float:
         """How long to wait for a pooled connection: never past the policy's deadline
         (with retries off too: a health check's deadline is its timeout)."""
-        remaining = policy.deadline - (time.monotonic() - started)
-        return max(0.05, min(pool_timeout, remaining))
+        return pool_wait(policy, time.monotonic() - started, pool_timeout)
 
 
 class SyncRunner(_RunnerBase):
