@@ -125,7 +125,7 @@ def test_statement_timeout_applies(db_url: str) -> None:
     settings = PoolSettings(statement_timeout=200)
     with (
         PostgresSaver.from_conn_string(db_url, pool=settings) as s,
-        s._runner.connection() as conn,
+        s.runner.connection() as conn,
     ):
         row = conn.execute("SHOW statement_timeout").fetchone()
     assert row is not None and row[0] == "200ms"

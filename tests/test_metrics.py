@@ -15,7 +15,7 @@ from psycopg import errors as pgerr
 from _cluster import free_port
 from _faultgraph import config, counter_graph, start_input
 from pgcheckpoint import AsyncPostgresSaver, PostgresSaver, StorageError
-from pgcheckpoint._plans import Plan, PlanGen, Query, single
+from pgcheckpoint._plans import Plan, PlanGen, Query, execute_plan
 from pgcheckpoint.metrics import OpenTelemetryHook, PrometheusHook, instrument
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -59,7 +59,7 @@ def test_prometheus_scraped_over_http(db_url: str) -> None:
             list(saver.list(cfg))
             assert saver._runner.run(flaky_plan()) == 1
             with pytest.raises(StorageError):
-                saver._runner.run(single("boom", "SELECT 1/0", {}))
+                saver._runner.run(execute_plan("boom", "SELECT 1/0", {}))
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
         server.shutdown()
