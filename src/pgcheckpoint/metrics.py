@@ -80,7 +80,7 @@ class OperationHook(Protocol):
 
 def instrument(saver: Any, *hooks: OperationHook) -> None:
     """Add hooks to a ``PostgresSaver`` or ``AsyncPostgresSaver`` (and its clones)."""
-    runner = getattr(saver, "_runner", None)
+    runner = getattr(saver, "runner", None)
     if runner is None or not hasattr(runner, "hooks"):
         raise ConfigurationError(f"cannot instrument {type(saver).__name__}: it has no runner")
     runner.hooks = (*runner.hooks, *hooks)
