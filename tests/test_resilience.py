@@ -189,7 +189,7 @@ def test_non_transient_errors_are_never_retried(server: Cluster) -> None:
     with PostgresSaver.from_conn_string(server.url(), pool=POOL) as saver:
         instrument(saver, timeline)
         with pytest.raises(StorageError, match="22012"):
-            saver._runner.run(execute_plan("boom", "SELECT 1/0", {}))
+            saver.runner.run(execute_plan("boom", "SELECT 1/0", {}))
     assert timeline.retries == 0
 
 

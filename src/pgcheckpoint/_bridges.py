@@ -43,11 +43,6 @@ class ThreadBridges(SaverCore):
 
     runner: SyncRunner
 
-    @property
-    def _runner(self) -> SyncRunner:
-        """The old name of :attr:`runner` (importers and transfer still use it)."""
-        return self.runner
-
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """:meth:`get_tuple` on a worker thread."""
         return await asyncio.to_thread(self.get_tuple, config)
@@ -117,11 +112,6 @@ class LoopBridges(SaverCore):
     threads (not from that loop itself: that would deadlock)."""
 
     runner: AsyncRunner
-
-    @property
-    def _runner(self) -> AsyncRunner:
-        """The old name of :attr:`runner` (importers and transfer still use it)."""
-        return self.runner
 
     def __init__(self, **options: Unpack[SaverOptions]) -> None:
         super().__init__(**options)

@@ -124,7 +124,7 @@ def _selected(
     query (or the list_threads pages) before anything is written, for the total."""
     if thread_ids is not None:
         ids = list(dict.fromkeys(codec.text_id(t, "thread_id") for t in thread_ids))
-        rows = saver._runner.run(
+        rows = saver.runner.run(
             fetch_all("export_counts", saver.queries["export_counts"], {"thread_ids": ids})
         )
         counts = {str(r[0]): int(r[1]) for r in rows}
@@ -135,7 +135,7 @@ def _selected(
             )
         return [(t, counts[t]) for t in ids]
     if filter is None:
-        rows = saver._runner.run(
+        rows = saver.runner.run(
             fetch_all("export_counts", saver.queries["export_counts"], {"thread_ids": None})
         )
         return [(str(r[0]), int(r[1])) for r in rows]
@@ -280,7 +280,7 @@ def export_ndjson(
     report = ExportReport()
     threads: dict[str, dict[str, int]] = {}
     for tid, _ in selected:
-        thread = saver._runner.run(_rows_plan(saver, tid))
+        thread = saver.runner.run(_rows_plan(saver, tid))
         if not thread.checkpoints:
             continue  # deleted since it was counted
         thread_lines, counts = _thread_lines(thread)

@@ -422,7 +422,7 @@ def run_import(
         raise
     except Exception as exc:
         raise TransferError(f"cannot list the threads of {source.name}: {exc}") from exc
-    runner = saver._runner
+    runner = saver.runner
     if on_start is not None:
         on_start(len(ids))
     # Phase 1: compare with what the target holds, before anything is written.
