@@ -1,6 +1,6 @@
 """Operation metrics and traces: Prometheus and OpenTelemetry, both optional.
 
-The runners (:mod:`pgcheckpoint._connections`) call the hooks a saver holds
+The runners (:mod:`pgcheckpoint._runner_base`) call the hooks a saver holds
 around every operation. A saver holds none by default, and then the runners
 take a path with no timing, no byte counting and no imports: metrics cost
 nothing unless enabled. ``prometheus_client`` and ``opentelemetry`` are
