@@ -19,7 +19,6 @@ from ._guard import (
     guard_put,
     tag_read,
 )
-from ._plans import PipelinePlan, QueryMany
 from .batch import BatchItem, batch_plan
 
 __all__ = [
@@ -30,8 +29,6 @@ __all__ = [
     "BatchItem",
     "GuardMemory",
     "HeadId",
-    "PipelinePlan",
-    "QueryMany",
     "ReadId",
     "batch_plan",
     "guard_put",

@@ -126,16 +126,6 @@ def _moment(when: Any) -> dt.datetime:
     return when
 
 
-def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
-    return {
-        "configurable": {
-            "thread_id": thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": checkpoint_id,
-        }
-    }
-
-
 # --- plans ------------------------------------------------------------------
 
 
@@ -276,9 +266,10 @@ def rollback_plan(
         state = dict(cast(Mapping[str, Any], old.checkpoint))
         state.update(id=new_id, ts=dt.datetime.now(dt.timezone.utc).isoformat())
         meta = _rollback_metadata(old.metadata, cid, head_id)
-        put = core.put_plan(
-            _config(tid, ns, head_id), cast(Checkpoint, state), cast(CheckpointMetadata, meta), {}
-        )
+        parent: RunnableConfig = {
+            "configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": head_id}
+        }
+        put = core.put_plan(parent, cast(Checkpoint, state), cast(CheckpointMetadata, meta), {})
         return (yield from put.make())
 
     return Plan("rollback", make, transaction=True, idempotent=False)
