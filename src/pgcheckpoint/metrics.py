@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Protocol
 
 from .errors import ConfigurationError
 
-# Operations counted as saves and loads by the seed's two counters.
+# Operations counted by the saves_total and loads_total counters.
 SAVE_OPERATIONS = frozenset({"put", "put_writes", "batch_save_checkpoints"})
 LOAD_OPERATIONS = frozenset({"get_tuple", "list", "get_delta_channel_history"})
 
