@@ -322,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
             stale += 1
             print(f"{target} is stale: run python tools/async_to_sync.py", file=sys.stderr)
             diff = difflib.unified_diff(
-                have.splitlines(keepends=True), want.splitlines(keepends=True), target, source
+                have.splitlines(keepends=True),
+                want.splitlines(keepends=True),
+                f"{target} (in the tree)",
+                f"{target} (generated from {source})",
             )
             sys.stderr.writelines(list(diff)[:60])
         else:

@@ -25,7 +25,7 @@ from .errors import (
     StorageError,
     TransientStorageError,
 )
-from .retry import is_transient
+from .retry import connection_lost, is_transient
 
 SyncSource = psycopg.Connection[Any] | ConnectionPool[Any]
 AsyncSource = psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any]
@@ -97,14 +97,7 @@ PREPARED_STATES = frozenset({"26000", "42P05"})
 def breaks_connection(exc: BaseException) -> bool:
     """Whether the connection that raised ``exc`` must not be used again
     (or, for a failed connection attempt, whether to keep probing)."""
-    if isinstance(exc, ConnectFailed):
-        return True
-    if not isinstance(exc, psycopg.Error):
-        return False
-    state = exc.sqlstate
-    if state is None:
-        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+    return isinstance(exc, ConnectFailed) or connection_lost(exc)
 
 
 # How long an attempt waits for the pool once the operation has seen the
