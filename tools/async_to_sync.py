@@ -109,7 +109,7 @@ PHRASES = {
     "This is the source of the sync runner: tools/async_to_sync.py generates\n"
     ":mod:`pgcheckpoint._runner` (``SyncRunner``) from it. Edit this file, then run\n"
     "``python tools/async_to_sync.py``; never edit ``_runner.py``.": (
-        "Generated from :mod:`pgcheckpoint._runner_async` by tools/async_to_sync.py."
+        "Generated from the async runner by tools/async_to_sync.py (see the first line)."
     ),
     "the asyncio checkpointer": "the synchronous checkpointer",
     "This is the source of ``PostgresSaver``: tools/async_to_sync.py generates\n"
@@ -121,7 +121,7 @@ PHRASES = {
     "a new async connection pool": "a new connection pool",
     "await :meth:`setup`": "call :meth:`setup`",
     "background sweeper task on the running event loop": "background sweeper thread",
-    "(a task on the running loop)": "(a daemon thread)",
+    "a task on the running loop": "a daemon thread",
     "awaiting": "waiting for",
     "async with ": "with ",
     "await saver.": "saver.",

@@ -2,7 +2,7 @@
 # Edit the source, then run `python tools/async_to_sync.py` (docs/architecture.md).
 """The sync runner: runs plans on a psycopg ``Connection`` or ``ConnectionPool``.
 
-Generated from :mod:`pgcheckpoint._runner` by tools/async_to_sync.py.
+Generated from the async runner by tools/async_to_sync.py (see the first line).
 What a runner does, and in which order it handles failures, is in
 :mod:`pgcheckpoint._runner_base`.
 """
@@ -47,7 +47,7 @@ class SyncRunner(RunnerBase):
         size = source.max_size if isinstance(source, ConnectionPool) else 1
         self._direct = DirectSlots(size)  # plain connections open while the pool recovers
         self._writers: dict[int, psycopg.Cursor[Any]] = {}  # see _WRITE_CURSORS
-        self._writers_lock = threading.Lock()  # never held across an await
+        self._writers_lock = threading.Lock()  # held for a dict update only
 
     def _writer(self, conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
         """The cursor kept for ``conn``'s small writes (see _WRITE_CURSORS)."""

@@ -53,7 +53,7 @@ class AsyncRunner(RunnerBase):
         size = source.max_size if isinstance(source, AsyncConnectionPool) else 1
         self._direct = DirectSlots(size)  # plain connections open while the pool recovers
         self._writers: dict[int, psycopg.AsyncCursor[Any]] = {}  # see _WRITE_CURSORS
-        self._writers_lock = threading.Lock()  # never held across an await
+        self._writers_lock = threading.Lock()  # held for a dict update only
 
     def _writer(self, conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:
         """The cursor kept for ``conn``'s small writes (see _WRITE_CURSORS)."""

@@ -421,7 +421,7 @@ class PostgresSaver(ThreadBridges):
 
     @contextmanager
     def auto_sweeper(self) -> Iterator[None]:
-        """Run the background sweeper for the block (a task on the running loop,
+        """Run the background sweeper for the block (a daemon thread,
         every ``cleanup_interval`` seconds), whether or not ``auto_cleanup`` is set:
         entering the block asks for it. A sweeper already running
         (``auto_cleanup=True`` in ``from_conn_string``) is left running when the
