@@ -44,7 +44,7 @@ from pgcheckpoint import (
     RetryPolicy,
     StorageError,
 )
-from pgcheckpoint._plans import single
+from pgcheckpoint._plans import execute_plan
 from pgcheckpoint.metrics import instrument
 
 pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL server tools not installed")
@@ -104,7 +104,7 @@ def test_sync_graph_survives(server: Cluster, proxy: Proxy, fault: str, run: int
     errors: list[BaseException] = []
     # Unprepared, so every statement's text crosses the proxy and the trap can match it.
     with PostgresSaver.from_conn_string(
-        proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), prepared_statements=False
+        proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), transaction_pooler=True
     ) as saver:
         instrument(saver, timeline)
         graph = counter_graph(saver, delay=0.02)
@@ -135,7 +135,7 @@ async def test_async_graph_survives(server: Cluster, proxy: Proxy, fault: str, r
     thread_id = f"async-{fault}-{uuid.uuid4().hex[:8]}"
     timeline = Timeline()
     async with AsyncPostgresSaver.from_conn_string(
-        proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), prepared_statements=False
+        proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), transaction_pooler=True
     ) as saver:
         instrument(saver, timeline)
         graph = counter_graph(saver, delay=0.012)
@@ -156,7 +156,7 @@ def test_non_transient_errors_are_never_retried(server: Cluster) -> None:
     with PostgresSaver.from_conn_string(server.url(), pool=POOL) as saver:
         instrument(saver, timeline)
         with pytest.raises(StorageError, match="22012"):
-            saver._runner.run(single("boom", "SELECT 1/0", {}))
+            saver.runner.run(execute_plan("boom", "SELECT 1/0", {}))
     assert timeline.retries == 0
 
 
@@ -191,7 +191,7 @@ def test_in_doubt_put_retried_once_written(server: Cluster, proxy: Proxy) -> Non
     """The put reaches the server (and commits) but the reply is lost: the retry
     must neither duplicate the checkpoint nor report a fork."""
     thread_id = f"indoubt-{uuid.uuid4().hex[:8]}"
-    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, prepared_statements=False) as s:
+    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, transaction_pooler=True) as s:
         graph = counter_graph(s, delay=0)
         graph.invoke(start_input(3), config(thread_id))
         proxy.drop_after(PUT_STATEMENT)
@@ -207,7 +207,7 @@ def test_in_doubt_commit_of_a_batch(server: Cluster, proxy: Proxy) -> None:
     retried whole; the batch is saved exactly once."""
     prefix = f"bdoubt-{uuid.uuid4().hex[:6]}-"
     items = [batch_item(f"{prefix}{i}", i) for i in range(10)]
-    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, prepared_statements=False) as s:
+    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, transaction_pooler=True) as s:
         proxy.drop_after(b"COMMIT")
         configs = s.batch_save_checkpoints(items)
         assert proxy.sprung.is_set()
@@ -217,7 +217,7 @@ def test_in_doubt_commit_of_a_batch(server: Cluster, proxy: Proxy) -> None:
 
 def test_broken_connection_is_discarded(server: Cluster, proxy: Proxy) -> None:
     with PostgresSaver.from_conn_string(
-        proxy.url(), pool=PoolSettings(min_size=1, max_size=1), prepared_statements=False
+        proxy.url(), pool=PoolSettings(min_size=1, max_size=1), transaction_pooler=True
     ) as saver:
         saver.get_tuple(config("x"))
         before = saver.pool_stats()

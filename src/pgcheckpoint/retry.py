@@ -19,8 +19,10 @@ import psycopg
 
 from .errors import ConfigurationError
 
-_TRANSIENT_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
-_TRANSIENT_CLASSES = ("08", "53")
+# The server is shutting down or restarting: the connection is gone.
+_SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
+# Serialization failure, deadlock: the transaction lost a race and may win the next.
+_RACE_STATES = frozenset({"40001", "40P01"})
 # SQLSTATEs of a server that does not know the prepared statement the driver
 # expects (or already has one by that name): the sign of a transaction-mode
 # pooler (PgBouncer < 1.21) moving us between server connections.
@@ -30,16 +32,25 @@ LOST_PREPARED_STATES = frozenset({"26000", "42P05"})
 _UNPREPARED_AGAIN = 3
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a database error that may pass if the operation is retried."""
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection it came from is gone: a connection
+    exception (class 08), the server shutting down (57P01-57P03), or no SQLSTATE
+    at all (closed, reset or timed out before or while the server answered)."""
     if not isinstance(exc, psycopg.Error):
         return False
     state = exc.sqlstate
     if state is None:
-        # No SQLSTATE: the connection broke (closed, reset, timed out) before
-        # or while the server answered.
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-    return state in _TRANSIENT_STATES or state.startswith(_TRANSIENT_CLASSES)
+    return state.startswith("08") or state in _SHUTDOWN_STATES
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that may pass if the operation is retried:
+    a lost connection, a lost race, or a server short of resources (class 53)."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    return connection_lost(exc) or state in _RACE_STATES or (state or "").startswith("53")
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,7 +190,7 @@ def stored_from_decoded(
                 "checkpoint_id": cp.parent_checkpoint_id,
             }
         }
-        params, _, _ = core._encode_put(
+        params, _, _ = core.encode_put(
             conf, cp.checkpoint, cast(CheckpointMetadata, cp.metadata), _new_versions(cp, parent)
         )
         where = f"thread {thread_id!r} checkpoint {cp.checkpoint_id!r}"

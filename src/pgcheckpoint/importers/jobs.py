@@ -28,8 +28,9 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from .._connections import AsyncRunner, SyncRunner
 from .._plans import Plan
+from .._runner import SyncRunner
+from .._runner_async import AsyncRunner
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def _runner(saver: object, colour: type[R]) -> R:
     """The runner of ``saver``, checked to be of the colour the driver needs."""
     # The one place outside the savers that reaches their runner: a job runs its
     # plans the way the saver's own methods do.
-    runner = getattr(saver, "_runner", None)
+    runner = getattr(saver, "runner", None)
     if not isinstance(runner, colour):
         sync = colour is SyncRunner
         raise ConfigurationError(
