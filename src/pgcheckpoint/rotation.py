@@ -179,7 +179,7 @@ def _encryption(saver: PostgresSaver) -> Encryption:
 def key_status(saver: PostgresSaver) -> dict[str, dict[str, int]]:
     """Rows per key id of each stored column; rows in clear are counted under
     ``"plaintext"``. Example: ``{"blobs.value": {"k2": 40, "plaintext": 3}}``."""
-    rows = saver._runner.run(fetch_all("key_status", sql_for(saver, STATUS), {}))
+    rows = saver.runner.run(fetch_all("key_status", sql_for(saver, STATUS), {}))
     out: dict[str, dict[str, int]] = {}
     for column, kid, n in rows:
         out.setdefault(str(column), {})[str(kid) if kid is not None else "plaintext"] = int(n)
@@ -332,7 +332,7 @@ def reencrypt(
         after: tuple[Any, ...] | None = _START[table]
         report.resealed[table] = report.skipped[table] = 0
         while after is not None:
-            done, skipped, after = saver._runner.run(_batch_plan(saver, table, after, params))
+            done, skipped, after = saver.runner.run(_batch_plan(saver, table, after, params))
             report.resealed[table] += done
             report.skipped[table] += skipped
             if progress is not None and (done or skipped):
