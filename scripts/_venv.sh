@@ -44,14 +44,14 @@ if [[ ! -x "${_pgc_venv}/bin/python" ]]; then
     rm -rf "${_pgc_venv}"
     # Without pip: ensurepip costs seconds, and uv installs pip later with the
     # rest (or _pgc_ensure_pip does, when pip installs everything).
-    if [[ -n "${_pgc_uv}" ]]; then
-        # The real interpreter, not a wrapper such as a pyenv shim.
-        "${_pgc_uv}" venv --quiet --python \
-            "$("${_pgc_python}" -c 'import sys; print(sys.executable)')" "${_pgc_venv}"
-    else
-        "${_pgc_python}" -m venv --without-pip "${_pgc_venv}"
-    fi || { return 1 2>/dev/null || exit 1; }
+    # uv gets the real interpreter, not a wrapper such as a pyenv shim.
+    if ! { [[ -n "${_pgc_uv}" ]] && "${_pgc_uv}" venv --quiet --python \
+            "$("${_pgc_python}" -c 'import sys; print(sys.executable)')" "${_pgc_venv}"; }; then
+        rm -rf "${_pgc_venv}"
+        "${_pgc_python}" -m venv --without-pip "${_pgc_venv}" || { return 1 2>/dev/null || exit 1; }
+    fi
 fi
+[[ -n "${_pgc_uv}" && ! -x "${_pgc_uv}" ]] && _pgc_uv=""  # it was in a broken venv, now gone
 
 _pgc_want="$(
     cd "${_pgc_root}" &&
