@@ -42,7 +42,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from bench.db import storage_bytes
+from bench.db import table_bytes
 from bench.e2e import ChatState
 from bench.runner import Context, Measurement, aalternate_rounds, run_async
 from bench.states import SERDE, text, thread_config
@@ -265,12 +265,13 @@ def run_conversations(ctx: Context) -> list[Measurement]:
             stored: dict[str, float] = {}
             wal: dict[str, float] = {}
             seconds: dict[str, float] = {}
+            per_table: dict[str, dict[str, int]] = {}
             for side in ctx.sides:
                 graph = react_graph(savers[side.name])
                 for thread, history in histories.items():
                     config = {"configurable": {"thread_id": thread}}
                     graph.update_state(config, {"messages": history}, as_node="agent")
-                before = storage_bytes(side.dsn)
+                before = table_bytes(side.dsn)
                 lsn = wal_lsn(admin)
                 started = time.perf_counter()
                 for thread in histories:
@@ -281,7 +282,10 @@ def run_conversations(ctx: Context) -> list[Measurement]:
                         )
                 seconds[side.name] = time.perf_counter() - started
                 wal[side.name] = wal_since(admin, lsn) / steps
-                stored[side.name] = (storage_bytes(side.dsn) - before) / steps
+                after = table_bytes(side.dsn)
+                grew = {t: (b - before.get(t, 0)) / steps for t, b in after.items()}
+                per_table[side.name] = {t: round(b) for t, b in grew.items() if b}
+                stored[side.name] = sum(grew.values())
             added_per_step = added / steps
             common = {
                 "turns": n,
@@ -291,6 +295,7 @@ def run_conversations(ctx: Context) -> list[Measurement]:
                 "added_bytes_per_step": added_per_step,
                 "allowance_bytes_per_step": 1024 + 1.5 * added_per_step,
                 "window_seconds": seconds,
+                "stored_bytes_per_step_by_table": per_table,
             }
             out.append(
                 Measurement(

@@ -165,7 +165,17 @@ def print_report(
                 + ", ".join(f"{k} {v:,.0f}" for k, v in m.values.items())
                 + "; WAL "
                 + ", ".join(f"{k} {v:,.0f}" for k, v in m.extra["wal_bytes_per_step"].items())
+                + "; stored by table: "
+                + "; ".join(
+                    f"{side} "
+                    + ", ".join(f"{t} {b:,}" for t, b in sorted(tables.items(), key=_by_size))
+                    for side, tables in m.extra["stored_bytes_per_step_by_table"].items()
+                )
             )
+
+
+def _by_size(item: tuple[str, int]) -> int:
+    return -item[1]
 
 
 def _machine_line(meta: dict[str, Any]) -> str:
