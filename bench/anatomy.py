@@ -47,7 +47,7 @@ from psycopg_pool import ConnectionPool
 from bench.db import default_dsn, recreate_databases
 from bench.savers import official_classes, our_classes
 from bench.states import PUT_PROFILES, SMALL, ThreadBuilder, thread_config, three_writes
-from bench.workloads import fill
+from bench.workloads import populate
 
 DATABASES = ("anatomy_official", "anatomy_pgcheckpoint")
 OPS = ("put_1kb", "put_writes", "get_tuple", "list10", "delete_thread")
@@ -83,14 +83,14 @@ class Fixture:
         self.puts = ThreadBuilder(f"put-{tag}", saver.get_next_version, PUT_PROFILES["1KB"]).steps(
             calls
         )
-        writes_steps = fill(saver, [f"writes-{tag}"], calls)[f"writes-{tag}"]
+        writes_steps = populate(saver, [f"writes-{tag}"], calls)[f"writes-{tag}"]
         self.writes = [
             (s.stored, three_writes(i), str(uuid.uuid4())) for i, s in enumerate(writes_steps)
         ]
-        fill(saver, [f"read-{tag}"], 10, profile=SMALL, writes=True)
+        populate(saver, [f"read-{tag}"], 10, profile=SMALL, writes=True)
         self.read = thread_config(f"read-{tag}")
         self.deletes = [f"del-{tag}-{i}" for i in range(calls)]
-        fill(saver, self.deletes, 10, writes=True)
+        populate(saver, self.deletes, 10, writes=True)
 
     def op(self, saver: Any, name: str) -> Callable[[int], object]:
         if name == "put_1kb":

@@ -38,27 +38,19 @@ Prepare = Callable[[Context, Side, Saver, int, str], list[Any]]
 
 
 def populate(
-    side: Side,
+    target: Side | Saver,
     thread_ids: Sequence[str],
     n: int,
     *,
     profile: StateProfile = SMALL,
     writes: bool = False,
 ) -> dict[str, list[Step]]:
-    """Write ``n`` checkpoints per thread (optionally with the 3 writes that led to each)."""
-    with side.bulk_saver() as saver:
-        return fill(saver, thread_ids, n, profile=profile, writes=writes)
-
-
-def fill(
-    saver: Saver,
-    thread_ids: Sequence[str],
-    n: int,
-    *,
-    profile: StateProfile = SMALL,
-    writes: bool = False,
-) -> dict[str, list[Step]]:
-    """``populate``'s work on a saver already open (also an ``InMemorySaver``)."""
+    """Write ``n`` checkpoints per thread (optionally with the 3 writes that led to each),
+    through a side's bulk saver, or through a saver already open (an ``InMemorySaver``)."""
+    if isinstance(target, Side):
+        with target.bulk_saver() as saver:
+            return populate(saver, thread_ids, n, profile=profile, writes=writes)
+    saver = target
     out: dict[str, list[Step]] = {}
     for thread_id in thread_ids:
         steps = ThreadBuilder(thread_id, saver.get_next_version, profile).steps(n)
@@ -77,7 +69,7 @@ def memory_fixture(ctx: Context) -> Saver:
     issue 16 wants the full list within 2x of it, listed in the same process."""
     if "read:memory" not in ctx.cache:
         saver = InMemorySaver()
-        fill(saver, ["read-1000"], 1_000, writes=True)
+        populate(saver, ["read-1000"], 1_000, writes=True)
         ctx.cache["read:memory"] = saver
     return ctx.cache["read:memory"]
 
