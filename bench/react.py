@@ -196,6 +196,7 @@ async def _swarm(ctx: Context) -> Measurement:
         turns_per_agent=turns,
         supersteps_per_round=steps,
         ms_per_step={name: 1e3 / v for name, v in values.items()},
+        steps_per_s_rounds=figures,
         wal_bytes_per_step={name: statistics.median(w) for name, w in wal.items()},
         wal_bytes_per_step_rounds=wal,
     )
