@@ -88,3 +88,12 @@ def test_wal_position_moves_with_a_write(empty_db_url: str) -> None:
         assert wal_since(conn, start) >= 10_000
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
             wal_since(conn, "not an lsn")
+
+
+def test_contenders_take_every_position_in_turn() -> None:
+    from bench.runner import _orders
+
+    assert _orders(["a", "b"], 3) == [["a", "b"], ["b", "a"], ["a", "b"]]
+    orders = _orders(["a", "b", "c"], 3)
+    for position in range(3):
+        assert sorted(order[position] for order in orders) == ["a", "b", "c"]
