@@ -9,6 +9,7 @@ own, so the two cannot drift apart.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,9 @@ from ._queries import Queries
 from .allowlist import AllowEntry, PlainDataSerializer, parse_allow
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
+from .encryption import Encryption
 from .errors import ConfigurationError, InvalidInputError
+from .keyring import Keyring
 from .options import SaverOptions, check_options
 from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy, check_interval
 from .retry import RetryPolicy
@@ -74,6 +77,26 @@ def with_allow(serde: SerializerProtocol, allow: Iterable[AllowEntry]) -> Serial
     raise ConfigurationError(
         f"allow= needs a JsonPlusSerializer-based serde; {type(serde).__name__} has no allowlist"
     )
+
+
+def encryption_policy(keyring: Any, allow_plaintext: Any) -> Encryption | None:
+    """The codec's encryption for the ``encryption=`` and ``allow_plaintext=`` options."""
+    if keyring is None:
+        if allow_plaintext:
+            raise ConfigurationError("allow_plaintext=True only applies with encryption=Keyring")
+        return None
+    if not isinstance(keyring, Keyring):
+        raise ConfigurationError(
+            f"encryption must be a pgcheckpoint.Keyring, got {type(keyring).__name__}"
+        )
+    if allow_plaintext:
+        # Loud on purpose: this weakens the fail-closed rule (docs/encryption.md).
+        warnings.warn(
+            "allow_plaintext=True: this saver reads unencrypted rows as state; use it only "
+            "while `pgcheckpoint encrypt` runs",
+            stacklevel=4,
+        )
+    return Encryption(keyring, allow_plaintext=bool(allow_plaintext))
 
 
 def check_schema_name(schema: Any) -> str:
@@ -147,7 +170,10 @@ class SaverCore(BaseCheckpointSaver[str]):
         self.queries = Queries(self.schema)
         self.compression = opts.get("compression") or CompressionPolicy()
         self.chunking = opts.get("chunking") or ChunkingPolicy()
-        self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+        self.encryption = encryption_policy(
+            opts.get("encryption"), opts.get("allow_plaintext", False)
+        )
+        self._codec = codec.Codec(self.serde, self.compression, self.chunking, self.encryption)
         # What this saver read and wrote, for the one-writer rule (_guard.py).
         # Shared by with_allowlist clones (a shallow copy), as it should be.
         self.guard_memory = GuardMemory()
@@ -170,7 +196,9 @@ class SaverCore(BaseCheckpointSaver[str]):
     def codec(self) -> codec.Codec:
         """The codec for the current serde (``with_allowlist`` clones swap the serde)."""
         if self._codec.serde is not self.serde:
-            self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+            self._codec = codec.Codec(
+                self.serde, self.compression, self.chunking, self.encryption
+            )
         return self._codec
 
     # --- writes -------------------------------------------------------------
@@ -289,8 +317,13 @@ class SaverCore(BaseCheckpointSaver[str]):
                 names.append("where_id")
                 params["checkpoint_id"] = where.checkpoint_id
         if filter:
-            names.append("where_filter")
             params["filter"] = codec.metadata_json(filter, "filter")
+            if self.encryption is not None:
+                # One containment per key id (encryption.py): a row matches under its key.
+                names.append("where_filter_any")
+                params["filters"] = self.encryption.filters(filter)
+            else:
+                names.append("where_filter")
         if before is not None:
             b_conf = before.get("configurable") if isinstance(before, Mapping) else None
             before_id = b_conf.get("checkpoint_id") if isinstance(b_conf, Mapping) else None
@@ -334,7 +367,10 @@ class SaverCore(BaseCheckpointSaver[str]):
                     fetch="all",
                 )
                 chunks = {bytes(h): (z, bytes(d)) for h, z, d in found or []}
-            return codec.decode_delta(self.codec, delta, wanted, chunks)
+            return codec.decode_delta(
+                self.codec, delta, wanted, chunks,
+                thread_id=where.thread_id, ns=where.checkpoint_ns,
+            )
 
         return Plan("get_delta_channel_history", make)
 
@@ -359,12 +395,14 @@ class SaverCore(BaseCheckpointSaver[str]):
         def make() -> PlanGen[None]:
             if not runs:
                 return
-            rows = yield Query(q["threads_of_runs"], {"run_ids": runs}, fetch="all")
+            # Under a keyring, run_id is stored as its blind-index token.
+            keys = runs if self.encryption is None else self.encryption.run_tokens(runs)
+            rows = yield Query(q["threads_of_runs"], {"run_ids": keys}, fetch="all")
             threads = sorted(r[0] for r in rows or [])
             if not threads:
                 return
             yield Query(q["lock_threads"], {"thread_ids": threads}, fetch="all")
-            yield Query(q["delete_runs"], {"run_ids": runs, "thread_ids": threads})
+            yield Query(q["delete_runs"], {"run_ids": keys, "thread_ids": threads})
             yield from self.gc_statements(threads)
 
         return Plan("delete_for_runs", make, transaction=True)
@@ -386,6 +424,11 @@ class SaverCore(BaseCheckpointSaver[str]):
                     f"target thread {dst!r} already has checkpoints; delete it first"
                 )
             yield Query(q["copy_thread"], {"source": src, "target": dst})
+            if self.encryption is not None:
+                # Each value is bound to its thread: seal the copies for the new one.
+                from .sealed_rows import reseal_copy
+
+                yield from reseal_copy(self, self.encryption, src, dst)
 
         return Plan("copy_thread", make, transaction=True)
 
