@@ -157,6 +157,55 @@ def test_distributing_a_database_that_holds_threads_keeps_them(citus_url: str) -
             assert local == (0,), table
 
 
+# --- reads of every thread ----------------------------------------------------------
+
+
+def _key(t: Any) -> tuple[str, str, str]:
+    conf = t.config["configurable"]
+    return (conf["checkpoint_id"], conf["thread_id"], conf["checkpoint_ns"])
+
+
+def test_list_of_every_thread_pages_keys_then_reads_each_thread(
+    citus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list(None) on distributed tables: the same checkpoints, values and writes as
+    the lists of each thread merged newest first, across pages, with filter,
+    before and limit. Values are stored as blobs (5,000-character messages),
+    which is what made the one-statement read fail on Citus ("plan should not
+    reference subplan's variable")."""
+    import pgcheckpoint._core as core
+
+    monkeypatch.setattr(core, "LIST_PAGE_SIZE", 4)  # several pages, threads split across them
+    threads = ["a", "b", "c"]
+    with PostgresSaver.from_conn_string(citus_url) as saver:
+        saver.setup()
+        _run_threads(saver, threads)
+        assert citus_layout(citus_url)["checkpoints"][0] == "distributed"
+        expected = sorted(
+            (t for th in threads for t in saver.list({"configurable": {"thread_id": th}})),
+            key=_key,
+            reverse=True,
+        )
+        assert len(expected) > 3 * core.LIST_PAGE_SIZE
+        got = list(saver.list(None))
+        assert [_key(t) for t in got] == [_key(t) for t in expected]
+        assert [t.checkpoint["channel_values"] for t in got] == [
+            t.checkpoint["channel_values"] for t in expected
+        ]
+        assert any(
+            "x" * 5000 in t.checkpoint["channel_values"].get("messages", []) for t in got
+        )
+        assert [t.pending_writes for t in got] == [t.pending_writes for t in expected]
+        loops = [t for t in expected if t.metadata.get("source") == "loop"]
+        assert [_key(t) for t in saver.list(None, filter={"source": "loop"})] == [
+            _key(t) for t in loops
+        ]
+        middle = expected[len(expected) // 2]
+        assert [_key(t) for t in saver.list(None, before=middle.config, limit=5)] == [
+            _key(t) for t in expected[len(expected) // 2 + 1 :][:5]
+        ]
+
+
 # --- router plans -----------------------------------------------------------------
 
 _TASKS = re.compile(r"Task Count: (\d+)")
