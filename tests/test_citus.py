@@ -22,6 +22,7 @@ import operator
 import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import psycopg
@@ -202,6 +203,25 @@ def test_list_of_every_thread_pages_keys_then_reads_each_thread(
         assert [_key(t) for t in saver.list(None, before=middle.config, limit=5)] == [
             _key(t) for t in expected[len(expected) // 2 + 1 :][:5]
         ]
+
+
+# --- one writer per thread, two processes ------------------------------------------
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_two_processes_racing_on_a_distributed_thread_do_not_fork(
+    citus_url: str, tmp_path: Path, durability: str
+) -> None:
+    """tests/test_one_writer.py's race of two processes that read the same head,
+    on tables distributed by setup(): one runs the thread to its target, the other
+    is refused at its first put (the guard runs after the thread's row lock, on
+    the thread's shard), and the history stays linear."""
+    import test_one_writer
+
+    with PostgresSaver.from_conn_string(citus_url) as saver:
+        saver.setup()
+    assert citus_layout(citus_url)["checkpoints"][:2] == ("distributed", "thread_id")
+    test_one_writer.test_two_processes_with_input_do_not_fork(citus_url, tmp_path, durability)
 
 
 # --- a shard moved while its thread is written ------------------------------------
