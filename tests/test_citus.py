@@ -158,6 +158,56 @@ def test_distributing_a_database_that_holds_threads_keeps_them(citus_url: str) -
             assert local == (0,), table
 
 
+def test_printed_sql_distributes_as_setup_does(citus_dbs: CitusDatabases) -> None:
+    """`pgcheckpoint migrate apply --print-sql --distributed` on an empty database,
+    run as printed: the same Citus layout as setup() makes; running it again and
+    setup() afterwards change nothing."""
+    import subprocess
+    import sys
+
+    by_setup, by_dba = citus_dbs.create(), citus_dbs.create()
+    try:
+        with PostgresSaver.from_conn_string(citus_dbs.url(by_setup)) as saver:
+            saver.setup()
+        url = citus_dbs.url(by_dba)
+
+        def printed_sql() -> str:
+            return subprocess.run(
+                [sys.executable, "-m", "pgcheckpoint.cli", "migrate", "apply", "--print-sql",
+                 "--distributed", "--dsn", url],
+                capture_output=True, text=True, check=True, timeout=120,
+            ).stdout  # fmt: skip
+
+        printed = printed_sql()
+        assert "create_distributed_table" in printed
+
+        def psql(text: str) -> None:
+            # As a DBA runs it: psql sends statement by statement (some
+            # migrations must run outside a transaction).
+            subprocess.run(
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"],
+                input=text, capture_output=True, text=True, check=True, timeout=300,
+            )  # fmt: skip
+
+        psql(printed)
+        expected = (
+            citus_layout(citus_dbs.url(by_setup)),
+            routed_functions(citus_dbs.url(by_setup)),
+        )
+        shape = {t: v[:2] for t, v in expected[0].items()}
+        got = (citus_layout(url), routed_functions(url))
+        assert {t: v[:2] for t, v in got[0].items()} == shape
+        assert len({got[0][t][2] for t in TABLES}) == 1
+        assert got[1] == expected[1]
+        psql(printed_sql())  # nothing pending: the Citus steps alone, all skipped
+        with PostgresSaver.from_conn_string(url) as saver:
+            saver.setup()
+        assert (citus_layout(url), routed_functions(url)) == got
+    finally:
+        citus_dbs.drop(by_setup)
+        citus_dbs.drop(by_dba)
+
+
 # --- reads of every thread ----------------------------------------------------------
 
 
