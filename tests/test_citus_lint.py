@@ -65,11 +65,10 @@ CROSS_THREAD = {
     "read_checkpoints", "threads_list", "threads_of_runs", "retention_page", "sweep_strays",
     "storage_tables", "storage_threads", "storage_thread_count", "thread_summaries",
     "export_counts",
-    # No table of ours: the server, pg_cron, advisory locks, the official saver's tables.
+    # No table of ours: the server, pg_cron, advisory locks.
     "health_probe", "cron_installed", "cron_schedule", "cron_unschedule", "sweep_lock",
     "vacuum_permissions",
     "export_snapshot",
-    "official_thread_ids", "official_checkpoints", "official_blobs", "official_writes",
 }  # fmt: skip
 # Pieces assembled into other statements (checked as part of those).
 FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chunks", "put_blobs"}

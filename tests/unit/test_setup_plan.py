@@ -1,0 +1,138 @@
+"""``setup()``'s plan (``migrations.setup_plan``) driven with canned rows: the lock-free
+fast path, the locked path and its second look, with no database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from _plan_driver import Driver, drive
+from pgcheckpoint import migrations
+from pgcheckpoint.distribution import HAS_CITUS
+from pgcheckpoint.errors import MigrationError, SchemaError
+from pgcheckpoint.migrations import all_migrations, latest_version, lock_key, setup_plan
+
+SCHEMA = "app"
+LOCK = "SELECT pg_advisory_lock(%(key)s)"
+
+
+def _names(schema: str = SCHEMA) -> dict[str, str]:
+    """The migration runner's statements and the Citus probe, by name."""
+    names = {text: name for name, text in migrations._sql(schema).items()}
+    names[HAS_CITUS] = "has_citus"
+    names[LOCK] = "lock"
+    for m in all_migrations():
+        names[m.render(schema)] = f"migration {m.version}"
+        for statement in m.statements(schema):
+            names[statement] = f"migration {m.version}"
+    return names
+
+
+def _applied(upto: int | None = None) -> list[tuple[Any, ...]]:
+    """The ``applied`` rows of a database migrated up to ``upto`` (all by default)."""
+    return [(m.version, m.checksum) for m in all_migrations() if upto is None or m.version <= upto]
+
+
+def test_an_up_to_date_schema_returns_without_the_lock() -> None:
+    plan = setup_plan(SCHEMA, distributed=False)
+    done, d = drive(plan, {"exists": [[(True,)]], "applied": [_applied()]}, names=_names())
+    assert done == []
+    assert d.issued_names == ["exists", "applied"]  # two reads: cheap at every start
+    assert d.params_of("exists") == [{"table": '"app".pgcheckpoint_migrations'}]
+
+
+def test_auto_distribution_asks_for_citus_then_returns_without_the_lock() -> None:
+    script = {"exists": [[(True,)]], "applied": [_applied()], "has_citus": [[(False,)]]}
+    done, d = drive(setup_plan(SCHEMA), script, names=_names())
+    assert done == [] and d.issued_names == ["exists", "applied", "has_citus"]
+
+
+def test_a_fresh_database_is_migrated_under_the_lock_one_transaction_per_file() -> None:
+    script = {
+        "exists": [[(False,)], [(False,)], [(False,)]],  # fast path, ours, a foreign table
+        "lock": [[(None,)]],
+        "schema_exists": [[(False,)]],
+        "applied": [[]],
+    }
+    done, d = drive(setup_plan(SCHEMA, distributed=False), script, names=_names())
+    assert done == [m.version for m in all_migrations()] and done[-1] == latest_version()
+    names = d.issued_names
+    assert names[:5] == ["exists", "lock", "exists", "exists", "schema_exists"]
+    assert d.params_of("lock") == [{"key": lock_key(SCHEMA)}]
+    # Nothing is created before the lock is held.
+    first_ddl = names.index("schema")
+    assert names.index("lock") < first_ddl
+    assert names[first_ddl : first_ddl + 4] == ["schema", "table", "compat_column", "applied"]
+    recorded = [p for p in d.params_of("record") if p is not None]
+    assert [r["version"] for r in recorded] == done
+    assert [r["checksum"] for r in recorded] == [m.checksum for m in all_migrations()]
+    # Each transactional file runs between BEGIN and COMMIT with its version row;
+    # a no-transaction file runs statement by statement and then records itself.
+    for m in all_migrations():
+        at = names.index(f"migration {m.version}")
+        record_at = names.index("record", at)
+        if m.transactional:
+            assert names[at - 1] == "BEGIN" and names[at + 1 : at + 3] == ["record", "COMMIT"]
+        else:
+            assert "BEGIN" not in names[at:record_at] and "COMMIT" not in names[at:record_at]
+
+
+def test_setup_sends_its_own_transactions_and_always_releases_the_lock() -> None:
+    plan = setup_plan(SCHEMA, distributed=False)
+    assert plan.own_transactions  # some files cannot run inside a transaction
+    assert plan.cleanup is not None and "pg_advisory_unlock_all" in plan.cleanup.sql
+
+
+def test_the_locked_path_looks_again_and_applies_nothing_another_process_applied() -> None:
+    """Two processes both see a migration missing; the second to get the lock finds it
+    applied by the first and applies nothing."""
+    behind = latest_version() - 1
+    script = {
+        "exists": [[(True,)], [(True,)]],
+        "applied": [_applied(upto=behind), _applied()],
+        "may_migrate": [[(True, "owner")]],
+        "lock": [[(None,)]],
+        "schema_exists": [[(True,)]],
+    }
+    done, d = drive(setup_plan(SCHEMA, distributed=False), script, names=_names())
+    assert done == []
+    assert "lock" in d.issued_names and "record" not in d.issued_names
+    assert not [n for n in d.issued_names if n.startswith("migration ")]
+
+
+def test_a_role_that_cannot_migrate_is_told_so_before_the_lock() -> None:
+    script = {
+        "exists": [[(True,)]],
+        "applied": [_applied(upto=latest_version() - 1)],
+        "may_migrate": [[(False, "app_runtime")]],
+    }
+    driver = Driver(script, names=_names())
+    with pytest.raises(SchemaError, match="role 'app_runtime' does not own"):
+        driver.run(setup_plan(SCHEMA, distributed=False))
+    assert driver.issued_names == ["exists", "applied", "may_migrate"]
+
+
+def test_a_foreign_checkpoints_table_is_refused_before_anything_is_created() -> None:
+    script = {"exists": [[(False,)], [(False,)], [(True,)]], "lock": [[(None,)]]}
+    driver = Driver(script, names=_names())
+    with pytest.raises(SchemaError, match="langgraph-checkpoint-postgres"):
+        driver.run(setup_plan(SCHEMA, distributed=False))
+    assert driver.issued_names == ["exists", "lock", "exists", "exists"]
+    assert driver.params_of("exists")[-1] == {"table": '"app".checkpoints'}
+
+
+def test_a_migration_applied_with_another_text_stops_setup() -> None:
+    rows = _applied()
+    rows[0] = (rows[0][0], "0" * 64)
+    driver = Driver({"exists": [[(True,)]], "applied": [rows]}, names=_names())
+    with pytest.raises(MigrationError, match="different text"):
+        driver.run(setup_plan(SCHEMA, distributed=False))
+    assert "lock" not in driver.issued_names
+
+
+def test_distributed_true_without_citus_is_refused_before_any_migration() -> None:
+    driver = Driver({"has_citus": [[(False,)]]}, names=_names())
+    with pytest.raises(SchemaError, match="citus extension is not installed"):
+        driver.run(setup_plan(SCHEMA, distributed=True))
+    assert driver.issued_names == ["has_citus"]
