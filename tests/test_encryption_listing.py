@@ -52,12 +52,10 @@ def approval_graph(saver: PostgresSaver) -> Any:
         answer = interrupt({"question": "approve?", "draft": state["notes"][-1]})
         return {"approved": answer == "yes"}
 
-    b = StateGraph(State)
-    b.add_node("work", work)
-    b.add_node("ask", ask)
-    b.add_edge(START, "work")
-    b.add_edge("work", "ask")
-    return b.compile(checkpointer=saver)
+    # work -> ask (interrupt) -> END
+    return StateGraph(State).add_sequence([work, ask]).add_edge(START, "work").compile(
+        checkpointer=saver
+    )
 
 
 def run_threads(saver: PostgresSaver, user: str = "alice", *names: str) -> None:
