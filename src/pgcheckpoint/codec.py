@@ -186,23 +186,29 @@ class Codec:
             stored, thread_id, ns, checkpoint_id, parent, where
         )
 
-    def listed_metadata(self, stored: Any) -> dict[str, Any]:
-        """A thread's latest metadata as listings show it. Sealed metadata is shown as
-        ``{"pgc:kid": <key id>}``: listings do not read the row fields that its
-        associated data binds (docs/encryption.md)."""
+    def listed_metadata(
+        self, stored: Any, thread_id: str, ns: str, checkpoint_id: str, parent: str | None
+    ) -> dict[str, Any]:
+        """A thread's latest metadata as listings show it: opened like ``read_metadata``.
+        Sealed metadata that cannot be opened here (no keyring, or its key is not in
+        the ring) is shown as ``{"pgc:kid": <key id>}`` rather than failing the
+        listing; callers show it as "encrypted under key <id>" (docs/encryption.md)."""
         if isinstance(stored, Mapping) and encryption.META_SEALED in stored:
-            return {encryption.META_KID: str(stored.get(encryption.META_KID))[:32]}
-        if self.encryption is not None and stored:
-            self.encryption.plaintext("a thread's latest metadata")
-        return dict(stored or {})
+            kid = str(stored.get(encryption.META_KID))[:32]
+            if self.encryption is None or kid not in self.encryption.keyring.key_ids:
+                return {encryption.META_KID: kid}
+        if not stored:
+            return {}
+        return self.read_metadata(stored, thread_id, ns, checkpoint_id, parent)
 
-    def filter_json(self, filter: Mapping[str, Any]) -> str:
-        """A metadata filter as stored rows are matched (blind-index tokens under the
-        primary key with a keyring; listings match rows sealed under it)."""
+    def filter_jsons(self, filter: Mapping[str, Any]) -> list[str]:
+        """A metadata filter as JSON containments, one of which a stored row must
+        satisfy: the filter itself, or under a keyring its blind-index tokens under
+        each key id (a row matches under the key that sealed it)."""
         text = metadata_json(filter, "filter")
         if self.encryption is None:
-            return text
-        return self.encryption.primary_filter(filter)
+            return [text]
+        return self.encryption.filters(filter)
 
     # channel values ---------------------------------------------------------
     def encode_blob(

@@ -227,10 +227,6 @@ class Encryption:
             out.append(json.dumps({META_INDEX: tokens}, separators=(",", ":")))
         return out
 
-    def primary_filter(self, filter: Mapping[str, Any]) -> str:
-        """The filter for rows under the primary key only (``list_threads``)."""
-        return self.filters(filter)[self.keyring.key_ids.index(self.keyring.primary)]
-
     def run_token(self, kid: str, run_id: Any) -> str:
         return self.keyring.blind(kid, b"run_id\x00" + str(run_id).encode("utf-8", "surrogatepass"))
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.base.id import uuid6
 
-from . import codec
+from . import codec, encryption
 from ._core import SaverCore
 from ._plans import Plan, PlanGen, Query
 from .errors import ConcurrentUpdateError, DeserializationError, InvalidInputError
@@ -105,6 +106,15 @@ class ChannelDiff:
     removed: list[Any] = field(default_factory=list)
 
 
+def encrypted_under(metadata: Mapping[str, Any]) -> str | None:
+    """The key id when a listing's ``metadata`` is sealed under a key this saver
+    does not hold (``{"pgc:kid": <key id>}``, ``Codec.listed_metadata``);
+    None when it is the metadata itself."""
+    if len(metadata) == 1 and encryption.META_KID in metadata:
+        return str(metadata[encryption.META_KID])
+    return None
+
+
 # --- validation -------------------------------------------------------------
 
 
@@ -146,7 +156,7 @@ def list_threads_plan(
     params = {
         "limit": size,
         "offset": _limit(offset, "offset"),
-        "filter": core.codec.filter_json(filter) if filter else None,
+        "filters": core.codec.filter_jsons(filter) if filter else None,
         "after_at": after.last_at if after else None,
         "after_id": after.thread_id if after else None,
     }
@@ -155,8 +165,10 @@ def list_threads_plan(
     def make() -> PlanGen[list[ThreadInfo]]:
         rows = yield Query(sql, params, fetch="all")
         return [
-            ThreadInfo(r[0], int(r[1]), r[2], r[3], core.codec.listed_metadata(r[4]))
-            for r in rows or []
+            ThreadInfo(
+                tid, int(n), first, last, core.codec.listed_metadata(meta, tid, ns, cid, parent)
+            )
+            for tid, n, first, last, meta, ns, cid, parent in rows or []
         ]
 
     return Plan("list_threads", make)
@@ -382,7 +394,7 @@ def thread_summaries_plan(
         "limit": size,
         "prefix": prefix or None,
         "thread_id": None if thread_id is None else codec.text_id(thread_id, "thread_id"),
-        "filter": core.codec.filter_json(filter) if filter else None,
+        "filters": core.codec.filter_jsons(filter) if filter else None,
         "after_at": after[0] if after else None,
         "after_id": after[1] if after else None,
     }
@@ -391,13 +403,16 @@ def thread_summaries_plan(
     def make() -> PlanGen[list[ThreadSummary]]:
         rows = yield Query(sql, params, fetch="all")
         out = []
-        for (tid, updated, pinned, retention, n, first, last, head, meta, channel, type_,
-             value, last_write, size_, now) in rows or []:
+        for (tid, updated, pinned, retention, n, first, last, head, parent, meta, task,
+             channel, type_, value, last_write, size_, now) in rows or []:
             pending: Any = None
             problem = None
             if channel is not None:
+                aad_of = partial(encryption.write_aad, tid, "", head, task, channel)
                 try:
-                    pending = core.codec.unpack(type_, value, f"{channel} write of {head}")
+                    pending = core.codec.open_value(
+                        type_, value, aad_of, f"the {channel} write of checkpoint {head!r}"
+                    )
                 except DeserializationError as exc:
                     problem = str(exc)
             latest = max(t for t in (updated, last_write) if t is not None)
@@ -410,7 +425,7 @@ def thread_summaries_plan(
                     updated,
                     last_write,
                     head,
-                    core.codec.listed_metadata(meta),
+                    core.codec.listed_metadata(meta, tid, "", head, parent),
                     bool(pinned),
                     dict(retention) if retention else None,
                     int(size_),

@@ -162,6 +162,8 @@ def list_(
         found = saver.list_threads(limit=limit, offset=offset, filter=parse_filter(filter_))
 
     def render(out: Console) -> None:
+        from ..threads import encrypted_under
+
         # Thread ids are never cut: up to 36 characters (a UUID) they keep one line,
         # longer ones fold. When the full table does not fit (80 columns), it drops its
         # borders and the `first` column (in --json and `threads show`) and prints
@@ -178,13 +180,14 @@ def list_(
             return when(value).replace(" ", "\n") if narrow else when(value)
 
         for t in found:
+            kid = encrypted_under(t.metadata)  # no key for it: say which key it needs
             table.add_row(
                 text(t.thread_id, newlines=False),
                 str(t.checkpoints),
                 *(() if narrow else (at(t.first_at),)),
                 at(t.last_at),
                 text(t.metadata.get("step", "")),
-                text(t.metadata.get("source", "")),
+                text(f"encrypted under key {kid}" if kid else t.metadata.get("source", "")),
             )
         out.print(table)
 

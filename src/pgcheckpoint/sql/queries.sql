@@ -370,20 +370,24 @@ LIMIT 1;
 -- Threads newest first by their last checkpoint, with the metadata of their
 -- latest checkpoint (root namespace first) for filtering. Keyset paging on
 -- (last_at, thread_id) when after_at is given, OFFSET otherwise. Threads with
--- no checkpoint (only orphan writes) are not listed.
-SELECT t.thread_id, s.n, s.first_at, s.last_at, m.metadata
+-- no checkpoint (only orphan writes) are not listed. The latest checkpoint's
+-- key and parent come along: sealed metadata is bound to them (encryption.py).
+-- `filters` holds one containment per key id (where_filter_any).
+SELECT t.thread_id, s.n, s.first_at, s.last_at, m.metadata,
+       m.checkpoint_ns, m.checkpoint_id, m.parent_checkpoint_id
 FROM {schema}.threads t
 CROSS JOIN LATERAL (
     SELECT count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
     FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id
 ) s
 CROSS JOIN LATERAL (
-    SELECT c.metadata FROM {schema}.checkpoints c
+    SELECT c.metadata, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id
+    FROM {schema}.checkpoints c
     WHERE c.thread_id = t.thread_id
     ORDER BY (c.checkpoint_ns = '') DESC, c.checkpoint_id DESC
     LIMIT 1
 ) m
-WHERE (%(filter)s::jsonb IS NULL OR m.metadata @> %(filter)s::jsonb)
+WHERE (%(filters)s::jsonb[] IS NULL OR m.metadata @> ANY (%(filters)s::jsonb[]))
   AND (%(after_at)s::timestamptz IS NULL
        OR (s.last_at, t.thread_id) < (%(after_at)s::timestamptz, %(after_id)s::text))
 ORDER BY s.last_at DESC, t.thread_id DESC
@@ -700,8 +704,8 @@ SELECT current_setting('server_version'), current_setting('server_version_num'):
 -- threads.updated_at (every put bumps it) and keyset-paged on
 -- (updated_at, thread_id); only the threads of the page are then measured
 -- (their counts, sizes and the pending interrupt or error of their head).
--- `prefix` narrows by thread id, `filter` matches the metadata of the latest
--- root checkpoint, `thread_id` asks for one thread. Thread ids are ordered
+-- `prefix` narrows by thread id, `filters` (one containment per key id, as
+-- where_filter_any) match the metadata of the latest root checkpoint, `thread_id` asks for one thread. Thread ids are ordered
 -- COLLATE "C": many threads share an updated_at (one transaction writes them),
 -- and sorting 100,000 such ties by the database's collation took 590 ms where
 -- byte order takes a tenth of it. With a filter, `ordered` is not cut to the
@@ -719,18 +723,19 @@ WITH ordered AS (
            OR (t.updated_at, t.thread_id COLLATE "C")
               < (%(after_at)s::timestamptz, %(after_id)s::text COLLATE "C"))
     ORDER BY t.updated_at DESC, t.thread_id COLLATE "C" DESC
-    LIMIT CASE WHEN %(filter)s::jsonb IS NULL THEN %(limit)s::bigint END
+    LIMIT CASE WHEN %(filters)s::jsonb[] IS NULL THEN %(limit)s::bigint END
 ), page AS (
     SELECT o.thread_id, o.updated_at, o.pinned, o.retention
     FROM ordered o
-    WHERE %(filter)s::jsonb IS NULL OR (
+    WHERE %(filters)s::jsonb[] IS NULL OR (
         SELECT c.metadata FROM {schema}.checkpoints c
         WHERE c.thread_id = o.thread_id AND c.checkpoint_ns = ''
-        ORDER BY c.checkpoint_id DESC LIMIT 1) @> %(filter)s::jsonb
+        ORDER BY c.checkpoint_id DESC LIMIT 1) @> ANY (%(filters)s::jsonb[])
     LIMIT %(limit)s
 )
 SELECT p.thread_id, p.updated_at, p.pinned, p.retention, s.n, s.first_at, s.last_at,
-       h.checkpoint_id, h.metadata, e.channel, e.type, e.value,
+       h.checkpoint_id, h.parent_checkpoint_id, h.metadata, e.task_id, e.channel, e.type,
+       e.value,
        (SELECT max(x.created_at) FROM {schema}.writes x WHERE x.thread_id = p.thread_id),
        (SELECT coalesce(sum(octet_length(c.checkpoint)), 0) FROM {schema}.checkpoints c
         WHERE c.thread_id = p.thread_id)
@@ -747,12 +752,12 @@ CROSS JOIN LATERAL (
     FROM {schema}.checkpoints c WHERE c.thread_id = p.thread_id
 ) s
 LEFT JOIN LATERAL (
-    SELECT c.checkpoint_id, c.metadata FROM {schema}.checkpoints c
+    SELECT c.checkpoint_id, c.parent_checkpoint_id, c.metadata FROM {schema}.checkpoints c
     WHERE c.thread_id = p.thread_id AND c.checkpoint_ns = ''
     ORDER BY c.checkpoint_id DESC LIMIT 1
 ) h ON true
 LEFT JOIN LATERAL (
-    SELECT x.channel, x.type, x.value FROM {schema}.writes x
+    SELECT x.task_id, x.channel, x.type, x.value FROM {schema}.writes x
     WHERE x.thread_id = p.thread_id AND x.checkpoint_ns = ''
       AND x.checkpoint_id = h.checkpoint_id AND x.channel IN ('__error__', '__interrupt__')
     ORDER BY (x.channel = '__error__') DESC, x.task_id, x.idx
