@@ -221,7 +221,7 @@ def read_newer(schema: str, applied: dict[int, str]) -> PlanGen[list[Newer]]:
         return []
     sql = _Statements(schema)
     table = sql.table
-    rows = yield Query(sql["has_compat"], {"table": table}, fetch="all")
+    rows = yield Query(sql["migrations_has_compat"], {"table": table}, fetch="all")
     if rows and rows[0][0]:
         rows = yield Query(sql["migrations_newer"], {"latest": latest}, fetch="all", prepare=False)
         return [

@@ -45,8 +45,8 @@ WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
 -- under lock_threads.
 SELECT {schema}.pgcheckpoint_trim(
     %(thread_ids)s::text[],
-    array_fill(1, ARRAY[cardinality(%(thread_ids)s::text[])]),
-    array_fill(NULL::timestamptz, ARRAY[cardinality(%(thread_ids)s::text[])]),
+    pg_catalog.array_fill(1, ARRAY[pg_catalog.cardinality(%(thread_ids)s::text[])]),
+    pg_catalog.array_fill(NULL::timestamptz, ARRAY[pg_catalog.cardinality(%(thread_ids)s::text[])]),
     false);
 
 -- name: gc

@@ -12,7 +12,7 @@ SELECT t.name, p.partmethod::text,
        CASE WHEN p.partmethod = 'h'
             THEN pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) END,
        p.colocationid
-FROM unnest(%(tables)s::text[]) AS t(name)
+FROM pg_catalog.unnest(%(tables)s::text[]) AS t(name)
 LEFT JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = pg_catalog.to_regclass(t.name);
 
 -- name: citus_function_state

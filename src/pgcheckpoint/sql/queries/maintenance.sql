@@ -30,18 +30,19 @@ ORDER BY pg_total_relation_size(c.oid) DESC, c.relname;
 -- name: storage_threads
 -- The fattest threads by stored bytes (the measure of pgcheckpoint_measure).
 WITH s AS (
-    SELECT thread_id, count(*) AS checkpoints,
-           sum(pg_column_size(checkpoint) + pg_column_size(metadata)
-               + pg_column_size(channels) + pg_column_size(versions)) AS bytes
+    SELECT thread_id, pg_catalog.count(*) AS checkpoints,
+           sum(pg_catalog.pg_column_size(checkpoint) + pg_catalog.pg_column_size(metadata)
+               + pg_catalog.pg_column_size(channels) + pg_catalog.pg_column_size(versions)) AS bytes
     FROM {schema}.checkpoints GROUP BY thread_id
     UNION ALL
-    SELECT thread_id, 0, sum(coalesce(pg_column_size(value), 0)
-                             + coalesce(pg_column_size(chunk_refs), 0))
+    SELECT thread_id, 0, sum(coalesce(pg_catalog.pg_column_size(value), 0)
+                             + coalesce(pg_catalog.pg_column_size(chunk_refs), 0))
     FROM {schema}.blobs GROUP BY thread_id
     UNION ALL
-    SELECT thread_id, 0, sum(pg_column_size(data)) FROM {schema}.chunks GROUP BY thread_id
+    SELECT thread_id, 0, sum(pg_catalog.pg_column_size(data))
+    FROM {schema}.chunks GROUP BY thread_id
     UNION ALL
-    SELECT thread_id, 0, sum(coalesce(pg_column_size(value), 0))
+    SELECT thread_id, 0, sum(coalesce(pg_catalog.pg_column_size(value), 0))
     FROM {schema}.writes GROUP BY thread_id
 )
 SELECT thread_id, sum(checkpoints)::bigint, sum(bytes)::bigint
@@ -50,7 +51,7 @@ ORDER BY 3 DESC, 1
 LIMIT %(limit)s;
 
 -- name: storage_thread_count
-SELECT count(*) FROM {schema}.threads;
+SELECT pg_catalog.count(*) FROM {schema}.threads;
 
 -- name: health_probe
 -- health_check(): the server's identity and the settings that decide whether
@@ -64,7 +65,7 @@ SELECT current_setting('server_version'), current_setting('server_version_num'):
 -- name: count_rows
 -- A table's exact row count; {table} is one of our table names
 -- (psycopg.sql.Identifier), for a table never analyzed.
-SELECT count(*) FROM {schema}.{table};
+SELECT pg_catalog.count(*) FROM {schema}.{table};
 
 -- name: vacuum
 -- VACUUM cannot run in a transaction block: optimize() runs in autocommit.

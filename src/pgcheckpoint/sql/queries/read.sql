@@ -34,9 +34,9 @@ FROM (
     LIMIT {limit}
 ) c
 LEFT JOIN LATERAL (
-    SELECT array_agg(x.channel) AS channels, array_agg(x.version) AS versions,
-           array_agg(x.type) AS types, array_agg(x.value) AS vals,
-           array_agg(x.chunk_refs) AS refs
+    SELECT pg_catalog.array_agg(x.channel) AS channels, pg_catalog.array_agg(x.version) AS versions,
+           pg_catalog.array_agg(x.type) AS types, pg_catalog.array_agg(x.value) AS vals,
+           pg_catalog.array_agg(x.chunk_refs) AS refs
     FROM unnest(c.channels, c.versions) AS v(channel, version)
     -- One primary-key probe per value: as a plain join, PostgreSQL hashed all
     -- of the thread's blobs for every row (2.2 of 2.5 ms for a page of 10 on a
@@ -51,16 +51,16 @@ LEFT JOIN LATERAL (
     WHERE v.version IS NOT NULL
 ) b ON true
 LEFT JOIN LATERAL (
-    SELECT array_agg(y.hash) AS hashes, array_agg(y.compressed) AS flags,
-           array_agg(y.data) AS datas
+    SELECT pg_catalog.array_agg(y.hash) AS hashes, pg_catalog.array_agg(y.compressed) AS flags,
+           pg_catalog.array_agg(y.data) AS datas
     FROM (
-        -- unnest(ARRAY(...)) rather than generate_series in the FROM list: the
+        -- pg_catalog.unnest(ARRAY(...)) rather than generate_series in the FROM list: the
         -- planner guessed 1,000 rows for the latter, the estimated cost of a
         -- page of 10 passed jit_above_cost, and JIT compilation added 15 ms
         -- to a 0.3 ms list(limit=10) (EXPLAIN ANALYZE).
         SELECT DISTINCT h.hash
-        FROM unnest(b.refs) AS r(refs),
-             unnest(ARRAY(SELECT substring(r.refs FROM g.i * 16 + 1 FOR 16)
+        FROM pg_catalog.unnest(b.refs) AS r(refs),
+             pg_catalog.unnest(ARRAY(SELECT substring(r.refs FROM g.i * 16 + 1 FOR 16)
                           FROM generate_series(0, length(r.refs) / 16 - 1) AS g(i))) AS h(hash)
         WHERE r.refs IS NOT NULL
     ) h
@@ -73,10 +73,10 @@ LEFT JOIN LATERAL (
     ) y
 ) k ON true
 LEFT JOIN LATERAL (
-    SELECT array_agg(x.task_id ORDER BY x.task_path, x.task_id, x.idx) AS task_ids,
-           array_agg(x.channel ORDER BY x.task_path, x.task_id, x.idx) AS channels,
-           array_agg(x.type ORDER BY x.task_path, x.task_id, x.idx) AS types,
-           array_agg(x.value ORDER BY x.task_path, x.task_id, x.idx) AS vals
+    SELECT pg_catalog.array_agg(x.task_id ORDER BY x.task_path, x.task_id, x.idx) AS task_ids,
+           pg_catalog.array_agg(x.channel ORDER BY x.task_path, x.task_id, x.idx) AS channels,
+           pg_catalog.array_agg(x.type ORDER BY x.task_path, x.task_id, x.idx) AS types,
+           pg_catalog.array_agg(x.value ORDER BY x.task_path, x.task_id, x.idx) AS vals
     FROM {schema}.writes x
     WHERE x.thread_id = {thread} AND x.checkpoint_ns = c.checkpoint_ns
       AND x.checkpoint_id = c.checkpoint_id
@@ -128,7 +128,7 @@ WITH RECURSIVE walk AS (
     -- lookup; as a plain join the planner scanned the whole thread per step
     -- (quadratic: 6 s for 2,100 checkpoints, tests/test_saver_contract.py).
     SELECT w.depth + 1, p.checkpoint_id, p.parent_checkpoint_id, p.channels, p.versions,
-           ARRAY(SELECT r FROM unnest(w.remaining) AS r WHERE r <> ALL (w.channels))
+           ARRAY(SELECT r FROM pg_catalog.unnest(w.remaining) AS r WHERE r <> ALL (w.channels))
     FROM walk w
     CROSS JOIN LATERAL (
         SELECT q.checkpoint_id, q.parent_checkpoint_id, q.channels, q.versions
@@ -138,7 +138,7 @@ WITH RECURSIVE walk AS (
         LIMIT 1  -- a primary key: at most one row; also stops the join being flattened
     ) p
     WHERE p.checkpoint_id < w.checkpoint_id
-      AND EXISTS (SELECT 1 FROM unnest(w.remaining) AS r WHERE r <> ALL (w.channels))
+      AND EXISTS (SELECT 1 FROM pg_catalog.unnest(w.remaining) AS r WHERE r <> ALL (w.channels))
 ), walked AS MATERIALIZED (
     SELECT * FROM walk
 )

@@ -9,7 +9,7 @@
 SELECT t.thread_id, s.n, s.first_at, s.last_at, m.metadata
 FROM {schema}.threads t
 CROSS JOIN LATERAL (
-    SELECT count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
+    SELECT pg_catalog.count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
     FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id
 ) s
 CROSS JOIN LATERAL (
@@ -26,12 +26,12 @@ LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: thread_stats
 SELECT
-    (SELECT count(*) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
-    (SELECT count(DISTINCT checkpoint_ns) FROM {schema}.checkpoints
+    (SELECT pg_catalog.count(*) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
+    (SELECT pg_catalog.count(DISTINCT checkpoint_ns) FROM {schema}.checkpoints
      WHERE thread_id = %(thread_id)s),
-    (SELECT count(*) FROM {schema}.writes WHERE thread_id = %(thread_id)s),
-    (SELECT count(*) FROM {schema}.blobs WHERE thread_id = %(thread_id)s),
-    (SELECT count(*) FROM {schema}.chunks WHERE thread_id = %(thread_id)s),
+    (SELECT pg_catalog.count(*) FROM {schema}.writes WHERE thread_id = %(thread_id)s),
+    (SELECT pg_catalog.count(*) FROM {schema}.blobs WHERE thread_id = %(thread_id)s),
+    (SELECT pg_catalog.count(*) FROM {schema}.chunks WHERE thread_id = %(thread_id)s),
     (SELECT coalesce(sum(octet_length(checkpoint)), 0) FROM {schema}.checkpoints
      WHERE thread_id = %(thread_id)s)
   + (SELECT coalesce(sum(octet_length(value)), 0) FROM {schema}.blobs
@@ -66,8 +66,8 @@ SELECT c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.created_at, c
        w.writes, w.next
 FROM {schema}.checkpoints c
 CROSS JOIN LATERAL (
-    SELECT count(*) AS writes,
-           coalesce(array_agg(DISTINCT split_part(x.task_path, ', ', 2) ORDER BY
+    SELECT pg_catalog.count(*) AS writes,
+           coalesce(pg_catalog.array_agg(DISTINCT split_part(x.task_path, ', ', 2) ORDER BY
                               split_part(x.task_path, ', ', 2))
                     FILTER (WHERE starts_with(x.task_path, '~__pregel_pull, ')), '{}') AS next
     FROM {schema}.writes x
@@ -84,7 +84,7 @@ LIMIT %(limit)s;
 SELECT EXISTS (SELECT 1 FROM {schema}.checkpoints
                WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
                  AND checkpoint_id = %(checkpoint_id)s),
-       (SELECT count(*) FROM {schema}.checkpoints
+       (SELECT pg_catalog.count(*) FROM {schema}.checkpoints
         WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
           AND parent_checkpoint_id = %(checkpoint_id)s);
 
@@ -137,7 +137,7 @@ SELECT p.thread_id, p.updated_at, p.pinned, p.retention, s.n, s.first_at, s.last
        now()
 FROM page p
 CROSS JOIN LATERAL (
-    SELECT count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
+    SELECT pg_catalog.count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
     FROM {schema}.checkpoints c WHERE c.thread_id = p.thread_id
 ) s
 LEFT JOIN LATERAL (

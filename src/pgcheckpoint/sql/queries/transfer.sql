@@ -101,7 +101,7 @@ FROM unnest(%(namespaces)s::text[], %(checkpoint_ids)s::text[], %(task_ids)s::te
 -- name: export_counts
 -- Checkpoints per thread, for an export's total before it starts (NULL: every
 -- thread). Reads the thread_id index only.
-SELECT thread_id, count(*) FROM {schema}.checkpoints
+SELECT thread_id, pg_catalog.count(*) FROM {schema}.checkpoints
 WHERE %(thread_ids)s::text[] IS NULL OR thread_id = ANY (%(thread_ids)s::text[])
 GROUP BY thread_id
 ORDER BY thread_id;
