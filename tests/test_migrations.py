@@ -421,5 +421,7 @@ def test_print_sql_for_an_odd_schema_runs_as_is(empty_db_url: str) -> None:
         assert conn.execute("SELECT to_regclass('public.t') IS NOT NULL").fetchone() == (True,)
     _setup(empty_db_url)  # nothing left to do there, and public gets its own
     got, fresh = describe(empty_db_url, schema), describe(empty_db_url, "public")
-    assert got["definitions"] == fresh["definitions"]
+    # Signature, result and body (the lock key's SET clause spells the name its own way).
+    assert {k: v[:3] for k, v in got["definitions"].items()} == {
+        k: v[:3] for k, v in fresh["definitions"].items()}
     assert got["routines"] == EXPECTED_ROUTINES

@@ -20,7 +20,7 @@
 -- Returns rows and bytes removed per table, and ('scanned', 1, 0).
 -- Every statement filters on this one thread id (a Citus shard each).
 CREATE OR REPLACE FUNCTION {schema}.pgcheckpoint_sweep_thread(
-    p_thread text, p_policy jsonb, p_orphan_grace interval
+    p_thread_id text, p_policy jsonb, p_orphan_grace interval
 ) RETURNS TABLE (tbl text, n bigint, bytes bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -40,7 +40,7 @@ DECLARE
 BEGIN
     SELECT coalesce(t.retention, p_policy, '{}'::jsonb), t.updated_at INTO v_pol, v_updated
     FROM {schema}.threads t
-    WHERE t.thread_id = p_thread AND NOT t.pinned
+    WHERE t.thread_id = p_thread_id AND NOT t.pinned
     FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN;
@@ -48,7 +48,7 @@ BEGIN
     v_error := {schema}.pgcheckpoint_policy_error(v_pol);
     IF v_error IS NOT NULL THEN
         RAISE NOTICE 'pgcheckpoint_sweep: thread % skipped, its retention policy is invalid: %',
-            quote_literal(left(p_thread, 200)), v_error;
+            quote_literal(left(p_thread_id, 200)), v_error;
         RETURN QUERY SELECT 'bad_policy'::text, 1::bigint, 0::bigint;
         RETURN;
     END IF;
@@ -65,45 +65,45 @@ BEGIN
 
     SELECT array_agg(m.tbl), array_agg(m.n), array_agg(m.bytes)
     INTO v_before_tbl, v_before_n, v_before_bytes
-    FROM {schema}.pgcheckpoint_measure(ARRAY[p_thread]) m;
+    FROM {schema}.pgcheckpoint_measure(ARRAY[p_thread_id]) m;
 
     IF v_ttl_cutoff IS NOT NULL AND v_updated < v_ttl_cutoff
        AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c
-                       WHERE c.thread_id = p_thread AND c.pinned)
+                       WHERE c.thread_id = p_thread_id AND c.pinned)
        AND NOT (v_keep_interrupted AND EXISTS (
            SELECT 1
            FROM (SELECT DISTINCT ON (c.checkpoint_ns) c.checkpoint_ns, c.checkpoint_id
-                 FROM {schema}.checkpoints c WHERE c.thread_id = p_thread
+                 FROM {schema}.checkpoints c WHERE c.thread_id = p_thread_id
                  ORDER BY c.checkpoint_ns, c.checkpoint_id DESC) h
            JOIN {schema}.writes x
-             ON x.thread_id = p_thread AND x.checkpoint_ns = h.checkpoint_ns
+             ON x.thread_id = p_thread_id AND x.checkpoint_ns = h.checkpoint_ns
             AND x.checkpoint_id = h.checkpoint_id AND x.channel = '__interrupt__'))
     THEN
-        PERFORM {schema}.pgcheckpoint_delete_threads(ARRAY[p_thread]);
+        PERFORM {schema}.pgcheckpoint_delete_threads(ARRAY[p_thread_id]);
     ELSE
         IF v_keep_last IS NOT NULL OR v_min_created IS NOT NULL THEN
-            PERFORM {schema}.pgcheckpoint_trim(ARRAY[p_thread], ARRAY[v_keep_last],
+            PERFORM {schema}.pgcheckpoint_trim(ARRAY[p_thread_id], ARRAY[v_keep_last],
                                                ARRAY[v_min_created], true);
         END IF;
         DELETE FROM {schema}.writes x
-        WHERE x.thread_id = p_thread AND x.created_at < v_now - p_orphan_grace
+        WHERE x.thread_id = p_thread_id AND x.created_at < v_now - p_orphan_grace
           AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c
-                          WHERE c.thread_id = p_thread AND c.checkpoint_ns = x.checkpoint_ns
+                          WHERE c.thread_id = p_thread_id AND c.checkpoint_ns = x.checkpoint_ns
                             AND c.checkpoint_id = x.checkpoint_id);
         -- Not only after a trim: blobs or chunks left unreferenced by any
         -- earlier operation go too.
-        PERFORM {schema}.pgcheckpoint_gc(ARRAY[p_thread]);
+        PERFORM {schema}.pgcheckpoint_gc(ARRAY[p_thread_id]);
         DELETE FROM {schema}.threads t
-        WHERE t.thread_id = p_thread AND t.updated_at < v_now - p_orphan_grace
+        WHERE t.thread_id = p_thread_id AND t.updated_at < v_now - p_orphan_grace
           AND t.retention IS NULL AND NOT t.pinned
-          AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c WHERE c.thread_id = p_thread)
-          AND NOT EXISTS (SELECT 1 FROM {schema}.writes x WHERE x.thread_id = p_thread);
+          AND NOT EXISTS (SELECT 1 FROM {schema}.checkpoints c WHERE c.thread_id = p_thread_id)
+          AND NOT EXISTS (SELECT 1 FROM {schema}.writes x WHERE x.thread_id = p_thread_id);
     END IF;
 
     RETURN QUERY
     SELECT b.tbl, greatest(b.n - coalesce(a.n, 0), 0), greatest(b.bytes - coalesce(a.bytes, 0), 0)
     FROM unnest(v_before_tbl, v_before_n, v_before_bytes) AS b(tbl, n, bytes)
-    LEFT JOIN {schema}.pgcheckpoint_measure(ARRAY[p_thread]) a ON a.tbl = b.tbl
+    LEFT JOIN {schema}.pgcheckpoint_measure(ARRAY[p_thread_id]) a ON a.tbl = b.tbl
     UNION ALL
     SELECT 'scanned'::text, 1::bigint, 0::bigint;
 END
