@@ -5,7 +5,7 @@ holds a default one (``retention=``, or the short forms ``max_versions=``,
 ``max_age=``, ``retention_days=``); a thread may carry its own
 (``set_thread_retention``), stored as JSON in ``threads.retention``
 (:meth:`RetentionPolicy.to_json`). The sweep itself runs in the database
-(migration ``0004_sweep.sql``): it reads that JSON, so pg_cron can run it too.
+(``sql/functions/pgcheckpoint_sweep*.sql``): it reads that JSON, so pg_cron can run it too.
 
 Environment variables are read here only, in :meth:`RetentionPolicy.from_env`
 and :func:`sweeper_settings_from_env`, which the ``from_env()`` edges call.
