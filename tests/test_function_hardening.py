@@ -209,3 +209,22 @@ def test_old_release_calls_keep_working_after_upgrade(db_url: str) -> None:
                          .format(pgsql.Identifier("public")),
                          (json.dumps({"keep_last": 1}), 100, "1 hour"))
         assert len(ids(saver, "a")) == 1
+
+
+def test_cli_cleanup_reports_bad_policy_threads(db_url: str) -> None:
+    from click.testing import CliRunner
+
+    from pgcheckpoint.cli import cli as pgcheckpoint_cli
+
+    with PostgresSaver.from_conn_string(db_url) as saver:
+        run(saver, "odd[red]", 2)
+    query(db_url, "UPDATE threads SET retention = '{\"keep_last\": 0}'::jsonb")
+    env = {"DATABASE_URL": db_url}
+    shown = CliRunner().invoke(pgcheckpoint_cli, ["cleanup", "--keep-last", "1"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "skipped 1 thread(s) whose stored retention policy is invalid" in shown.output
+    assert "'odd[red]'" in shown.output  # database text is never rich markup
+    as_json = CliRunner().invoke(pgcheckpoint_cli, ["cleanup", "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert (data["bad_policy"], data["bad_policy_threads"]) == (1, ["odd[red]"])
