@@ -90,7 +90,7 @@ def sweep_plan(
         "cleanup_old_checkpoints",
         make,
         own_transactions=True,
-        cleanup=Query("SELECT pg_catalog.pg_advisory_unlock_all()", None),
+        cleanup=Query(core.queries["unlock_all"], None),
     )
 
 

@@ -5,7 +5,7 @@
 -- thread's row FOR UPDATE SKIP LOCKED (the lock put_checkpoint takes): a
 -- thread being written at this instant, a pinned thread and a thread with no
 -- row return no rows and wait for the next sweep. Otherwise, under the
--- thread's own policy (threads.retention) or else p_policy:
+-- thread's own policy (threads.retention, SQL or JSON null: none) or else p_policy:
 --   * a policy the sweep cannot apply (pgcheckpoint_policy_error) skips the
 --     thread: one row ('bad_policy', 1, 0), nothing removed;
 --   * thread_ttl: the whole thread goes once threads.updated_at is older, unless
@@ -38,7 +38,8 @@ DECLARE
     v_before_n bigint[];
     v_before_bytes bigint[];
 BEGIN
-    SELECT coalesce(t.retention, p_policy, '{}'::jsonb), t.updated_at INTO v_pol, v_updated
+    SELECT coalesce(nullif(t.retention, 'null'::jsonb), p_policy, '{}'::jsonb), t.updated_at
+    INTO v_pol, v_updated
     FROM {schema}.threads t
     WHERE t.thread_id = p_thread_id AND NOT t.pinned
     FOR UPDATE SKIP LOCKED;
