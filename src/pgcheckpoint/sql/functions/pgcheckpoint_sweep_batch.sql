@@ -2,8 +2,8 @@
 -- The sweep of the given threads as releases up to migration 0008 called it
 -- (their sweeper paged through threads itself): kept, with its signature and
 -- result, so that such a process keeps working during a rolling upgrade
--- (docs/migrations.md). Each thread goes through pgcheckpoint_sweep_thread,
--- in thread id order; returns rows and bytes removed per table and
+-- (docs/migrations.md). The threads go through pgcheckpoint_sweep_threads in
+-- thread id order; returns rows and bytes removed per table and
 -- ('scanned', threads swept, 0), no rows when none was swept. A thread whose
 -- policy is bad is skipped (this result has no row kind for it).
 CREATE OR REPLACE FUNCTION {schema}.pgcheckpoint_sweep_batch(
@@ -13,27 +13,17 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $pgcheckpoint_batch$
 DECLARE
-    v_thread text;
-    v_report jsonb := '{}'::jsonb;
-    v_row record;
+    v_report jsonb;
     v_error text := {schema}.pgcheckpoint_policy_error(p_policy);
 BEGIN
     IF v_error IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = format('pgcheckpoint_sweep: bad policy: %s', v_error);
     END IF;
-    FOR v_thread IN
-        SELECT DISTINCT u.id FROM unnest(p_thread_ids) AS u(id) WHERE u.id IS NOT NULL
-        ORDER BY u.id
-    LOOP
-        FOR v_row IN
-            SELECT s.tbl, s.n, s.bytes
-            FROM {schema}.pgcheckpoint_sweep_thread(v_thread, p_policy, p_orphan_grace) s
-        LOOP
-            v_report := {schema}.pgcheckpoint_sweep_tally(v_report, v_row.tbl, v_row.n,
-                                                         v_row.bytes, NULL);
-        END LOOP;
-    END LOOP;
+    v_report := {schema}.pgcheckpoint_sweep_threads(
+        ARRAY(SELECT DISTINCT u.id FROM unnest(p_thread_ids) AS u(id)
+              WHERE u.id IS NOT NULL ORDER BY u.id),
+        p_policy, p_orphan_grace, '{}'::jsonb);
     IF coalesce((v_report ->> 'threads_scanned')::bigint, 0) = 0 THEN
         RETURN;
     END IF;
