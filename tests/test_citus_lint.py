@@ -87,7 +87,7 @@ FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chu
 MULTI_THREAD_FUNCTIONS = {
     "pgcheckpoint_delete_threads", "pgcheckpoint_gc", "pgcheckpoint_lock_threads",
     "pgcheckpoint_measure",
-    "pgcheckpoint_sweep_batch", "pgcheckpoint_trim",
+    "pgcheckpoint_sweep_batch", "pgcheckpoint_trim", "pgcheckpoint_sweep_threads",
 }  # fmt: skip
 CROSS_THREAD_FUNCTIONS = {
     "pgcheckpoint_sweep_strays", "pgcheckpoint_sweep", "pgcheckpoint_sweep_page",
