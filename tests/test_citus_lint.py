@@ -76,6 +76,7 @@ CROSS_THREAD = {
     "may_migrate", "create_schema", "create_migrations_table", "migration_record",
     "migrations_newer", "migrations_details", "migrations_has_compat", "migrate_lock",
     "unlock_all", "begin", "commit", "rollback", "routines_state", "routine_comment",
+    "routines_overloaded",
     "has_citus", "citus_table_state", "citus_function_state", "citus_distribute",
     "citus_truncate_local", "citus_reference", "citus_route_function",
     "citus_register_function", "count_rows", "vacuum", "vacuum_full",

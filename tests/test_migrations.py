@@ -435,3 +435,23 @@ def test_print_sql_for_an_odd_schema_runs_as_is(empty_db_url: str) -> None:
     assert {k: v[:3] for k, v in got["definitions"].items()} == {
         k: v[:3] for k, v in fresh["definitions"].items()}
     assert got["routines"] == EXPECTED_ROUTINES
+
+
+def test_a_changed_signature_is_refused_with_the_database_unchanged(db_url: str) -> None:
+    """A function file whose arguments changed would leave two routines of one name
+    (CREATE OR REPLACE makes an overload): setup() refuses and rolls back."""
+    gc = next(r for r in all_routines() if r.name == "pgcheckpoint_gc")
+    text = gc.text.replace("p_thread_ids text[]) RETURNS void",
+                           "p_thread_ids text[], p_extra integer) RETURNS void", 1)
+    assert text != gc.text
+    changed = rt.Routine(gc.name, gc.revision + 1, text)
+    others = tuple(r for r in all_routines() if r.name != gc.name)
+    before = describe(db_url)["definitions"]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(rt, "all_routines", lambda: (*others, changed))
+    try:
+        with pytest.raises(MigrationError, match=r"two routines of one name: pgcheckpoint_gc"):
+            _setup(db_url)
+    finally:
+        mp.undo()
+    assert describe(db_url)["definitions"] == before

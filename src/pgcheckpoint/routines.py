@@ -147,6 +147,19 @@ def apply_steps(schema: str, todo: list[Routine]) -> PlanGen[None]:
     yield Query(statement("begin", schema), None, prepare=False)
     for routine in todo:
         yield Query(routine.render(schema), None, prepare=False)
+    # CREATE OR REPLACE with other arguments adds a routine beside the old one.
+    rows = yield Query(statement("routines_overloaded", schema), {"schema": schema},
+                       fetch="all", prepare=False)
+    if rows:
+        yield Query(statement("rollback", schema), None, prepare=False)
+        names = "; ".join(f"{name}({args})" for name, args in rows)
+        raise MigrationError(
+            f"schema {schema!r} would have two routines of one name: {names}. A function "
+            "file's arguments changed: give the new form a new name, or drop the old "
+            "signature in a migration (CONTRIBUTING.md, 'How to change a SQL function'); "
+            "nothing was changed"
+        )
+    for routine in todo:
         yield Query(routine.comment_statement(schema), None, prepare=False)
     yield Query(statement("commit", schema), None, prepare=False)
 

@@ -72,3 +72,12 @@ WHERE n.nspname = %(schema)s;
 -- {routine} is the routine's name (psycopg.sql.Identifier), unique in the
 -- schema; the comment is a literal of digits, hex and spaces (routines.py).
 COMMENT ON ROUTINE {schema}.{routine} IS {comment};
+
+-- name: routines_overloaded
+-- Names with more than one routine in the schema: a function file whose
+-- arguments changed made a second one beside the old (routines.py refuses it).
+SELECT p.proname::text,
+       pg_catalog.string_agg(pg_catalog.pg_get_function_identity_arguments(p.oid), ' | ')
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = %(schema)s
+GROUP BY p.proname HAVING pg_catalog.count(*) > 1;
