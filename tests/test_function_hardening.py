@@ -53,6 +53,14 @@ LANGUAGE plpgsql AS $$ BEGIN
   INSERT INTO public.loot VALUES ('operator <');
   RETURN $1 OPERATOR(pg_catalog.<) $2; END $$;
 CREATE OPERATOR public.< (LEFTARG = bigint, RIGHTARG = integer, FUNCTION = public.trap_lt);
+CREATE FUNCTION public.format(text, text, text, integer, interval) RETURNS text
+LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO public.loot VALUES ('format');
+  RETURN 'SELECT 1'; END $$;
+CREATE FUNCTION public.pg_table_size(oid) RETURNS bigint
+LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO public.loot VALUES ('pg_table_size');
+  RETURN 0; END $$;
 """
 
 
@@ -93,6 +101,8 @@ def test_sweep_as_superuser_runs_no_planted_code(attacker: str) -> None:
         saver.prune(["t0"], strategy="keep_latest")
         saver.delete_thread("t1")
         assert ids(saver, "t2")
+        assert saver.storage_report().tables  # pg_table_size(oid) is not theirs
+        assert saver.list_threads()
     with psycopg.connect(attacker, autocommit=True) as conn:
         # The procedure as psql or pg_cron calls it, with public first on the path.
         conn.execute("SET search_path = public, pg_catalog")

@@ -64,7 +64,7 @@ SELECT EXISTS (SELECT 1 FROM {schema}.checkpoints WHERE thread_id = %(thread_id)
 WITH t AS (
     -- EXCLUDED rather than now() in DO UPDATE SET: Citus accepts only IMMUTABLE
     -- functions there (tests/test_citus_lint.py).
-    INSERT INTO {schema}.threads (thread_id, updated_at) VALUES (%(target)s, now())
+    INSERT INTO {schema}.threads (thread_id, updated_at) VALUES (%(target)s, pg_catalog.now())
     ON CONFLICT (thread_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
     RETURNING thread_id
 ), k AS (

@@ -28,7 +28,7 @@ CREATE SCHEMA IF NOT EXISTS {schema};
 -- name: create_migrations_table
 CREATE TABLE IF NOT EXISTS {schema}.pgcheckpoint_migrations (
     version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now(), compatible_with integer);
+    applied_at timestamptz NOT NULL DEFAULT pg_catalog.now(), compatible_with integer);
 
 -- name: migration_record
 INSERT INTO {schema}.pgcheckpoint_migrations (version, name, checksum, compatible_with)

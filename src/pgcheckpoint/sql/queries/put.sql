@@ -19,7 +19,8 @@
 WITH t AS (
     -- The time is computed in VALUES and taken from EXCLUDED: Citus accepts only
     -- IMMUTABLE functions in DO UPDATE SET (tests/test_citus_lint.py).
-    INSERT INTO {schema}.threads AS th (thread_id, updated_at) VALUES (%(thread_id)s, now())
+    INSERT INTO {schema}.threads AS th (thread_id, updated_at)
+    VALUES (%(thread_id)s, pg_catalog.now())
     ON CONFLICT (thread_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
     RETURNING th.thread_id
 ), g AS (
@@ -30,7 +31,8 @@ WITH t AS (
 INSERT INTO {schema}.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
                                   type, checkpoint, metadata, created_at, channels, versions)
 SELECT t.thread_id, %(checkpoint_ns)s, %(checkpoint_id)s, %(parent_checkpoint_id)s,
-       %(type)s, %(checkpoint)b, %(metadata)s::jsonb, coalesce(%(created_at)s::timestamptz, now()),
+       %(type)s, %(checkpoint)b, %(metadata)s::jsonb,
+       coalesce(%(created_at)s::timestamptz, pg_catalog.now()),
        %(channels)b::text[], %(versions)b::text[]
 FROM t, g
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET

@@ -61,7 +61,8 @@ LEFT JOIN LATERAL (
         SELECT DISTINCT h.hash
         FROM pg_catalog.unnest(b.refs) AS r(refs),
              pg_catalog.unnest(ARRAY(SELECT substring(r.refs FROM g.i * 16 + 1 FOR 16)
-                          FROM generate_series(0, length(r.refs) / 16 - 1) AS g(i))) AS h(hash)
+                          FROM pg_catalog.generate_series(0, pg_catalog.length(r.refs) / 16 - 1)
+                               AS g(i))) AS h(hash)
         WHERE r.refs IS NOT NULL
     ) h
     -- A primary-key probe per chunk, for the same reason as the blobs above.

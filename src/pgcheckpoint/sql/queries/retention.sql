@@ -21,7 +21,7 @@ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
 -- with the saver's policy; format() quotes the schema (%I) and the values (%L)
 -- on the server, so the job's command is built from parameters only.
 SELECT cron.schedule(%(name)s, %(schedule)s, c.command), c.command
-FROM (SELECT format('CALL %%I.pgcheckpoint_sweep(%%L::jsonb, %%s, %%L::interval)',
+FROM (SELECT pg_catalog.format('CALL %%I.pgcheckpoint_sweep(%%L::jsonb, %%s, %%L::interval)',
                     %(schema)s::text, %(policy)s::text, %(batch_size)s::integer,
                     %(orphan_grace)s::interval) AS command) c;
 

@@ -9,7 +9,8 @@
 SELECT t.thread_id, s.n, s.first_at, s.last_at, m.metadata
 FROM {schema}.threads t
 CROSS JOIN LATERAL (
-    SELECT pg_catalog.count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
+    SELECT pg_catalog.count(*) AS n, pg_catalog.min(c.created_at) AS first_at,
+           pg_catalog.max(c.created_at) AS last_at
     FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id
 ) s
 CROSS JOIN LATERAL (
@@ -32,16 +33,16 @@ SELECT
     (SELECT pg_catalog.count(*) FROM {schema}.writes WHERE thread_id = %(thread_id)s),
     (SELECT pg_catalog.count(*) FROM {schema}.blobs WHERE thread_id = %(thread_id)s),
     (SELECT pg_catalog.count(*) FROM {schema}.chunks WHERE thread_id = %(thread_id)s),
-    (SELECT coalesce(sum(octet_length(checkpoint)), 0) FROM {schema}.checkpoints
+    (SELECT coalesce(pg_catalog.sum(octet_length(checkpoint)), 0) FROM {schema}.checkpoints
      WHERE thread_id = %(thread_id)s)
-  + (SELECT coalesce(sum(octet_length(value)), 0) FROM {schema}.blobs
+  + (SELECT coalesce(pg_catalog.sum(octet_length(value)), 0) FROM {schema}.blobs
      WHERE thread_id = %(thread_id)s)
-  + (SELECT coalesce(sum(octet_length(data)), 0) FROM {schema}.chunks
+  + (SELECT coalesce(pg_catalog.sum(octet_length(data)), 0) FROM {schema}.chunks
      WHERE thread_id = %(thread_id)s)
-  + (SELECT coalesce(sum(octet_length(value)), 0) FROM {schema}.writes
+  + (SELECT coalesce(pg_catalog.sum(octet_length(value)), 0) FROM {schema}.writes
      WHERE thread_id = %(thread_id)s),
-    (SELECT min(created_at) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
-    (SELECT max(created_at) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
+    (SELECT pg_catalog.min(created_at) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
+    (SELECT pg_catalog.max(created_at) FROM {schema}.checkpoints WHERE thread_id = %(thread_id)s),
     (SELECT checkpoint_id FROM {schema}.checkpoints
      WHERE thread_id = %(thread_id)s AND checkpoint_ns = ''
      ORDER BY checkpoint_id DESC LIMIT 1);
@@ -67,9 +68,11 @@ SELECT c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.created_at, c
 FROM {schema}.checkpoints c
 CROSS JOIN LATERAL (
     SELECT pg_catalog.count(*) AS writes,
-           coalesce(pg_catalog.array_agg(DISTINCT split_part(x.task_path, ', ', 2) ORDER BY
-                              split_part(x.task_path, ', ', 2))
-                    FILTER (WHERE starts_with(x.task_path, '~__pregel_pull, ')), '{}') AS next
+           coalesce(pg_catalog.array_agg(DISTINCT pg_catalog.split_part(x.task_path, ', ', 2)
+                                         ORDER BY
+                              pg_catalog.split_part(x.task_path, ', ', 2))
+                    FILTER (WHERE pg_catalog.starts_with(x.task_path, '~__pregel_pull, ')),
+                    '{}') AS next
     FROM {schema}.writes x
     WHERE x.thread_id = %(thread_id)s AND x.checkpoint_ns = c.checkpoint_ns
       AND x.checkpoint_id = c.checkpoint_id
@@ -108,7 +111,7 @@ WITH ordered AS (
     SELECT t.thread_id, t.updated_at, t.pinned, t.retention
     FROM {schema}.threads t
     WHERE (%(thread_id)s::text IS NULL OR t.thread_id = %(thread_id)s::text)
-      AND (%(prefix)s::text IS NULL OR starts_with(t.thread_id, %(prefix)s::text))
+      AND (%(prefix)s::text IS NULL OR pg_catalog.starts_with(t.thread_id, %(prefix)s::text))
       AND (%(after_at)s::timestamptz IS NULL
            OR (t.updated_at, t.thread_id COLLATE "C")
               < (%(after_at)s::timestamptz, %(after_id)s::text COLLATE "C"))
@@ -125,19 +128,20 @@ WITH ordered AS (
 )
 SELECT p.thread_id, p.updated_at, p.pinned, p.retention, s.n, s.first_at, s.last_at,
        h.checkpoint_id, h.metadata, e.channel, e.type, e.value,
-       (SELECT max(x.created_at) FROM {schema}.writes x WHERE x.thread_id = p.thread_id),
-       (SELECT coalesce(sum(octet_length(c.checkpoint)), 0) FROM {schema}.checkpoints c
+       (SELECT pg_catalog.max(x.created_at) FROM {schema}.writes x WHERE x.thread_id = p.thread_id),
+       (SELECT coalesce(pg_catalog.sum(octet_length(c.checkpoint)), 0) FROM {schema}.checkpoints c
         WHERE c.thread_id = p.thread_id)
-     + (SELECT coalesce(sum(octet_length(b.value)), 0) FROM {schema}.blobs b
+     + (SELECT coalesce(pg_catalog.sum(octet_length(b.value)), 0) FROM {schema}.blobs b
         WHERE b.thread_id = p.thread_id)
-     + (SELECT coalesce(sum(octet_length(k.data)), 0) FROM {schema}.chunks k
+     + (SELECT coalesce(pg_catalog.sum(octet_length(k.data)), 0) FROM {schema}.chunks k
         WHERE k.thread_id = p.thread_id)
-     + (SELECT coalesce(sum(octet_length(x.value)), 0) FROM {schema}.writes x
+     + (SELECT coalesce(pg_catalog.sum(octet_length(x.value)), 0) FROM {schema}.writes x
         WHERE x.thread_id = p.thread_id),
-       now()
+       pg_catalog.now()
 FROM page p
 CROSS JOIN LATERAL (
-    SELECT pg_catalog.count(*) AS n, min(c.created_at) AS first_at, max(c.created_at) AS last_at
+    SELECT pg_catalog.count(*) AS n, pg_catalog.min(c.created_at) AS first_at,
+           pg_catalog.max(c.created_at) AS last_at
     FROM {schema}.checkpoints c WHERE c.thread_id = p.thread_id
 ) s
 LEFT JOIN LATERAL (

@@ -67,7 +67,7 @@ INSERT INTO {schema}.checkpoints (thread_id, checkpoint_ns, checkpoint_id, paren
                                   type, checkpoint, metadata, created_at, channels, versions)
 VALUES (%(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(parent_checkpoint_id)s,
         %(type)s, %(checkpoint)s, %(metadata)s::jsonb,
-        coalesce(%(created_at)s::timestamptz, now()), %(channels)s::text[],
+        coalesce(%(created_at)s::timestamptz, pg_catalog.now()), %(channels)s::text[],
         %(versions)s::text[]);
 
 -- name: import_blobs
