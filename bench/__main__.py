@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m bench --quick                      # < 1 minute
+    python -m bench --quick                      # < 1.5 minutes
     python -m bench                              # the full run, < 10 minutes
     python -m bench --quick --only put,get       # a subset (substring or glob on keys)
     python -m bench --self-test --quick          # official vs official: ratios should be ~1
@@ -19,23 +19,25 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import e2e, report, scaling, workloads
+from bench import e2e, react, report, scaling, workloads
 from bench.db import DATABASES, default_dsn, describe, machine_info, recreate_databases
 from bench.runner import Context, Measurement, Mode
 from bench.savers import make_sides
 
 DEFAULT_JSON = Path("bench/results/latest.json")
 
-# Storage first: it reads whole-database sizes, so it needs the freshly set-up databases.
+# Conversations first: their WAL figures are cleanest before any CHECKPOINT (settle)
+# makes the next write of every page a full-page image.
 # Scaling last: it fills the databases with 100,000-checkpoint threads and crowds.
 SECTIONS: tuple[tuple[str, Callable[[Context], list[Measurement]]], ...] = (
-    ("storage per superstep", e2e.run_storage),
+    ("storage over long conversations", react.run_conversations),
     ("floors", workloads.run_floors),
     ("sync operations", workloads.run_sync),
     ("async operations", workloads.run_async_ops),
     ("async concurrency over a pool", scaling.run_concurrency),
     ("end-to-end agent graph (sync)", e2e.run_agent_sync),
     ("end-to-end agent graph (async)", e2e.run_agent_async),
+    ("64 agents over a pool of 16", react.run_swarm_rows),
     ("scaling", scaling.run_scaling),
 )
 
@@ -46,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Benchmark pgcheckpoint against langgraph-checkpoint-postgres.",
         epilog="Example: python -m bench --quick --only 'put_*'",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller samples, < 1 minute")
+    parser.add_argument("--quick", action="store_true", help="smaller samples, < 1.5 minutes")
     parser.add_argument(
         "--dsn",
         help="server to use (its user must be allowed to create databases); default: "

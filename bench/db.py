@@ -32,10 +32,11 @@ PACKAGES = (
     "psycopg-pool",
 )
 
-# Summed over every ordinary table in the database outside the system schemas, so the
-# figure covers whatever tables, indexes and TOAST a saver chose, in whatever schema.
-STORAGE_SQL = """
-select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+# Every ordinary table in the database outside the system schemas, so the figures cover
+# whatever tables, indexes and TOAST a saver chose, in whatever schema (indexes and
+# TOAST counted with their table).
+TABLE_BYTES_SQL = """
+select c.relname, pg_total_relation_size(c.oid)::bigint
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 where c.relkind in ('r', 'm')
@@ -78,10 +79,10 @@ def recreate_databases(admin_dsn: str, names: Iterable[str] = DATABASES) -> dict
     return {name: with_dbname(admin_dsn, name) for name in names}
 
 
-def storage_bytes(dsn: str) -> int:
+def table_bytes(dsn: str) -> dict[str, int]:
+    """Bytes on disk per table of the database (``pg_total_relation_size``)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(STORAGE_SQL).fetchone()
-    return int(row[0]) if row else 0
+        return {str(name): int(size) for name, size in conn.execute(TABLE_BYTES_SQL)}
 
 
 def settle(dsn: str) -> None:

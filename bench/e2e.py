@@ -8,9 +8,7 @@
   5 per agent turn, 3 per chat turn, counted on an ``InMemorySaver`` by
   ``supersteps_per_turn``); the same count is used for every contender. With no
   checkpointer the caller carries the history itself, so the state grows the same way.
-* ``storage``: a two-message-per-turn chat (user, assistant), 100 turns, final state
-  ~43 KB; bytes on disk per superstep at half and at full length (see ``run_storage``
-  for how growth is reported).
+* storage over long conversations moved to ``bench/react.py`` (issue 16's graph).
 
 Node outputs are deterministic functions of the history length, so every contender
 stores the same bytes.
@@ -30,9 +28,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from bench.db import storage_bytes
 from bench.runner import Context, Measurement, aalternate_rounds, alternate_rounds, rate, run_async
-from bench.states import serialized_size, text, thread_config
+from bench.states import text, thread_config
 
 MEMORY = "InMemorySaver"
 NONE = "no checkpointer"
@@ -68,16 +65,6 @@ def _respond(state: ChatState) -> dict[str, Any]:
     return {"messages": [AIMessage(content=text(_rng(state), 200), id=f"m{n}")]}
 
 
-# 55 characters of content make a ~200-byte serialized message, so 100 turns of user +
-# assistant end at a ~43 KB state: the issue's 42 KB chat.
-CHAT_BYTES = 55
-
-
-def _assistant(state: ChatState) -> dict[str, Any]:
-    n = len(state["messages"])
-    return {"messages": [AIMessage(content=text(_rng(state), CHAT_BYTES), id=f"m{n}")]}
-
-
 def agent_graph(checkpointer: Any) -> Any:
     builder = StateGraph(ChatState)
     builder.add_node("agent", _agent)
@@ -90,15 +77,7 @@ def agent_graph(checkpointer: Any) -> Any:
     return builder.compile(checkpointer=checkpointer)
 
 
-def chat_graph(checkpointer: Any) -> Any:
-    builder = StateGraph(ChatState)
-    builder.add_node("assistant", _assistant)
-    builder.add_edge(START, "assistant")
-    builder.add_edge("assistant", END)
-    return builder.compile(checkpointer=checkpointer)
-
-
-def _user(thread: str, turn: int, size: int = CHAT_BYTES) -> HumanMessage:
+def _user(thread: str, turn: int, size: int = 55) -> HumanMessage:
     return HumanMessage(content=text(random.Random(f"{thread}:{turn}"), size), id=f"u{turn}")
 
 
@@ -207,68 +186,3 @@ def _e2e_measurement(
     m.extra["turns_per_thread"] = turns
     m.extra["ms_per_step"] = {name: 1e3 / v for name, v in m.values.items()}
     return m
-
-
-# --- storage ----------------------------------------------------------------------------
-
-
-def run_storage(ctx: Context) -> list[Measurement]:
-    """Must run first, on freshly set-up databases: it reads whole-database sizes.
-
-    ``growth`` is the marginal cost of a superstep in the second half of the chat over
-    that in the first half: 1.0 when storage grows linearly with the conversation, 3.0
-    when it grows with its square (each step re-stores the whole history).
-    """
-    if not ctx.wants_any(("storage.half", "storage.full")):
-        return []
-    threads: int = ctx.mode.pick(2, 10)
-    turns = 100
-    half = turns // 2
-    half_steps = threads * half * supersteps_per_turn(chat_graph)
-    used: dict[str, dict[str, int]] = {"half": {}, "full": {}}
-    final_state = 0
-    for side in ctx.sides:
-        baseline = storage_bytes(side.dsn)
-        graph = chat_graph(ctx.sync_savers()[side.name])
-        for t in range(threads):
-            _converse(graph, f"chat-{t}", half, stateless=False)
-        used["half"][side.name] = storage_bytes(side.dsn) - baseline
-        for t in range(threads):
-            _converse(graph, f"chat-{t}", turns - half, stateless=False, first_turn=half)
-        used["full"][side.name] = storage_bytes(side.dsn) - baseline
-        state = graph.get_state({"configurable": {"thread_id": "chat-0"}})
-        final_state = serialized_size(state.values["messages"])
-    half_per_step = {name: b / half_steps for name, b in used["half"].items()}
-    full_per_step = {name: b / (2 * half_steps) for name, b in used["full"].items()}
-    growth = {
-        name: (used["full"][name] - b) / b if b else float("nan")
-        for name, b in used["half"].items()
-    }
-    common = {
-        "threads": threads,
-        "supersteps": 2 * half_steps,
-        "final_state_bytes": final_state,
-        "bytes_used": used,
-        "growth": growth,
-    }
-    kb = final_state / 1000
-    return [
-        Measurement(
-            "storage.half",
-            f"storage/superstep, chat at {half} turns",
-            "B/step",
-            half_per_step,
-            threads,
-            None,
-            dict(common),
-        ),
-        Measurement(
-            "storage.full",
-            f"storage/superstep, chat at {turns} turns ({kb:.0f} KB)",
-            "B/step",
-            full_per_step,
-            threads,
-            None,
-            dict(common),
-        ),
-    ]

@@ -44,11 +44,27 @@ def row_of(params: dict[str, Any]) -> tuple[Any, ...]:
     """The ``read_checkpoints`` row a put with these parameters reads back as."""
     p = params
     return (
-        p["thread_id"], p["checkpoint_ns"], p["checkpoint_id"], None, p["type"],
-        p["checkpoint"], json.loads(p["metadata"]), list(p["channels"]), list(p["versions"]),
-        list(p["blob_channels"]), list(p["blob_versions"]), list(p["blob_types"]),
-        list(p["blob_values"]), list(p["blob_refs"]), list(p["chunk_hashes"]),
-        list(p["chunk_compressed"]), list(p["chunk_data"]), [], [], [], [],
+        p["thread_id"],
+        p["checkpoint_ns"],
+        p["checkpoint_id"],
+        None,
+        p["type"],
+        p["checkpoint"],
+        json.loads(p["metadata"]),
+        list(p["channels"]),
+        list(p["versions"]),
+        list(p["blob_channels"]),
+        list(p["blob_versions"]),
+        list(p["blob_types"]),
+        list(p["blob_values"]),
+        list(p["blob_refs"]),
+        list(p["chunk_hashes"]),
+        list(p["chunk_compressed"]),
+        list(p["chunk_data"]),
+        [],
+        [],
+        [],
+        [],
     )
 
 

@@ -34,6 +34,22 @@ def _floor_value(m: Measurement, floors: dict[str, float]) -> float | None:
     return floors.get(f"floor.{m.floor}") if m.floor else None
 
 
+def floor_multiples(m: Measurement, floor: float | None) -> dict[str, float]:
+    """Each side's figure as a multiple of the row's floor.
+
+    Latencies: ÷ the floor row (SELECT 1, or the INSERT of the same bytes). Rates with
+    an ``InMemorySaver`` figure: time per superstep ÷ InMemorySaver's. Conversation
+    storage rows: bytes per superstep ÷ the compressed bytes the superstep added.
+    """
+    if m.unit == "ms":
+        return {name: v / floor for name, v in m.values.items()} if floor else {}
+    if m.higher_is_better:
+        memory = m.values.get(MEMORY)
+        return {name: memory / v for name, v in m.values.items() if v} if memory else {}
+    added = m.extra.get("added_bytes_per_step")
+    return {name: v / added for name, v in m.values.items()} if added else {}
+
+
 def rows(measurements: list[Measurement]) -> list[dict[str, Any]]:
     """One dict per measurement with everything the renderers and the JSON need."""
     floors = {m.key: m.values["postgres"] for m in measurements if m.key.startswith("floor.")}
@@ -42,9 +58,7 @@ def rows(measurements: list[Measurement]) -> list[dict[str, Any]]:
     for m in measurements:
         floor = _floor_value(m, floors)
         verdict: Verdict | None = verdicts.get(m.key)
-        multiples = (
-            {name: v / floor for name, v in m.values.items()} if floor and m.unit == "ms" else {}
-        )
+        multiples = floor_multiples(m, floor)
         out.append(
             {
                 "key": m.key,
@@ -109,7 +123,9 @@ HEADERS = [
 FOOTNOTE = (
     "gain = official ÷ pgcheckpoint for latencies and bytes; ↑ marks rates (ops/s, "
     "supersteps/s), where gain = pgcheckpoint ÷ official. x floor = median ÷ the floor row "
-    "it refers to (SELECT 1 round trip for reads, an INSERT of the same bytes for writes)."
+    "it refers to (SELECT 1 round trip for reads, an INSERT of the same bytes for writes); "
+    "for graph rates, time per superstep ÷ InMemorySaver's; for conversation bytes, bytes "
+    "per superstep ÷ the zstd-compressed bytes the superstep added."
 )
 
 
@@ -132,14 +148,34 @@ def print_report(
                 for name, v in m.values.items()
             ]
             console.print(f"{m.key}: " + "; ".join(parts))
-        if m.key == "storage.full":
-            growth = m.extra["growth"]
+        if m.key.startswith("swarm.c"):
+            wal = m.extra["wal_bytes_per_step"]
             console.print(
-                f"storage: final chat state {m.extra['final_state_bytes']:,} bytes; marginal "
-                "bytes per superstep, second half of the chat ÷ first half: "
-                + ", ".join(f"{k} {v:.2f}x" for k, v in growth.items())
-                + " (1.0 = storage linear in conversation length, 3.0 = quadratic)"
+                f"{m.key}: "
+                + "; ".join(f"{name} {v:,.0f} steps/s" for name, v in m.values.items())
+                + "; server WAL per superstep: "
+                + ", ".join(f"{name} {v:,.0f} B" for name, v in wal.items())
             )
+        if m.key.startswith("conv.t"):
+            console.print(
+                f"{m.key}: {m.extra['supersteps']} supersteps measured "
+                f"({m.extra['threads']} threads x {m.extra['window_turns']} turns); each added "
+                f"{m.extra['added_bytes_per_step']:,.0f} B compressed; allowance "
+                f"{m.extra['allowance_bytes_per_step']:,.0f} B; stored "
+                + ", ".join(f"{k} {v:,.0f}" for k, v in m.values.items())
+                + "; WAL "
+                + ", ".join(f"{k} {v:,.0f}" for k, v in m.extra["wal_bytes_per_step"].items())
+                + "; stored by table: "
+                + "; ".join(
+                    f"{side} "
+                    + ", ".join(f"{t} {b:,}" for t, b in sorted(tables.items(), key=_by_size))
+                    for side, tables in m.extra["stored_bytes_per_step_by_table"].items()
+                )
+            )
+
+
+def _by_size(item: tuple[str, int]) -> int:
+    return -item[1]
 
 
 def _machine_line(meta: dict[str, Any]) -> str:

@@ -1,9 +1,10 @@
-"""Issue 3's targets, as pure checks over the measurements of one run.
+"""Issue 16's targets, as pure checks over the measurements of one run.
 
 ``gain`` is always "how many times better pgcheckpoint is": official ÷ pgcheckpoint for
 costs (ms, bytes per step), pgcheckpoint ÷ official for rates (ops/s, supersteps/s).
-Rows without a numeric target in the issue still carry its general rule, "measurably
-faster on every operation" (gain > 1).
+Every row carries the issue's first rule, "never slower" (gain ≥ 1.0); some add a
+bound against a floor (a PostgreSQL round trip or INSERT, ``InMemorySaver``, or the
+compressed size of what a step added).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from bench.runner import Measurement
 from bench.savers import OFFICIAL, OURS
 
 MEMORY = "InMemorySaver"
-LINEAR_GROWTH_MAX = 1.3
-"""Marginal bytes per superstep, second half of the chat ÷ first: 1.0 linear, 3.0 quadratic."""
+FIXED_OVERHEAD = 1024
+"""Issue 16, target 4: bytes per superstep at most 1 KB plus 1.5x what the step added."""
+ADDED_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,16 @@ def gain(m: Measurement) -> float | None:
     return ours / official if m.higher_is_better else official / ours
 
 
+def _both(*checks: Check) -> Check:
+    def check(m: Measurement, all_: Mapping[str, Measurement]) -> Verdict:
+        verdicts = [c(m, all_) for c in checks]
+        oks = [v.ok for v in verdicts]
+        ok = None if any(o is None for o in oks) else all(oks)
+        return Verdict(", ".join(v.target for v in verdicts), ok)
+
+    return check
+
+
 def _at_least(x: float) -> Check:
     def check(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
         g = gain(m)
@@ -43,74 +55,96 @@ def _at_least(x: float) -> Check:
     return check
 
 
-def _faster(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
-    g = gain(m)
-    return Verdict(">1x (every op)", None if g is None else g > 1.0)
+NEVER_SLOWER = _at_least(1.0)
 
 
-def _long_thread(m: Measurement, all_: Mapping[str, Measurement]) -> Verdict:
-    g = gain(m)
-    short = all_.get("scale.get_latest.t10")
-    ours_short = short.values.get(OURS) if short else None
-    ours_here = m.values.get(OURS)
-    flat = None if not ours_short or ours_here is None else ours_here <= 1.5 * ours_short
-    ok = None if g is None or flat is None else g >= 10 and flat
-    return Verdict("≥10x, ours ≤1.5x short", ok)
+def _floor_within(x: float, floor_key: str, label: str) -> Check:
+    """Ours at most ``x`` times the floor row ``floor_key`` (a latency)."""
+
+    def check(m: Measurement, all_: Mapping[str, Measurement]) -> Verdict:
+        floor = all_.get(floor_key)
+        ours = m.values.get(OURS)
+        base = floor.values.get("postgres") if floor else None
+        ok = None if not base or ours is None else ours <= x * base
+        return Verdict(f"≤{x:g}x {label}", ok)
+
+    return check
 
 
-def _end_to_end(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
-    g = gain(m)
-    ours, memory = m.values.get(OURS), m.values.get(MEMORY)
-    near_memory = None if not ours or not memory else (1 / ours) <= 2 * (1 / memory)
-    ok = None if g is None or near_memory is None else g >= 2.5 and near_memory
-    return Verdict("≥2.5x, ≤2x InMemory time", ok)
+def _memory_time_within(x: float) -> Check:
+    """Ours at most ``x`` times InMemorySaver's time (``MEMORY`` value of the same row)."""
+
+    def check(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
+        ours, memory = m.values.get(OURS), m.values.get(MEMORY)
+        if not ours or not memory:
+            return Verdict(f"≤{x:g}x InMemory time", None)
+        mine = 1 / ours if m.higher_is_better else ours
+        theirs = 1 / memory if m.higher_is_better else memory
+        return Verdict(f"≤{x:g}x InMemory time", mine <= x * theirs)
+
+    return check
 
 
-def _storage(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
-    official, ours = m.values.get(OFFICIAL), m.values.get(OURS)
-    growth = m.extra.get("growth", {}).get(OURS)
-    if not official or ours is None or growth is None:
-        return Verdict("≤0.3x official, linear", None)
-    ok = ours <= 0.3 * official and growth <= LINEAR_GROWTH_MAX
-    return Verdict(f"≤0.3x official, linear (growth {growth:.2f})", ok)
+def _memory_rate_at_least(x: float) -> Check:
+    def check(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
+        ours, memory = m.values.get(OURS), m.values.get(MEMORY)
+        ok = None if not ours or not memory else ours >= x * memory
+        return Verdict(f"≥{x:g}x InMemory rate", ok)
+
+    return check
 
 
-def _storage_half(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
-    official, ours = m.values.get(OFFICIAL), m.values.get(OURS)
-    ok = None if not official or ours is None else ours <= 0.3 * official
-    return Verdict("≤0.3x official", ok)
+def _at_most_official(x: float) -> Check:
+    def check(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
+        official, ours = m.values.get(OFFICIAL), m.values.get(OURS)
+        ok = None if not official or ours is None else ours <= x * official
+        return Verdict(f"≤{x:g}x official", ok)
+
+    return check
+
+
+def allowance(m: Measurement) -> float | None:
+    """1 KB + 1.5x the compressed bytes a superstep added (conversation rows)."""
+    added = m.extra.get("added_bytes_per_step")
+    return None if added is None else FIXED_OVERHEAD + ADDED_FACTOR * float(added)
+
+
+def _within_allowance(m: Measurement, _: Mapping[str, Measurement]) -> Verdict:
+    limit, ours = allowance(m), m.values.get(OURS)
+    ok = None if limit is None or ours is None else ours <= limit
+    label = "≤1 KB + 1.5x added" + ("" if limit is None else f" ({limit:,.0f})")
+    return Verdict(label, ok)
+
+
+GET_SHORT = _both(NEVER_SLOWER, _floor_within(3, "floor.select1", "SELECT 1"))
+GET_SHORT_ASYNC = _both(NEVER_SLOWER, _floor_within(3, "floor.select1_async", "SELECT 1"))
 
 
 def _rule(key: str) -> Check | None:
     if key.startswith("floor."):
         return None
-    base = key.split(".")[0]
     exact: dict[str, Check] = {
-        "put_1kb": _at_least(1.5),
-        "put_100kb": _at_least(2.5),
-        "put_5mb": _at_least(2.5),
-        "put_writes": _at_least(1.5),
-        "get_latest": _at_least(2),
-        "get_by_id": _at_least(2),
-        "list10": _at_least(5),
-        "list_all": _at_least(10),
-        "e2e": _end_to_end,
+        "put_1kb.sync": _both(NEVER_SLOWER, _floor_within(1.5, "floor.insert_1kb", "INSERT")),
+        "put_1kb.async": _both(
+            NEVER_SLOWER, _floor_within(1.5, "floor.insert_1kb_async", "INSERT")
+        ),
+        "get_latest.sync": GET_SHORT,
+        "get_by_id.sync": GET_SHORT,
+        "scale.get_latest.t10": GET_SHORT,
+        "get_latest.async": GET_SHORT_ASYNC,
+        "get_by_id.async": GET_SHORT_ASYNC,
+        "list_all.sync": _both(_at_least(5), _memory_time_within(2)),
+        "list_all.async": _both(_at_least(5), _memory_time_within(2)),
+        "swarm.c64": _both(_at_least(2), _memory_rate_at_least(0.7)),
+        "swarm.wal.c64": _at_most_official(0.5),
     }
-    if base in exact:
-        return exact[base]
-    if key == "storage.full":
-        return _storage
-    if key == "storage.half":
-        return _storage_half
-    if key == "async.c32":
-        return _at_least(2)
-    if key == "scale.get_latest.t10":
-        return _at_least(2)
-    if key in ("scale.get_latest.t3000", "scale.get_latest.t100000"):
-        return _long_thread
-    if key.startswith("scale.list10."):
+    if key in exact:
+        return exact[key]
+    if key.startswith(("list10.", "scale.list10.")):
         return _at_least(5)
-    return _faster
+    if key.startswith(("conv.t", "conv.wal.t")):
+        return _within_allowance
+    return NEVER_SLOWER
 
 
 def evaluate(measurements: list[Measurement]) -> dict[str, Verdict]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from langgraph.checkpoint.memory import InMemorySaver
 
 from bench.runner import Context, Measurement, Plan, aalternate, alternate, latency, run_async
 from bench.savers import Side
@@ -32,30 +33,55 @@ from bench.states import (
 )
 
 Saver = Any
+MEMORY = "InMemorySaver"
 Prepare = Callable[[Context, Side, Saver, int, str], list[Any]]
 
 
 def populate(
-    side: Side,
+    target: Side | Saver,
     thread_ids: Sequence[str],
     n: int,
     *,
     profile: StateProfile = SMALL,
     writes: bool = False,
 ) -> dict[str, list[Step]]:
-    """Write ``n`` checkpoints per thread (optionally with the 3 writes that led to each)."""
+    """Write ``n`` checkpoints per thread (optionally with the 3 writes that led to each),
+    through a side's bulk saver, or through a saver already open (an ``InMemorySaver``)."""
+    if isinstance(target, Side):
+        with target.bulk_saver() as saver:
+            return populate(saver, thread_ids, n, profile=profile, writes=writes)
+    saver = target
     out: dict[str, list[Step]] = {}
-    with side.bulk_saver() as saver:
-        for thread_id in thread_ids:
-            steps = ThreadBuilder(thread_id, saver.get_next_version, profile).steps(n)
-            previous: Step | None = None
-            for i, step in enumerate(steps):
-                saver.put(step.config, step.checkpoint, step.metadata, step.new_versions)
-                if writes and previous is not None:
-                    saver.put_writes(previous.stored, three_writes(i), f"task-{i}")
-                previous = step
-            out[thread_id] = steps
+    for thread_id in thread_ids:
+        steps = ThreadBuilder(thread_id, saver.get_next_version, profile).steps(n)
+        previous: Step | None = None
+        for i, step in enumerate(steps):
+            saver.put(step.config, step.checkpoint, step.metadata, step.new_versions)
+            if writes and previous is not None:
+                saver.put_writes(previous.stored, three_writes(i), f"task-{i}")
+            previous = step
+        out[thread_id] = steps
     return out
+
+
+def memory_fixture(ctx: Context) -> Saver:
+    """An ``InMemorySaver`` holding the same 1,000-checkpoint thread as ``read-1000``:
+    issue 16 wants the full list within 2x of it, listed in the same process."""
+    if "read:memory" not in ctx.cache:
+        saver = InMemorySaver()
+        populate(saver, ["read-1000"], 1_000, writes=True)
+        ctx.cache["read:memory"] = saver
+    return ctx.cache["read:memory"]
+
+
+def _with_memory(
+    ctx: Context, op: MicroOp, savers: dict[str, Saver], args: dict[str, list[Any]], n: int
+) -> tuple[dict[str, Saver], dict[str, list[Any]]]:
+    """The full-list rows also time ``InMemorySaver`` listing the same thread."""
+    if op.key != "list_all":
+        return savers, args
+    memory = {MEMORY: memory_fixture(ctx)}
+    return {**savers, **memory}, {**args, MEMORY: [thread_config("read-1000")] * n}
 
 
 def read_fixture(ctx: Context, side: Side, name: str, n: int) -> list[Step]:
@@ -305,9 +331,10 @@ def run_sync(ctx: Context) -> list[Measurement]:
         plan = ctx.mode.plan(op.quick, op.full)
         started = time.perf_counter()
         args = {s.name: op.prepare(ctx, s, savers[s.name], plan.total, "sync") for s in ctx.sides}
-        _check_answers(op, savers, args)
+        here, args = _with_memory(ctx, op, savers, args, plan.total)
+        _check_answers(op, here, args)
         prepared = time.perf_counter()
-        samples = alternate({n: _bind(op, savers[n], items) for n, items in args.items()}, plan)
+        samples = alternate({n: _bind(op, here[n], items) for n, items in args.items()}, plan)
         m = latency(f"{op.key}.sync", f"{op.title} (sync)", samples, floor=op.floor)
         m.extra.update(prepare_s=prepared - started, timed_s=time.perf_counter() - prepared)
         out.append(m)
@@ -324,10 +351,11 @@ async def _run_async(ctx: Context, todo: list[MicroOp]) -> list[Measurement]:
             args = {
                 s.name: op.prepare(ctx, s, savers[s.name], plan.total, "async") for s in ctx.sides
             }
-            ops = {n: _abind(op, savers[n], items) for n, items in args.items()}
+            here, args = _with_memory(ctx, op, savers, args, plan.total)
+            ops = {n: _abind(op, here[n], items) for n, items in args.items()}
             prepared = time.perf_counter()
             samples = await aalternate(ops, plan)
-            floor = "select1_async" if op.floor == "select1" else op.floor
+            floor = f"{op.floor}_async"
             m = latency(f"{op.key}.async", f"{op.title} (async)", samples, floor=floor)
             m.extra.update(prepare_s=prepared - started, timed_s=time.perf_counter() - prepared)
             out.append(m)
@@ -369,7 +397,7 @@ def run_floors(ctx: Context) -> list[Measurement]:
             title = f"floor: INSERT {len(payload):,} bytes into a bytea table"
             out.append(latency(f"floor.{key}", title, samples, bytes=len(payload)))
         conn.execute("truncate floor_blobs")
-    out.append(run_async(_async_select1(ctx)))
+    out.extend(run_async(_async_floors(ctx)))
     return out
 
 
@@ -377,7 +405,9 @@ def _inserter(conn: psycopg.Connection[Any], payload: bytes) -> Callable[[int], 
     return lambda i: conn.execute(FLOOR_INSERT, (payload,))
 
 
-async def _async_select1(ctx: Context) -> Measurement:
+async def _async_floors(ctx: Context) -> list[Measurement]:
+    """The same floors on an ``AsyncConnection``: what the async rows are divided by."""
+    out: list[Measurement] = []
     conn = await psycopg.AsyncConnection.connect(
         ctx.floor_dsn, autocommit=True, prepare_threshold=0
     )
@@ -389,4 +419,16 @@ async def _async_select1(ctx: Context) -> Measurement:
 
         plan = ctx.mode.plan(Plan(5, 50), Plan(10, 100))
         samples = await aalternate({"postgres": once}, plan)
-    return latency("floor.select1_async", "floor: SELECT 1 round trip (async)", samples)
+        out.append(latency("floor.select1_async", "floor: SELECT 1 round trip (async)", samples))
+        for key, size in FLOOR_SIZES.items():
+            payload = payload_bytes(PUT_PROFILES[size])
+            op = next(o for o in MICRO_OPS if o.floor == key)
+
+            async def insert(i: int, payload: bytes = payload) -> object:
+                return await conn.execute(FLOOR_INSERT, (payload,))
+
+            samples = await aalternate({"postgres": insert}, ctx.mode.plan(op.quick, op.full))
+            title = f"floor: INSERT {len(payload):,} bytes into a bytea table (async)"
+            out.append(latency(f"floor.{key}_async", title, samples, bytes=len(payload)))
+        await conn.execute("truncate floor_blobs")
+    return out

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every check pgcheckpoint's CI runs: ruff, mypy, then the test suite.
+# Run every check pgcheckpoint's CI runs: ruff, mypy, the freshness of the
+# generated sync code (tools/async_to_sync.py --check), then the test suite.
 #
 # The tests run against a throwaway embedded PostgreSQL (no set-up needed),
 # or against your server if PGCHECKPOINT_TEST_DSN or DATABASE_URL is set.
@@ -79,6 +80,9 @@ PY
 install_test_tools
 stage "ruff" ruff check .
 stage "mypy" mypy src/pgcheckpoint
+# saver.py and _runner.py are generated from aio.py and _runner_async.py; a
+# stale one fails here, before the tests (docs/architecture.md).
+stage "generated sync code is fresh" python tools/async_to_sync.py --check
 
 if [[ -n "${PGCHECKPOINT_TEST_DSN:-}${DATABASE_URL:-}" ]]; then
     stage "pytest (server from PGCHECKPOINT_TEST_DSN/DATABASE_URL)" run_pytest "$@"

@@ -1,14 +1,13 @@
-"""Helpers shared by the contract, bad-input and storage tests (no fixtures of conftest's)."""
+"""Helpers shared by the contract, bad-input and storage tests (their ``api`` fixture is
+in conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
@@ -90,16 +89,3 @@ class Api:
             "put", cfg(thread, ns, parent), cp, metadata or {}, new_versions
         )
         return result
-
-
-@pytest.fixture(name="api", params=["sync", "async"])
-async def api_fixture(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Api]:
-    """The same tests against PostgresSaver and AsyncPostgresSaver."""
-    if request.param == "sync":
-        with PostgresSaver.from_conn_string(db_url) as s:
-            s.setup()
-            yield Api(s, db_url)
-    else:
-        async with AsyncPostgresSaver.from_conn_string(db_url) as a:
-            await a.setup()
-            yield Api(a, db_url)

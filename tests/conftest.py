@@ -26,6 +26,8 @@ from psycopg import sql
 from _dsn import dsn_for_database
 
 if TYPE_CHECKING:
+    from _cluster import Cluster
+    from _helpers import Api
     from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
 
 DSN_ENV_VARS = ("PGCHECKPOINT_TEST_DSN", "DATABASE_URL")
@@ -36,6 +38,10 @@ DB_PREFIX = "pgc_test_"
 STALE_AFTER_SECONDS = 3 * 3600
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "unit: no server and no database (tests/unit, see its conftest)"
+    )
 
 
 class Databases:
@@ -193,3 +199,40 @@ async def asaver(db_url: str) -> AsyncIterator[AsyncPostgresSaver]:
     async with AsyncPostgresSaver.from_conn_string(db_url) as s:
         await s.setup()
         yield s
+
+
+@pytest.fixture(params=["sync", "async"])
+async def either_saver(
+    request: pytest.FixtureRequest, db_url: str
+) -> AsyncIterator[PostgresSaver | AsyncPostgresSaver]:
+    """A set-up saver on ``db_url``: the test runs once with a ``PostgresSaver`` and once
+    with an ``AsyncPostgresSaver``."""
+    from pgcheckpoint import AsyncPostgresSaver, PostgresSaver
+
+    if request.param == "sync":
+        with PostgresSaver.from_conn_string(db_url) as s:
+            s.setup()
+            yield s
+    else:
+        async with AsyncPostgresSaver.from_conn_string(db_url) as a:
+            await a.setup()
+            yield a
+
+
+@pytest.fixture
+def api(either_saver: PostgresSaver | AsyncPostgresSaver, db_url: str) -> Api:
+    """The same tests against both savers, called one way (``_helpers.Api``)."""
+    from _helpers import Api
+
+    return Api(either_saver, db_url)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Cluster]:
+    """A throwaway migrated server of the module's own (tests/_cluster.py), for the fault
+    tests that stop, restart or cut it; modules using it skip when ``_cluster.available()``
+    is false."""
+    from _cluster import migrated_cluster
+
+    with migrated_cluster() as cluster:
+        yield cluster

@@ -97,6 +97,24 @@ def every_tuple(checkpointer: Any, thread_id: str) -> list[Any]:
     return [checkpointer.get_tuple(c) for c in configs]
 
 
+def same_threads(source: Any, target: Any, thread_ids: list[str]) -> None:
+    """Assert ``target`` holds every checkpoint of ``source``'s threads as ``source`` does
+    (config, state, metadata, parent, pending writes), both read through ``get_tuple``."""
+    for tid in thread_ids:
+        want, got = every_tuple(source, tid), every_tuple(target, tid)
+        assert len(got) == len(want) > 0
+        for w, g in zip(want, got, strict=True):
+            assert (g.config, g.checkpoint, g.metadata, g.parent_config) == (
+                w.config,
+                w.checkpoint,
+                w.metadata,
+                w.parent_config,
+            )
+            assert sorted(g.pending_writes or [], key=lambda x: x[0]) == sorted(
+                w.pending_writes or [], key=lambda x: x[0]
+            )
+
+
 class Ticket:
     """A user type no allowlist knows by default (a class of its own, not a data class:
     pgcheckpoint.allowlist refuses it unless listed): a thread holding it must still

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from _helpers import Api, api_fixture, cfg, db_snapshot, make_checkpoint  # noqa: F401
+from _helpers import Api, cfg, db_snapshot, make_checkpoint
 from pgcheckpoint import InvalidInputError, PgCheckpointError, SerializationError
 
 INJECTION = "a'); DROP TABLE checkpoints; --"

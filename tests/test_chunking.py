@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from _helpers import Api, api_fixture, cfg, make_checkpoint  # noqa: F401
+from _helpers import Api, cfg, make_checkpoint
 from pgcheckpoint import ChunkingPolicy, ConfigurationError, PostgresSaver
 from pgcheckpoint import chunking as ck
 

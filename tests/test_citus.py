@@ -307,7 +307,7 @@ def test_per_thread_operation_is_routed_to_one_shard(
         assert len(ids) >= 2
         _EXPLAINED.clear()
         with psycopg.connect(url, autocommit=True, cursor_factory=ExplainingCursor) as conn:
-            saver = PostgresSaver(conn, prepared_statements=False)
+            saver = PostgresSaver(conn, transaction_pooler=True)
             error: BaseException | None = None
             try:
                 OPERATIONS[operation](saver, ids)

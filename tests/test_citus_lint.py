@@ -65,11 +65,10 @@ CROSS_THREAD = {
     "read_checkpoints", "threads_list", "threads_of_runs", "sweep",
     "storage_tables", "storage_threads", "storage_thread_count", "thread_summaries",
     "export_counts",
-    # No table of ours: the server, pg_cron, advisory locks, the official saver's tables.
+    # No table of ours: the server, pg_cron, advisory locks.
     "health_probe", "cron_installed", "cron_schedule", "cron_unschedule",
     "vacuum_permissions",
     "export_snapshot",
-    "official_thread_ids", "official_checkpoints", "official_blobs", "official_writes",
     # setup(), the migration runner and optimize(): DDL and catalog reads, run on the
     # coordinator (sql/queries/migrations.sql, distribution.sql, maintenance.sql).
     "migrations_applied", "relation_exists", "schema_exists", "migrations_compat_column",

@@ -18,13 +18,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _cluster import Cluster, available, migrated_cluster
+from _cluster import Cluster, available
 from _faultgraph import RUNS, check_history, config, counter_graph, record, start_input, wait_for
 from pgcheckpoint import PoolSettings, PostgresSaver, RetryPolicy
 
@@ -60,12 +59,6 @@ with PostgresSaver.from_conn_string(url) as saver:
     elif state.values.get("n") != target:
         graph.invoke(None, config(thread_id))
 """
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Cluster]:
-    with migrated_cluster() as cluster:
-        yield cluster
 
 
 def acked_ids(path: Path) -> list[str]:

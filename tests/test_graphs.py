@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -62,16 +61,10 @@ class Driver:
         return Driver(self.is_async, InMemorySaver())
 
 
-@pytest.fixture(params=["sync", "async"])
-async def driver(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[Driver]:
-    if request.param == "sync":
-        with PostgresSaver.from_conn_string(db_url) as s:
-            s.setup()
-            yield Driver(False, s)
-    else:
-        async with AsyncPostgresSaver.from_conn_string(db_url) as a:
-            await a.setup()
-            yield Driver(True, a)
+@pytest.fixture
+def driver(either_saver: PostgresSaver | AsyncPostgresSaver) -> Driver:
+    """The graph tests run once on each saver (conftest's ``either_saver``)."""
+    return Driver(isinstance(either_saver, AsyncPostgresSaver), either_saver)
 
 
 def _norm(value: Any) -> Any:
@@ -299,9 +292,7 @@ async def test_subgraph_namespaces(driver: Driver, durability: Durability, db_ur
         out = await d.invoke(g, Command(resume="ok"), _cfg(), durability=durability)
         assert out["log"] == ["outer", "outer", "inner_a", "inner:ok"]
     with psycopg.connect(db_url) as conn:
-        namespaces = {
-            r[0] for r in conn.execute("SELECT DISTINCT checkpoint_ns FROM checkpoints")
-        }
+        namespaces = {r[0] for r in conn.execute("SELECT DISTINCT checkpoint_ns FROM checkpoints")}
     assert "" in namespaces
     assert any(ns.startswith("child:") for ns in namespaces), namespaces
     await _compare(driver, mem, graphs, _cfg())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -98,11 +99,15 @@ def test_proxy_is_detected(db_url: str, pg_server_url: str) -> None:
         proxy.close()
 
 
-def test_pool_settings_from_seed_and_env() -> None:
-    seed = PoolSettings.from_seed(
+def test_pool_settings_from_env_names_and_env() -> None:
+    seed = PoolSettings.from_env_names(
         max_connections=7, min_connections=2, max_lifetime_secs=60, idle_timeout_secs=30
     )
     assert (seed.max_size, seed.min_size, seed.max_lifetime, seed.max_idle) == (7, 2, 60, 30)
+    with pytest.warns(DeprecationWarning, match="from_env_names"):
+        assert PoolSettings.from_seed(max_connections=7, min_connections=2) == replace(
+            seed, max_lifetime=3600.0, max_idle=600.0
+        )
     env = {
         "CHECKPOINT_MAX_CONNECTIONS": "12",
         "CHECKPOINT_MIN_CONNECTIONS": "3",
@@ -125,7 +130,7 @@ def test_statement_timeout_applies(db_url: str) -> None:
     settings = PoolSettings(statement_timeout=200)
     with (
         PostgresSaver.from_conn_string(db_url, pool=settings) as s,
-        s._runner.connection() as conn,
+        s.runner.connection() as conn,
     ):
         row = conn.execute("SHOW statement_timeout").fetchone()
     assert row is not None and row[0] == "200ms"

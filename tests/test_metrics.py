@@ -15,7 +15,7 @@ from psycopg import errors as pgerr
 from _cluster import free_port
 from _faultgraph import config, counter_graph, start_input
 from pgcheckpoint import AsyncPostgresSaver, PostgresSaver, StorageError
-from pgcheckpoint._plans import Plan, PlanGen, Query, single
+from pgcheckpoint._plans import Plan, PlanGen, Query, execute_plan
 from pgcheckpoint.metrics import OpenTelemetryHook, PrometheusHook, instrument
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -57,9 +57,9 @@ def test_prometheus_scraped_over_http(db_url: str) -> None:
             graph.invoke(start_input(5), cfg)
             graph.get_state(cfg)
             list(saver.list(cfg))
-            assert saver._runner.run(flaky_plan()) == 1
+            assert saver.runner.run(flaky_plan()) == 1
             with pytest.raises(StorageError):
-                saver._runner.run(single("boom", "SELECT 1/0", {}))
+                saver.runner.run(execute_plan("boom", "SELECT 1/0", {}))
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
         server.shutdown()
@@ -97,7 +97,7 @@ def test_opentelemetry_spans(db_url: str) -> None:
     with PostgresSaver.from_conn_string(db_url) as saver:
         instrument(saver, OpenTelemetryHook(provider))
         counter_graph(saver, delay=0).invoke(start_input(2), config("otel"))
-        saver._runner.run(flaky_plan())
+        saver.runner.run(flaky_plan())
     spans = exporter.get_finished_spans()
     names = {s.name for s in spans}
     assert {"pgcheckpoint.put", "pgcheckpoint.get_tuple", "pgcheckpoint.flaky"} <= names
@@ -122,7 +122,7 @@ async def test_async_hooks(db_url: str) -> None:
     async with AsyncPostgresSaver.from_conn_string(db_url) as saver:
         instrument(saver, Recorder())
         await counter_graph(saver, delay=0).ainvoke(start_input(1), config("ahooks"))
-        await saver._runner.run(flaky_plan())
+        await saver.runner.run(flaky_plan())
     assert ("put", None, 1) in seen and ("retry", "flaky") in seen and ("flaky", None, 2) in seen
 
 
@@ -140,7 +140,7 @@ def test_a_failing_hook_never_fails_the_operation(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         saver = PostgresSaver(conn)
         instrument(saver, Broken())
-        assert saver._runner.run(flaky_plan()) == 1
+        assert saver.runner.run(flaky_plan()) == 1
 
 
 def test_no_metrics_library_is_imported_unless_asked() -> None:

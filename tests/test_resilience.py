@@ -8,7 +8,8 @@ an immediate restart with seconds of downtime; sync and async. Afterwards the
 thread's whole history must be linear and intact and its final state exact.
 ``PGCHECKPOINT_FAULT_RUNS=N`` repeats each case N times;
 ``PGCHECKPOINT_FAULT_REPORT=path`` appends recovery times there.
-Also here: retry classification, deadlines and what is never retried.
+Also here: deadlines and what is never retried (the retry decisions themselves are
+unit-tested without a server in tests/unit/test_retry_decisions.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import errors as pgerr
 
-from _cluster import Cluster, available, migrated_cluster
+from _cluster import Cluster, available
 from _faultgraph import (
     RUNS,
     Timeline,
@@ -44,9 +44,8 @@ from pgcheckpoint import (
     RetryPolicy,
     StorageError,
 )
-from pgcheckpoint._plans import single
+from pgcheckpoint._plans import execute_plan
 from pgcheckpoint.metrics import instrument
-from pgcheckpoint.retry import is_transient
 
 pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL server tools not installed")
 
@@ -56,12 +55,6 @@ FAULTS = ("cut_all", "drop_mid_statement", "drop_after_put", "terminate_all", "r
 # off) names the fork guard; no other statement does.
 PUT_STATEMENT = b"pgcheckpoint_put_guard"
 POOL = PoolSettings(min_size=2, max_size=4, connect_timeout=2, timeout=10)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Cluster]:
-    with migrated_cluster() as cluster:
-        yield cluster
 
 
 @pytest.fixture
@@ -111,7 +104,7 @@ def test_sync_graph_survives(server: Cluster, proxy: Proxy, fault: str, run: int
     errors: list[BaseException] = []
     # Unprepared, so every statement's text crosses the proxy and the trap can match it.
     with PostgresSaver.from_conn_string(
-        proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), prepared_statements=False
+        proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), transaction_pooler=True
     ) as saver:
         instrument(saver, timeline)
         graph = counter_graph(saver, delay=0.02)
@@ -142,7 +135,7 @@ async def test_async_graph_survives(server: Cluster, proxy: Proxy, fault: str, r
     thread_id = f"async-{fault}-{uuid.uuid4().hex[:8]}"
     timeline = Timeline()
     async with AsyncPostgresSaver.from_conn_string(
-        proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), prepared_statements=False
+        proxy.url(), pool=POOL, retry=RetryPolicy(deadline=30), transaction_pooler=True
     ) as saver:
         instrument(saver, timeline)
         graph = counter_graph(saver, delay=0.012)
@@ -158,38 +151,12 @@ async def test_async_graph_survives(server: Cluster, proxy: Proxy, fault: str, r
     record(fault, mode="async", hit=hit, recovery_s=recovery, retries=timeline.retries)
 
 
-# --- classification ----------------------------------------------------------
-@pytest.mark.parametrize(
-    ("error", "transient"),
-    [
-        (pgerr.SerializationFailure(), True),  # 40001
-        (pgerr.DeadlockDetected(), True),  # 40P01
-        (pgerr.AdminShutdown(), True),  # 57P01
-        (pgerr.CrashShutdown(), True),  # 57P02
-        (pgerr.CannotConnectNow(), True),  # 57P03
-        (pgerr.TooManyConnections(), True),  # 53300
-        (pgerr.DiskFull(), True),  # 53100
-        (pgerr.ConnectionFailure(), True),  # 08006
-        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
-        (psycopg.InterfaceError("the connection is closed"), True),
-        (pgerr.UniqueViolation(), False),
-        (pgerr.DivisionByZero(), False),
-        (pgerr.QueryCanceled(), False),  # statement_timeout: retrying repeats the wait
-        (pgerr.UndefinedTable(), False),
-        (pgerr.InsufficientPrivilege(), False),
-        (ValueError("not a database error"), False),
-    ],
-)
-def test_transient_classification(error: BaseException, transient: bool) -> None:
-    assert is_transient(error) is transient
-
-
 def test_non_transient_errors_are_never_retried(server: Cluster) -> None:
     timeline = Timeline()
     with PostgresSaver.from_conn_string(server.url(), pool=POOL) as saver:
         instrument(saver, timeline)
         with pytest.raises(StorageError, match="22012"):
-            saver._runner.run(single("boom", "SELECT 1/0", {}))
+            saver.runner.run(execute_plan("boom", "SELECT 1/0", {}))
     assert timeline.retries == 0
 
 
@@ -224,7 +191,7 @@ def test_in_doubt_put_retried_once_written(server: Cluster, proxy: Proxy) -> Non
     """The put reaches the server (and commits) but the reply is lost: the retry
     must neither duplicate the checkpoint nor report a fork."""
     thread_id = f"indoubt-{uuid.uuid4().hex[:8]}"
-    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, prepared_statements=False) as s:
+    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, transaction_pooler=True) as s:
         graph = counter_graph(s, delay=0)
         graph.invoke(start_input(3), config(thread_id))
         proxy.drop_after(PUT_STATEMENT)
@@ -240,7 +207,7 @@ def test_in_doubt_commit_of_a_batch(server: Cluster, proxy: Proxy) -> None:
     retried whole; the batch is saved exactly once."""
     prefix = f"bdoubt-{uuid.uuid4().hex[:6]}-"
     items = [batch_item(f"{prefix}{i}", i) for i in range(10)]
-    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, prepared_statements=False) as s:
+    with PostgresSaver.from_conn_string(proxy.url(), pool=POOL, transaction_pooler=True) as s:
         proxy.drop_after(b"COMMIT")
         configs = s.batch_save_checkpoints(items)
         assert proxy.sprung.is_set()
@@ -250,7 +217,7 @@ def test_in_doubt_commit_of_a_batch(server: Cluster, proxy: Proxy) -> None:
 
 def test_broken_connection_is_discarded(server: Cluster, proxy: Proxy) -> None:
     with PostgresSaver.from_conn_string(
-        proxy.url(), pool=PoolSettings(min_size=1, max_size=1), prepared_statements=False
+        proxy.url(), pool=PoolSettings(min_size=1, max_size=1), transaction_pooler=True
     ) as saver:
         saver.get_tuple(config("x"))
         before = saver.pool_stats()

@@ -15,7 +15,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Command, interrupt
 from typing_extensions import TypedDict
 
-from _helpers import Api, api_fixture, cfg, make_checkpoint  # noqa: F401
+from _helpers import Api, cfg, make_checkpoint
 from pgcheckpoint import BlockedTypeError, PostgresSaver
 
 DeltaChannel: Any

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from graph_fixtures import TICKET_ALLOW, every_tuple, populate, populate_tickets, resume
+from graph_fixtures import TICKET_ALLOW, populate, populate_tickets, resume, same_threads
 from pgcheckpoint import BlockedTypeError, ImportConflictError, PostgresSaver, TransferError
 from pgcheckpoint.transfer import export_file, export_ndjson, import_ndjson
 
@@ -48,22 +48,6 @@ def with_trailer(lines: list[str]) -> list[str]:
     digest = hashlib.sha256("".join(lines).encode()).hexdigest()
     trailer = {"kind": "trailer", "threads": counts, "lines": len(lines), "sha256": digest}
     return [*lines, json.dumps(trailer) + "\n"]
-
-
-def same_threads(a: Any, b: Any, thread_ids: list[str]) -> None:
-    for tid in thread_ids:
-        want, got = every_tuple(a, tid), every_tuple(b, tid)
-        assert len(got) == len(want) > 0
-        for w, g in zip(want, got, strict=True):
-            assert (g.config, g.checkpoint, g.metadata, g.parent_config) == (
-                w.config,
-                w.checkpoint,
-                w.metadata,
-                w.parent_config,
-            )
-            assert sorted(g.pending_writes or [], key=lambda x: x[0]) == sorted(
-                w.pending_writes or [], key=lambda x: x[0]
-            )
 
 
 @pytest.fixture

@@ -31,11 +31,11 @@ if TYPE_CHECKING:
     from .aio import AsyncPostgresSaver
     from .chunking import ChunkingPolicy
     from .compression import CompressionPolicy
+    from .cron import CronJob
     from .pooling import PoolSettings
     from .retention import RetentionPolicy, SweepReport
     from .retry import RetryPolicy
     from .saver import PostgresSaver
-    from .sweeper import CronJob
 
 __version__ = "0.1.0"
 
@@ -47,7 +47,7 @@ _LAZY: dict[str, str] = {
     "AsyncPostgresSaver": "aio",
     "ChunkingPolicy": "chunking",
     "CompressionPolicy": "compression",
-    "CronJob": "sweeper",
+    "CronJob": "cron",
     "PoolSettings": "pooling",
     "PostgresSaver": "saver",
     "RetentionPolicy": "retention",

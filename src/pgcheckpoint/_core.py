@@ -26,15 +26,19 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from typing_extensions import Unpack
 
 from . import codec
+from ._guard import GuardMemory, guard_put, tag_read
 from ._plans import Plan, PlanGen, Query
 from ._queries import Queries
 from .allowlist import AllowEntry, PlainDataSerializer, parse_allow
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
-from .concurrency import GuardMemory, guard_put, tag_read
 from .errors import ConfigurationError, InvalidInputError
+from .options import SaverOptions, check_options
+from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy, check_interval
+from .retry import RetryPolicy
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
@@ -43,7 +47,7 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 LIST_PAGE_SIZE = 200
 
 # Writes carrying at most this many bytes of values may run on the connection's
-# kept cursor, which holds them until its next statement (_connections.py,
+# kept cursor, which holds them until its next statement (_runner_base.py,
 # _WRITE_CURSORS); larger ones get a cursor of their own.
 SMALL_WRITE_BYTES = 64 * 1024
 
@@ -132,24 +136,35 @@ class _Lister:
 class SaverCore(BaseCheckpointSaver[str]):
     """Settings and plans shared by :class:`PostgresSaver` and :class:`AsyncPostgresSaver`."""
 
-    def __init__(
-        self,
-        *,
-        schema: str = "public",
-        serde: SerializerProtocol | None = None,
-        allow: Iterable[AllowEntry] = (),
-        compression: CompressionPolicy | None = None,
-        chunking: ChunkingPolicy | None = None,
-    ) -> None:
+    def __init__(self, **options: Unpack[SaverOptions]) -> None:
+        """Apply the keyword options both savers take
+        (:class:`~pgcheckpoint.options.SaverOptions`)."""
+        opts = check_options(options)
+        serde: SerializerProtocol | None = opts.get("serde")
+        allow: Iterable[AllowEntry] = opts.get("allow", ())
         super().__init__(serde=with_allow(serde, allow) if serde else default_serde(allow))
-        self.schema = check_schema_name(schema)
+        self.schema = check_schema_name(opts.get("schema", "public"))
         self.queries = Queries(self.schema)
-        self.compression = compression or CompressionPolicy()
-        self.chunking = chunking or ChunkingPolicy()
+        self.compression = opts.get("compression") or CompressionPolicy()
+        self.chunking = opts.get("chunking") or ChunkingPolicy()
         self._codec = codec.Codec(self.serde, self.compression, self.chunking)
-        # What this saver read and wrote, for the one-writer rule (concurrency.py).
+        # What this saver read and wrote, for the one-writer rule (_guard.py).
         # Shared by with_allowlist clones (a shallow copy), as it should be.
         self.guard_memory = GuardMemory()
+        # What the runner needs; the savers build theirs from these.
+        self.retry_policy: RetryPolicy = opts.get("retry") or RetryPolicy()
+        self.transaction_pooler = bool(opts.get("transaction_pooler", False))
+        # Retention (docs/retention.md): the saver's default policy and its sweeper.
+        self.retention = RetentionPolicy.from_settings(
+            retention=opts.get("retention"),
+            max_versions=opts.get("max_versions"),
+            max_age=opts.get("max_age"),
+            retention_days=opts.get("retention_days"),
+        )
+        self.auto_cleanup = bool(opts.get("auto_cleanup", False))
+        self.cleanup_interval = check_interval(
+            opts.get("cleanup_interval", DEFAULT_CLEANUP_INTERVAL)
+        )
 
     @property
     def codec(self) -> codec.Codec:
@@ -159,7 +174,7 @@ class SaverCore(BaseCheckpointSaver[str]):
         return self._codec
 
     # --- writes -------------------------------------------------------------
-    def _encode_put(
+    def encode_put(
         self,
         config: RunnableConfig,
         checkpoint: Checkpoint,
@@ -179,15 +194,15 @@ class SaverCore(BaseCheckpointSaver[str]):
         encoded = codec.encode_put(self.codec, where, checkpoint, meta, new_versions)
         return encoded.params, encoded.config, meta
 
-    def _put_plan(
+    def put_plan(
         self,
         config: RunnableConfig,
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
-        params, out, meta = self._encode_put(config, checkpoint, metadata, new_versions)
-        guard_put(self.guard_memory, config, params, meta)  # one writer: concurrency.py
+        params, out, meta = self.encode_put(config, checkpoint, metadata, new_versions)
+        guard_put(self.guard_memory, config, params, meta)  # one writer: _guard.py
         memory = self.guard_memory
         sql = self.queries.put_checkpoint(
             chunks=bool(params["chunk_hashes"]), blobs=bool(params["blob_channels"])
@@ -246,7 +261,7 @@ class SaverCore(BaseCheckpointSaver[str]):
             found = codec.decode_rows(self.codec, rows or [])
             memory.read(where.thread_id, where.checkpoint_ns, head=head, found=bool(found))
             # The ids keep what kind of read found them, for a put naming one as
-            # parent (concurrency.py); they are still plain strs to everyone else.
+            # parent (_guard.py); they are still plain strs to everyone else.
             return tag_read(found[0], head) if found else None
 
         return Plan("get_tuple", make)
@@ -333,7 +348,7 @@ class SaverCore(BaseCheckpointSaver[str]):
 
         return Plan("delete_thread", make)
 
-    def _gc(self, thread_ids: list[str]) -> PlanGen[None]:
+    def gc_statements(self, thread_ids: list[str]) -> PlanGen[None]:
         """Drop blobs and chunks no checkpoint of these threads needs (inside a transaction)."""
         yield Query(self.queries["gc"], {"thread_ids": thread_ids})
 
@@ -350,7 +365,7 @@ class SaverCore(BaseCheckpointSaver[str]):
                 return
             yield Query(q["lock_threads"], {"thread_ids": threads}, fetch="all")
             yield Query(q["delete_runs"], {"run_ids": runs, "thread_ids": threads})
-            yield from self._gc(threads)
+            yield from self.gc_statements(threads)
 
         return Plan("delete_for_runs", make, transaction=True)
 
@@ -392,7 +407,7 @@ class SaverCore(BaseCheckpointSaver[str]):
                 return
             yield Query(q["lock_threads"], params, fetch="all")
             yield Query(q["prune_keep_latest"], params, prepare=False)
-            yield from self._gc(threads)
+            yield from self.gc_statements(threads)
 
         return Plan("prune", make, transaction=True)
 

@@ -1,15 +1,20 @@
 """Operations as plans: I/O-free generators of statements (sans-I/O).
 
 Each saver operation is written once, as a generator that yields
-:class:`Query` objects and receives their rows. :mod:`pgcheckpoint._connections`
-runs a plan on a sync or an async connection; nothing here touches one. That
-is how the sync and async savers share a single logic path.
+:class:`Query` objects and receives their rows. A runner
+(:mod:`pgcheckpoint._runner_async`, and its generated sync twin
+:mod:`pgcheckpoint._runner`) runs a plan on a connection; nothing here touches
+one. That is how the sync and async savers share a single logic path.
+
+This module is the vocabulary every layer shares: a plan, a statement, a
+statement run once per parameter set (:class:`QueryMany`) and a plan sent in
+pipeline mode (:class:`PipelinePlan`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
@@ -27,8 +32,16 @@ class Query:
     # Unprepared: for statements whose plans depend on their array arguments.
     prepare: bool | None = None
     # A small write whose rows are not needed: may run on the connection's kept
-    # cursor (_connections.py, _WRITE_CURSORS).
+    # cursor (_runner_base.py, _WRITE_CURSORS).
     reuse_cursor: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMany(Query):
+    """One statement run for each parameter set (psycopg's pipelined ``executemany``;
+    one statement per set behind a transaction pooler, see _NO_PIPELINE)."""
+
+    params_seq: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
 
 
 PlanGen = Generator[Query, Rows | None, T]
@@ -57,7 +70,19 @@ class Plan(Generic[T]):
     cleanup: Query | None = None
 
 
-def single(name: str, sql: str, params: Mapping[str, Any]) -> Plan[None]:
+@dataclass(frozen=True, slots=True)
+class PipelinePlan(Plan[T]):
+    """A transactional plan the runner sends in pipeline mode: BEGIN and every
+    statement up to the first one whose rows the plan needs go out in one network
+    flush (not behind a transaction pooler: _runner_base.py, _NO_PIPELINE)."""
+
+
+def pipelined(plan: Plan[Any]) -> bool:
+    """Whether ``plan`` asks to be sent in pipeline mode."""
+    return isinstance(plan, PipelinePlan)
+
+
+def execute_plan(name: str, sql: str, params: Mapping[str, Any]) -> Plan[None]:
     """A plan of one statement whose rows are not needed."""
 
     def make() -> PlanGen[None]:

@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ._conninfo import mask
 from ._plans import Plan, PlanGen, Query
-from ._queries import quote_schema
+from ._queries import Queries, quote_schema
 from .allowlist import PlainDataSerializer
 from .migrations import Newer, latest_version, read_newer, status_plan
 from .retry import RetryPolicy
@@ -42,7 +42,8 @@ logger = logging.getLogger("pgcheckpoint")
 HEALTH_TIMEOUT = 5.0
 
 
-def _one_attempt(timeout: float) -> RetryPolicy:
+def one_attempt(timeout: float) -> RetryPolicy:
+    """The retry policy of a health check: one attempt, bounded by ``timeout``."""
     return RetryPolicy(enabled=False, deadline=timeout)
 
 
@@ -116,7 +117,7 @@ def durability_warnings(fsync: str, synchronous_commit: str, full_page_writes: s
     return out
 
 
-def _dialled_ports(source: Any) -> set[int] | None:
+def dialled_ports(source: Any) -> set[int] | None:
     try:
         if isinstance(source, ConnectionPool | AsyncConnectionPool):
             conninfo = source.conninfo
@@ -178,19 +179,18 @@ def security_warnings(
     return []
 
 
-_Probe = tuple[tuple[Any, ...], dict[int, str], list[Newer]]
+Probe = tuple[tuple[Any, ...], dict[int, str], list[Newer]]
 
 
-def health_plan(schema: str) -> Plan[_Probe]:
+def health_plan(schema: str, queries: Queries | None = None) -> Plan[Probe]:
     """The probe row (with the security probe's columns after it), the applied
-    migrations and the newer ones, in one plan."""
-    from ._queries import Queries
-
-    probe = Queries(schema)["health_probe"]
+    migrations and the newer ones, in one plan (``queries``: the saver's, else
+    rendered for ``schema``)."""
+    probe = (queries or Queries(schema))["health_probe"]
     status = status_plan(schema)
     checkpoints = f"{quote_schema(schema)}.checkpoints"
 
-    def make() -> PlanGen[_Probe]:
+    def make() -> PlanGen[Probe]:
         rows = yield Query(probe, None, fetch="all", prepare=False)
         security = yield Query(
             SECURITY_PROBE, {"table": checkpoints, "schema": schema}, fetch="all", prepare=False
@@ -259,22 +259,31 @@ def build_report(
     )
 
 
-def _failed(exc: BaseException, latency: float, secrets: tuple[str, ...]) -> HealthReport:
-    return HealthReport(
-        ok=False,
-        latency_seconds=latency,
-        latest_schema_version=latest_version(),
-        error=mask(f"{type(exc).__name__}: {exc}", secrets),
-    )
-
-
-class _HealthLog:
-    """Logs what a health report says only when it differs from the previous one."""
+class HealthLog:
+    """Turns a health probe's outcome into a report, and logs what a report says
+    only when it differs from the previous one (one per saver)."""
 
     __slots__ = ("last",)
 
     def __init__(self) -> None:
         self.last: tuple[str | None, tuple[str, ...]] | None = None
+
+    def passed(self, probe: Probe, started: float, source: Any, serde: Any) -> HealthReport:
+        """The report of a probe that answered (``started``: ``time.monotonic()``)."""
+        row, applied, newer = probe
+        latency = time.monotonic() - started
+        return self.report(build_report(row, applied, latency, dialled_ports(source), newer, serde))
+
+    def failed(self, exc: BaseException, started: float, secrets: tuple[str, ...]) -> HealthReport:
+        """The report of a probe that raised ``exc`` (masked with ``secrets``)."""
+        return self.report(
+            HealthReport(
+                ok=False,
+                latency_seconds=time.monotonic() - started,
+                latest_schema_version=latest_version(),
+                error=mask(f"{type(exc).__name__}: {exc}", secrets),
+            )
+        )
 
     def report(self, report: HealthReport) -> HealthReport:
         state = (report.error, report.warnings)
@@ -288,13 +297,6 @@ class _HealthLog:
         if previous is not None and previous != (None, ()) and state == (None, ()):
             logger.warning("pgcheckpoint health: healthy again")
         return report
-
-
-def _health_log(saver: Any) -> _HealthLog:
-    log: _HealthLog | None = getattr(saver, "_health_log", None)
-    if log is None:
-        log = saver._health_log = _HealthLog()
-    return log
 
 
 def pool_stats(source: Any) -> dict[str, Any]:
@@ -313,55 +315,3 @@ def pool_stats(source: Any) -> dict[str, Any]:
             backend_pid=source.info.backend_pid,
         )
     return info
-
-
-class HealthSync:
-    """``health_check`` and ``pool_stats`` for ``PostgresSaver``."""
-
-    def health_check(self, *, timeout: float = HEALTH_TIMEOUT) -> HealthReport:
-        """Probe the database once, within ``timeout`` seconds; never raises
-        (see :class:`HealthReport`)."""
-        me: Any = self
-        runner = me._runner
-        started = time.monotonic()
-        try:
-            row, applied, newer = runner.run(health_plan(me.schema), retry=_one_attempt(timeout))
-        except Exception as exc:
-            report = _failed(exc, time.monotonic() - started, runner.secrets)
-        else:
-            latency = time.monotonic() - started
-            ports = _dialled_ports(runner.source)
-            report = build_report(row, applied, latency, ports, newer, me.serde)
-        return _health_log(me).report(report)
-
-    def pool_stats(self) -> dict[str, Any]:
-        """Connection pool counters (``pool_size``, ``pool_available``, ``requests_waiting``...)."""
-        me: Any = self
-        return pool_stats(me._runner.source)
-
-
-class HealthAsync:
-    """``ahealth_check`` and ``pool_stats`` for ``AsyncPostgresSaver``."""
-
-    async def ahealth_check(self, *, timeout: float = HEALTH_TIMEOUT) -> HealthReport:
-        """Probe the database once, within ``timeout`` seconds; never raises
-        (see :class:`HealthReport`)."""
-        me: Any = self
-        runner = me._runner
-        started = time.monotonic()
-        try:
-            row, applied, newer = await runner.run(
-                health_plan(me.schema), retry=_one_attempt(timeout)
-            )
-        except Exception as exc:
-            report = _failed(exc, time.monotonic() - started, runner.secrets)
-        else:
-            latency = time.monotonic() - started
-            ports = _dialled_ports(runner.source)
-            report = build_report(row, applied, latency, ports, newer, me.serde)
-        return _health_log(me).report(report)
-
-    def pool_stats(self) -> dict[str, Any]:
-        """Connection pool counters; see :meth:`HealthSync.pool_stats`."""
-        me: Any = self
-        return pool_stats(me._runner.source)

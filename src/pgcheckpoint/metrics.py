@@ -1,6 +1,6 @@
 """Operation metrics and traces: Prometheus and OpenTelemetry, both optional.
 
-The runners (:mod:`pgcheckpoint._connections`) call the hooks a saver holds
+The runners (:mod:`pgcheckpoint._runner_base`) call the hooks a saver holds
 around every operation. A saver holds none by default, and then the runners
 take a path with no timing, no byte counting and no imports: metrics cost
 nothing unless enabled. ``prometheus_client`` and ``opentelemetry`` are
@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Protocol
 
 from .errors import ConfigurationError
 
-# Operations counted as saves and loads by the seed's two counters.
+# Operations counted by the saves_total and loads_total counters.
 SAVE_OPERATIONS = frozenset({"put", "put_writes", "batch_save_checkpoints"})
 LOAD_OPERATIONS = frozenset({"get_tuple", "list", "get_delta_channel_history"})
 
@@ -80,7 +80,7 @@ class OperationHook(Protocol):
 
 def instrument(saver: Any, *hooks: OperationHook) -> None:
     """Add hooks to a ``PostgresSaver`` or ``AsyncPostgresSaver`` (and its clones)."""
-    runner = getattr(saver, "_runner", None)
+    runner = getattr(saver, "runner", None)
     if runner is None or not hasattr(runner, "hooks"):
         raise ConfigurationError(f"cannot instrument {type(saver).__name__}: it has no runner")
     runner.hooks = (*runner.hooks, *hooks)

@@ -1,15 +1,17 @@
 """The keyword arguments both savers take, declared once.
 
 ``PostgresSaver(conn, **options)`` and ``AsyncPostgresSaver(conn, **options)``
-accept exactly the keys of :class:`SaverOptions`; :func:`configure` applies
-them, so the two constructors cannot drift apart.
+accept exactly the keys of :class:`SaverOptions`; ``SaverCore.__init__``
+(the one constructor both run) checks them with :func:`check_options`, so the
+two cannot drift apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
@@ -17,11 +19,8 @@ from .allowlist import AllowEntry
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
 from .errors import ConfigurationError
-from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy
+from .retention import RetentionPolicy
 from .retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from .sweeper import _RetentionBase
 
 
 class SaverOptions(TypedDict, total=False):
@@ -34,8 +33,11 @@ class SaverOptions(TypedDict, total=False):
       ``("module", "Class")`` or the class itself (docs/serde.md).
     - ``compression`` / ``chunking``: storage policies (docs/retention.md).
     - ``retry``: retry of transient errors (docs/resilience.md).
-    - ``prepared_statements``: ``False`` behind PgBouncer in transaction mode.
-    - ``retention`` or the seed names ``max_versions``, ``max_age``,
+    - ``transaction_pooler``: ``True`` behind a transaction-mode pooler such as
+      PgBouncer (docs/pgbouncer.md): no server-side prepared statements, no
+      pipeline mode, no ``executemany``. ``prepared_statements=False`` is its
+      old, deprecated spelling.
+    - ``retention`` or the shorthand names ``max_versions``, ``max_age``,
       ``retention_days``; ``auto_cleanup`` and ``cleanup_interval`` run the
       sweeper in the background (docs/retention.md).
     """
@@ -46,7 +48,8 @@ class SaverOptions(TypedDict, total=False):
     compression: CompressionPolicy | None
     chunking: ChunkingPolicy | None
     retry: RetryPolicy | None
-    prepared_statements: bool
+    transaction_pooler: bool
+    prepared_statements: bool  # deprecated: transaction_pooler=not prepared_statements
     retention: RetentionPolicy | None
     max_versions: int | None
     max_age: timedelta | None
@@ -58,29 +61,25 @@ class SaverOptions(TypedDict, total=False):
 _KNOWN = frozenset(SaverOptions.__annotations__)
 
 
-def configure(saver: _RetentionBase, options: dict[str, Any]) -> tuple[RetryPolicy, bool]:
-    """Apply ``options`` to a new saver; returns what its runner needs (retry, prepared)."""
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` checked for unknown keys, with deprecated names translated."""
     unknown = sorted(set(options) - _KNOWN)
     if unknown:
         raise ConfigurationError(
             f"unknown saver option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}"
         )
-    from ._core import SaverCore
-
-    SaverCore.__init__(
-        saver,  # type: ignore[arg-type]
-        schema=options.get("schema", "public"),
-        serde=options.get("serde"),
-        allow=options.get("allow", ()),
-        compression=options.get("compression"),
-        chunking=options.get("chunking"),
-    )
-    saver._init_retention(
-        retention=options.get("retention"),
-        max_versions=options.get("max_versions"),
-        max_age=options.get("max_age"),
-        retention_days=options.get("retention_days"),
-        auto_cleanup=options.get("auto_cleanup", False),
-        cleanup_interval=options.get("cleanup_interval", DEFAULT_CLEANUP_INTERVAL),
-    )
-    return options.get("retry") or RetryPolicy(), options.get("prepared_statements", True)
+    out = dict(options)
+    if "prepared_statements" in out:
+        prepared = out.pop("prepared_statements")
+        warnings.warn(
+            "the saver option prepared_statements is deprecated; pass "
+            f"transaction_pooler={not prepared} instead",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        if "transaction_pooler" in out and bool(out["transaction_pooler"]) == bool(prepared):
+            raise ConfigurationError(
+                "prepared_statements and transaction_pooler disagree; pass transaction_pooler only"
+            )
+        out["transaction_pooler"] = not prepared
+    return out

@@ -5,15 +5,17 @@ replaces it; ours builds a psycopg_pool pool, whose broken connections are
 replaced, with TCP keepalives and connect/statement timeouts so that no call
 can hang forever on a dead peer.
 
-The seed configuration's names map onto the fields: ``max_connections`` ->
-``max_size``, ``min_connections`` -> ``min_size``, ``max_lifetime_secs`` ->
-``max_lifetime``, ``idle_timeout_secs`` -> ``max_idle``
-(:meth:`PoolSettings.from_seed`). Environment variables are read only by
-:meth:`PoolSettings.from_env`, which applications and the CLI call at their edge.
+The names of the environment variables (``CHECKPOINT_MAX_CONNECTIONS`` ...),
+lower-cased, map onto the fields: ``max_connections`` -> ``max_size``,
+``min_connections`` -> ``min_size``, ``max_lifetime_secs`` -> ``max_lifetime``,
+``idle_timeout_secs`` -> ``max_idle`` (:meth:`PoolSettings.from_env_names`).
+Environment variables are read only by :meth:`PoolSettings.from_env`, which
+applications and the CLI call at their edge.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -62,7 +64,7 @@ class PoolSettings:
             )
 
     @classmethod
-    def from_seed(
+    def from_env_names(
         cls,
         *,
         max_connections: int = 10,
@@ -71,7 +73,8 @@ class PoolSettings:
         idle_timeout_secs: float = 600.0,
         **other: Any,
     ) -> PoolSettings:
-        """Settings from the seed configuration's names (other fields by their own name)."""
+        """Settings from the environment variables' names, lower-cased and without
+        ``CHECKPOINT_`` (other fields by their own name)."""
         return cls(
             max_size=max_connections,
             min_size=min_connections,
@@ -79,6 +82,16 @@ class PoolSettings:
             max_idle=idle_timeout_secs,
             **other,
         )
+
+    @classmethod
+    def from_seed(cls, **names: Any) -> PoolSettings:
+        """Deprecated: the old name of :meth:`from_env_names`."""
+        warnings.warn(
+            "PoolSettings.from_seed is deprecated; use PoolSettings.from_env_names",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cls.from_env_names(**names)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], base: PoolSettings | None = None) -> PoolSettings:

@@ -4,32 +4,53 @@ Retry is decided by SQLSTATE class, as DBOS and most PostgreSQL drivers do:
 connection exceptions (08), insufficient resources (53), the server shutting
 down or restarting (57P01-57P03), serialization failures (40001) and deadlocks
 (40P01), plus a connection lost with no SQLSTATE at all. Waits grow
-exponentially with full jitter, until a deadline.
+exponentially with full jitter, until a deadline. :func:`decide` is what a
+runner does after a failed attempt, :func:`pool_wait` how long it waits for a
+pooled connection; both are pure, so they are tested without a database.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import psycopg
 
 from .errors import ConfigurationError
 
-_TRANSIENT_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
-_TRANSIENT_CLASSES = ("08", "53")
+# The server is shutting down or restarting: the connection is gone.
+_SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
+# Serialization failure, deadlock: the transaction lost a race and may win the next.
+_RACE_STATES = frozenset({"40001", "40P01"})
+# SQLSTATEs of a server that does not know the prepared statement the driver
+# expects (or already has one by that name): the sign of a transaction-mode
+# pooler (PgBouncer < 1.21) moving us between server connections.
+LOST_PREPARED_STATES = frozenset({"26000", "42P05"})
+# How many times an operation runs again at once, unprepared, when another one
+# has switched prepared statements off while it was in flight with one.
+_UNPREPARED_AGAIN = 3
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a database error that may pass if the operation is retried."""
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection it came from is gone: a connection
+    exception (class 08), the server shutting down (57P01-57P03), or no SQLSTATE
+    at all (closed, reset or timed out before or while the server answered)."""
     if not isinstance(exc, psycopg.Error):
         return False
     state = exc.sqlstate
     if state is None:
-        # No SQLSTATE: the connection broke (closed, reset, timed out) before
-        # or while the server answered.
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-    return state in _TRANSIENT_STATES or state.startswith(_TRANSIENT_CLASSES)
+    return state.startswith("08") or state in _SHUTDOWN_STATES
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that may pass if the operation is retried:
+    a lost connection, a lost race, or a server short of resources (class 53)."""
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    return connection_lost(exc) or state in _RACE_STATES or (state or "").startswith("53")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +119,63 @@ class Backoff:
             self.rng = random.Random()
         delay = self.rng.uniform(0, bound) if p.jitter else bound
         return min(delay, max(0.0, p.deadline - elapsed))
+
+
+Action = Literal["unprepare", "again", "retry", "raise", "exhausted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a runner does after a failed attempt.
+
+    ``unprepare``: switch prepared statements off and run the operation again at
+    once; ``again``: run it again at once (prepared statements are already off);
+    ``retry``: run it again after ``delay`` seconds; ``raise``: give up with the
+    error; ``exhausted``: give up with ``RetryExhaustedError`` (retried until
+    the deadline).
+    """
+
+    action: Action
+    delay: float = 0.0
+
+
+def decide(
+    backoff: Backoff,
+    elapsed: float,
+    *,
+    sqlstate: str | None,
+    transient: bool,
+    sent: bool,
+    idempotent: bool,
+    can_retry: bool,
+    prepared_statements: bool,
+) -> Decision:
+    """The runner's decision after an attempt failed ``elapsed`` seconds after the first.
+
+    ``sqlstate`` and ``transient`` describe the error (``transient``: its translation
+    is a ``TransientStorageError``); ``sent`` is False when the attempt failed to
+    connect, so nothing reached the server and any operation may run again;
+    ``can_retry`` is False when the runner's own connection is closed for good.
+    Counts the attempt in ``backoff``.
+    """
+    if sent and sqlstate in LOST_PREPARED_STATES and can_retry:
+        if prepared_statements:
+            return Decision("unprepare")
+        if backoff.attempts < _UNPREPARED_AGAIN:
+            backoff.attempts += 1
+            return Decision("again")
+    if not (transient and can_retry and (idempotent or not sent)):
+        return Decision("raise")
+    delay = backoff.next_delay(elapsed)
+    if delay is None:
+        if backoff.attempts <= 1 or not backoff.policy.enabled:
+            return Decision("raise")
+        return Decision("exhausted")
+    return Decision("retry", delay)
+
+
+def pool_wait(policy: RetryPolicy, elapsed: float, pool_timeout: float) -> float:
+    """How long to wait for a pooled connection, ``elapsed`` seconds into an operation:
+    never past the policy's deadline (with retries off too: a health check's deadline
+    is its timeout), and at least 50 ms."""
+    return max(0.05, min(pool_timeout, policy.deadline - elapsed))

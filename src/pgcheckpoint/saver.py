@@ -1,10 +1,22 @@
-"""``PostgresSaver``: the synchronous checkpointer."""
+# generated from src/pgcheckpoint/aio.py by tools/async_to_sync.py; do not edit.
+# Edit the source, then run `python tools/async_to_sync.py` (docs/architecture.md).
+"""``PostgresSaver``: the synchronous checkpointer.
+
+Generated from :mod:`pgcheckpoint.aio` by tools/async_to_sync.py.
+
+Every public method is here, each a line or two: build a plan (the logic,
+I/O-free: :mod:`pgcheckpoint._core`, :mod:`pgcheckpoint.threads`,
+:mod:`pgcheckpoint.sweeper`...) and run it on the saver's runner. The contract
+methods of the other colour are in :mod:`pgcheckpoint._bridges`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import datetime as dt
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -18,27 +30,60 @@ from langgraph.checkpoint.base import (
 from psycopg_pool import ConnectionPool
 from typing_extensions import Unpack
 
-from ._connections import SyncRunner, SyncSource
-from ._core import SaverCore
-from .concurrency import BatchSync
+from ._acompat import run_blocking
+from ._bridges import ThreadBridges
+from ._connections import SyncSource
+from ._runner import SyncRunner
+from .batch import BatchItem, batch_plan
+from .cron import CronJob, schedule_plan, unschedule_plan
 from .distribution import Distributed, check_option
-from .health import HealthSync
+from .health import HEALTH_TIMEOUT, HealthLog, HealthReport, health_plan, one_attempt, pool_stats
+from .maintenance import OptimizeReport, StorageReport, optimize_plan, storage_plan
 from .migrations import MigrationState, report_plan, setup_plan, status_plan
-from .options import SaverOptions, configure
+from .options import SaverOptions
 from .pooling import PoolSettings
-from .retention import sweeper_settings_from_env
-from .sweeper import RetentionSync
-from .threads import ThreadsSync
+from .retention import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CRON_JOB,
+    RetentionPolicy,
+    SweepReport,
+    sweeper_settings_from_env,
+)
+from .sweeper import SweeperStats, ThreadSweeper, sweep_plan
+from .thread_policy import (
+    get_retention_plan,
+    pin_checkpoint_plan,
+    pin_thread_plan,
+    set_retention_plan,
+)
+from .threads import (
+    CheckpointNode,
+    ThreadInfo,
+    ThreadStats,
+    ThreadSummary,
+    VersionInfo,
+    delete_checkpoint_plan,
+    get_at_time_plan,
+    list_threads_plan,
+    list_versions_plan,
+    rollback_plan,
+    thread_graph_plan,
+    thread_stats_plan,
+    thread_summaries_plan,
+)
+
+# The generated PostgresSaver has a method named list, which hides the builtin
+# in its class body; annotations there use this name.
+List = list
 
 
-class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore):
+class PostgresSaver(ThreadBridges):
     """A LangGraph checkpointer on PostgreSQL, for sync graphs (``invoke``/``stream``).
 
     Give it a psycopg ``Connection`` (``autocommit=True`` recommended) or a
-    psycopg_pool ``ConnectionPool``, or build one with :meth:`from_conn_string`.
-    Call :meth:`setup` once before use. Its ``a*`` methods also work, by running
-    the sync ones in a worker thread; async applications should prefer
-    :class:`~pgcheckpoint.AsyncPostgresSaver`.
+    psycopg_pool ``ConnectionPool``, or build one with :meth:`from_conn_string`;
+    call :meth:`setup` once before use. Its methods of the other colour: see
+    :class:`~pgcheckpoint._bridges.ThreadBridges`.
 
     Keyword options (``schema``, ``serde``, ``retry``, ``retention``, ...) are those
     of :class:`~pgcheckpoint.options.SaverOptions`; an unknown one raises
@@ -46,15 +91,20 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
 
     Example::
 
-        with PostgresSaver.from_conn_string("postgresql://localhost/app") as saver:
+        with PostgresSaver.from_conn_string(url) as saver:
             saver.setup()
             graph = builder.compile(checkpointer=saver)
     """
 
     def __init__(self, conn: SyncSource, **options: Unpack[SaverOptions]) -> None:
-        retry, prepared = configure(self, dict(options))
+        super().__init__(**options)
         self.conn = conn
-        self._runner = SyncRunner(conn, retry=retry, prepared_statements=prepared)
+        self.runner = SyncRunner(
+            conn, retry=self.retry_policy, transaction_pooler=self.transaction_pooler
+        )
+        self.health_log = HealthLog()
+        self._sweeper: ThreadSweeper | None = None
+        self._last_sweeper_stats: SweeperStats | None = None
 
     @classmethod
     @contextmanager
@@ -84,10 +134,11 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
 
         del pipeline  # see the docstring
         settings = pool or PoolSettings()
-        options.setdefault("prepared_statements", settings.prepared_statements)
-        dsn = resolve_dsn(conn_string)
+        if "prepared_statements" not in options:
+            options.setdefault("transaction_pooler", not settings.prepared_statements)
+        dsn = run_blocking(resolve_dsn, conn_string)
         check(dsn)
-        with ConnectionPool(dsn, open=True, **settings.pool_kwargs()) as p:
+        with ConnectionPool(dsn, open=False, **settings.pool_kwargs()) as p:
             saver = cls(p, **options)
             if not saver.auto_cleanup:
                 yield saver
@@ -116,21 +167,21 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         ``distributed``: on a Citus coordinator, distribute the tables by thread id
         (docs/scaling.md). ``"auto"`` (the default) does when the ``citus`` extension
         is installed in the database, ``True`` requires it, ``False`` never does."""
-        self._runner.run(setup_plan(self.schema, check_option(distributed)))
+        self.runner.run(setup_plan(self.schema, check_option(distributed)))
 
     def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""
-        return self._runner.run(status_plan(self.schema))
+        return self.runner.run(status_plan(self.schema))
 
-    def migration_report(self) -> list[MigrationState]:
+    def migration_report(self) -> List[MigrationState]:
         """Every migration this release ships or the database has (newer ones
         included), applied or not; see docs/migrations.md."""
-        return self._runner.run(report_plan(self.schema))
+        return self.runner.run(report_plan(self.schema))
 
     # --- the checkpoint contract -------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint ``config`` names (its ``checkpoint_id``, or the latest)."""
-        return self._runner.run(self._get_plan(config))
+        return self.runner.run(self._get_plan(config))
 
     def list(
         self,
@@ -144,7 +195,7 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         ``config`` is None; ``filter`` matches metadata, ``before`` and ``limit`` page."""
         lister = self._lister(config, filter, before, limit)
         while (plan := lister.next_plan()) is not None:
-            yield from self._runner.run(plan)
+            yield from self.runner.run(plan)
 
     def put(
         self,
@@ -154,7 +205,7 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store a checkpoint (and the channel values in ``new_versions``) atomically."""
-        return self._runner.run(self._put_plan(config, checkpoint, metadata, new_versions))
+        return self.runner.run(self.put_plan(config, checkpoint, metadata, new_versions))
 
     def put_writes(
         self,
@@ -166,19 +217,19 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         """Store a task's pending writes against the checkpoint in ``config``."""
         plan = self._put_writes_plan(config, writes, task_id, task_path)
         if plan is not None:
-            self._runner.run(plan)
+            self.runner.run(plan)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread: every checkpoint, value and write, atomically."""
-        self._runner.run(self._delete_thread_plan(thread_id))
+        self.runner.run(self._delete_thread_plan(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) written by the given runs."""
-        self._runner.run(self._delete_for_runs_plan(run_ids))
+        self.runner.run(self._delete_for_runs_plan(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a whole thread, history included, to a new thread id."""
-        self._runner.run(self._copy_thread_plan(source_thread_id, target_thread_id))
+        self.runner.run(self._copy_thread_plan(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune threads, in one transaction under their row locks.
@@ -191,64 +242,210 @@ class PostgresSaver(ThreadsSync, RetentionSync, HealthSync, BatchSync, SaverCore
         checkpoint naming a deleted parent (its parent becomes None). See
         docs/retention.md, "prune".
         """
-        self._runner.run(self._prune_plan(thread_ids, strategy))
+        self.runner.run(self._prune_plan(thread_ids, strategy))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        """Writes and seed of each channel along the parent chain, in one walk."""
-        return self._runner.run(self._delta_plan(config, channels))
+        """Writes and seed (LangGraph's word: the nearest stored value) of each channel
+        along the parent chain, in one walk."""
+        return self.runner.run(self._delta_plan(config, channels))
 
-    # --- async, on a worker thread -----------------------------------------
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
+    def batch_save_checkpoints(self, items: Sequence[BatchItem]) -> List[RunnableConfig]:
+        """Save the next checkpoint of many threads in one transaction and one round trip
+        (plus BEGIN/COMMIT, pipelined). ``items`` are ``put``'s arguments:
+        ``(config, checkpoint, metadata, new_versions)``; returns their configs in order."""
+        return self.runner.run(batch_plan(self, items))
 
-    async def alist(
+    # --- threads (docs/threads.md) ------------------------------------------
+    def list_threads(
         self,
-        config: RunnableConfig | None,
         *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        lister = self._lister(config, filter, before, limit)
-        while (plan := lister.next_plan()) is not None:
-            for item in await asyncio.to_thread(self._runner.run, plan):
-                yield item
+        limit: int = 50,
+        offset: int = 0,
+        after: ThreadInfo | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> List[ThreadInfo]:
+        """Threads, newest (last checkpoint) first. ``filter`` matches the metadata of
+        each thread's latest checkpoint (``@>``); page with ``offset`` or ``after=last``."""
+        plan = list_threads_plan(self, limit=limit, offset=offset, after=after, filter=filter)
+        return self.runner.run(plan)
 
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
+    def thread_stats(self, thread_id: str) -> ThreadStats | None:
+        """Counts and sizes of one thread, or None if it does not exist."""
+        return self.runner.run(thread_stats_plan(self, thread_id))
+
+    def get_at_time(
+        self, thread_id: str, when: dt.datetime, *, checkpoint_ns: str = ""
+    ) -> CheckpointTuple | None:
+        """The checkpoint current at ``when``: the newest created at or before it."""
+        return self.runner.run(get_at_time_plan(self, thread_id, when, checkpoint_ns))
+
+    def list_versions(
+        self, thread_id: str, *, checkpoint_ns: str | None = None, limit: int | None = None
+    ) -> List[VersionInfo]:
+        """The thread's history newest first, with times and metadata but no state."""
+        plan = list_versions_plan(self, thread_id, checkpoint_ns=checkpoint_ns, limit=limit)
+        return self.runner.run(plan)
+
+    def rollback(
+        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
     ) -> RunnableConfig:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+        """Make an earlier checkpoint's state the head, as a new checkpoint; returns its config."""
+        return self.runner.run(rollback_plan(self, thread_id, checkpoint_id, checkpoint_ns))
 
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
+    def delete_checkpoint(
+        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
     ) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+        """Delete one checkpoint that has no children (see :mod:`pgcheckpoint.threads`)."""
+        plan = delete_checkpoint_plan(self, thread_id, checkpoint_id, checkpoint_ns)
+        self.runner.run(plan)
 
-    async def adelete_thread(self, thread_id: str) -> None:
-        await asyncio.to_thread(self.delete_thread, thread_id)
+    def thread_summaries(
+        self,
+        *,
+        limit: int = 50,
+        after: tuple[dt.datetime, str] | None = None,
+        prefix: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> List[ThreadSummary]:
+        """A page of threads for a thread list (the inspector's), most recently
+        written first, with status, counts, size, pins and retention of each;
+        page with ``after=(last.updated_at, last.thread_id)``."""
+        plan = thread_summaries_plan(self, limit=limit, after=after, prefix=prefix, filter=filter)
+        return self.runner.run(plan)
 
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
+    def thread_summary(self, thread_id: str) -> ThreadSummary | None:
+        """One thread's :class:`~pgcheckpoint.threads.ThreadSummary`, or None if it
+        does not exist."""
+        found = self.runner.run(thread_summaries_plan(self, thread_id=thread_id))
+        return found[0] if found else None
 
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+    def thread_graph(self, thread_id: str) -> List[CheckpointNode]:
+        """Every checkpoint of the thread (all namespaces) with its parent and time,
+        by namespace then newest first: the shape of its history, cheap on long threads."""
+        return self.runner.run(thread_graph_plan(self, thread_id))
 
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await asyncio.to_thread(
-            self.get_delta_channel_history, config=config, channels=channels
+    # --- retention (docs/retention.md) --------------------------------------
+    def cleanup_old_checkpoints(
+        self,
+        *,
+        dry_run: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        orphan_grace: timedelta | None = None,
+    ) -> SweepReport:
+        """Apply the retention policies now; see :mod:`pgcheckpoint.sweeper`."""
+        plan = sweep_plan(
+            self, self.retention, dry_run=dry_run, batch_size=batch_size, orphan_grace=orphan_grace
         )
+        return self.runner.run(plan)
+
+    def set_thread_retention(self, thread_id: str, policy: RetentionPolicy | None) -> None:
+        """Give a thread its own policy (``None``: back to the saver's)."""
+        self.runner.run(set_retention_plan(self, thread_id, policy))
+
+    def get_thread_retention(self, thread_id: str) -> RetentionPolicy | None:
+        """The thread's own policy, or ``None`` when it follows the saver's."""
+        return self.runner.run(get_retention_plan(self, thread_id))
+
+    def pin_thread(self, thread_id: str) -> None:
+        """Never let the sweeper touch this thread."""
+        self.runner.run(pin_thread_plan(self, thread_id, True))
+
+    def unpin_thread(self, thread_id: str) -> None:
+        """Let the sweeper apply the thread's policy again."""
+        self.runner.run(pin_thread_plan(self, thread_id, False))
+
+    def pin_checkpoint(self, config: RunnableConfig) -> None:
+        """Never let a policy remove this checkpoint (nor what it needs to be read)."""
+        self.runner.run(pin_checkpoint_plan(self, config, True))
+
+    def unpin_checkpoint(self, config: RunnableConfig) -> None:
+        """Let the policies remove this checkpoint again."""
+        self.runner.run(pin_checkpoint_plan(self, config, False))
+
+    def schedule_cleanup(
+        self,
+        schedule: str,
+        *,
+        name: str = DEFAULT_CRON_JOB,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        orphan_grace: timedelta | None = None,
+    ) -> CronJob:
+        """Have pg_cron run the sweep with this saver's policy on ``schedule`` (a cron
+        expression); a job of the same name is replaced. Needs the pg_cron extension."""
+        plan = schedule_plan(
+            self, self.retention, schedule, name=name, batch_size=batch_size,
+            orphan_grace=orphan_grace,
+        )
+        return self.runner.run(plan)
+
+    def unschedule_cleanup(self, *, name: str = DEFAULT_CRON_JOB) -> None:
+        """Remove the pg_cron job made by :meth:`schedule_cleanup`."""
+        self.runner.run(unschedule_plan(self, name))
+
+    def storage_report(self, *, top: int = 10) -> StorageReport:
+        """Bytes per table (heap, TOAST, indexes) and the ``top`` fattest threads."""
+        return self.runner.run(storage_plan(self, top))
+
+    def optimize(self, *, full: bool = False) -> OptimizeReport:
+        """VACUUM (ANALYZE) our tables (``full=True``: VACUUM FULL, returns space to
+        the OS but locks each table while it is rewritten). The report names the tables
+        vacuumed and those skipped because this role may not vacuum them."""
+        return self.runner.run(optimize_plan(self, full))
+
+    # --- the background sweeper ---------------------------------------------
+    @property
+    def sweeper_stats(self) -> SweeperStats | None:
+        """What the background sweeper did: runs, errors, the last report and error,
+        totals. The running sweeper's, else the last stopped one's; ``None`` if no
+        sweeper ever ran on this saver."""
+        if self._sweeper is not None:
+            return self._sweeper.stats
+        return self._last_sweeper_stats
+
+    def start_sweeper(self) -> ThreadSweeper:
+        """Start the background sweeper thread (every
+        ``cleanup_interval`` seconds)."""
+        if self._sweeper is None or not self._sweeper.running:
+            self._sweeper = ThreadSweeper(self, self.cleanup_interval)
+            self._sweeper.start()
+        return self._sweeper
+
+    def stop_sweeper(self) -> None:
+        """Stop the background sweeper, waiting for a sweep in progress to end."""
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._last_sweeper_stats = self._sweeper.stats
+            self._sweeper = None
+
+    @contextmanager
+    def auto_sweeper(self) -> Iterator[None]:
+        """Run the background sweeper for the block (a daemon thread,
+        every ``cleanup_interval`` seconds), whether or not ``auto_cleanup`` is set:
+        entering the block asks for it. A sweeper already running
+        (``auto_cleanup=True`` in ``from_conn_string``) is left running when the
+        block ends. Its counters: :attr:`sweeper_stats`."""
+        started = self._sweeper is None or not self._sweeper.running
+        self.start_sweeper()
+        try:
+            yield
+        finally:
+            if started:
+                self.stop_sweeper()
+
+    # --- health (docs/resilience.md) ------------------------------------------
+    def health_check(self, *, timeout: float = HEALTH_TIMEOUT) -> HealthReport:
+        """Probe the database once, within ``timeout`` seconds; never raises
+        (see :class:`~pgcheckpoint.health.HealthReport`)."""
+        started = time.monotonic()
+        plan = health_plan(self.schema, self.queries)
+        try:
+            probe = self.runner.run(plan, retry=one_attempt(timeout))
+        except Exception as exc:
+            return self.health_log.failed(exc, started, self.runner.secrets)
+        return self.health_log.passed(probe, started, self.runner.source, self.serde)
+
+    def pool_stats(self) -> dict[str, Any]:
+        """Connection pool counters (``pool_size``, ``pool_available``, ``requests_waiting``...)."""
+        return pool_stats(self.runner.source)

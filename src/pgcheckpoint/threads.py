@@ -1,9 +1,9 @@
 """The thread API: listing threads, history, time travel by timestamp, rollback.
 
 Every operation is a plan built by a function of this module from the saver's
-core (:class:`~pgcheckpoint._core.SaverCore`); :class:`ThreadsSync` and
-:class:`ThreadsAsync` are the thin mixins that run them on ``PostgresSaver``
-and ``AsyncPostgresSaver``.
+core (:class:`~pgcheckpoint._core.SaverCore`); the savers' methods
+(``list_threads``, ``rollback``... in :mod:`pgcheckpoint.aio` and the
+generated :mod:`pgcheckpoint.saver`) run them.
 
 Decisions recorded here:
 
@@ -33,7 +33,6 @@ from langgraph.checkpoint.base import Checkpoint, CheckpointMetadata, Checkpoint
 from langgraph.checkpoint.base.id import uuid6
 
 from . import codec
-from ._connections import AsyncRunner, SyncRunner
 from ._core import SaverCore
 from ._plans import Plan, PlanGen, Query
 from .errors import ConcurrentUpdateError, DeserializationError, InvalidInputError
@@ -44,8 +43,6 @@ __all__ = [
     "ThreadInfo",
     "ThreadStats",
     "ThreadSummary",
-    "ThreadsAsync",
-    "ThreadsSync",
     "VersionInfo",
     "diff_checkpoints",
 ]
@@ -127,16 +124,6 @@ def _moment(when: Any) -> dt.datetime:
             f"when must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc)), got {when}"
         )
     return when
-
-
-def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
-    return {
-        "configurable": {
-            "thread_id": thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": checkpoint_id,
-        }
-    }
 
 
 # --- plans ------------------------------------------------------------------
@@ -279,9 +266,10 @@ def rollback_plan(
         state = dict(cast(Mapping[str, Any], old.checkpoint))
         state.update(id=new_id, ts=dt.datetime.now(dt.timezone.utc).isoformat())
         meta = _rollback_metadata(old.metadata, cid, head_id)
-        put = core._put_plan(
-            _config(tid, ns, head_id), cast(Checkpoint, state), cast(CheckpointMetadata, meta), {}
-        )
+        parent: RunnableConfig = {
+            "configurable": {"thread_id": tid, "checkpoint_ns": ns, "checkpoint_id": head_id}
+        }
+        put = core.put_plan(parent, cast(Checkpoint, state), cast(CheckpointMetadata, meta), {})
         return (yield from put.make())
 
     return Plan("rollback", make, transaction=True, idempotent=False)
@@ -314,7 +302,7 @@ def delete_checkpoint_plan(
                 "a leaf can be deleted (delete its children first, or use rollback)"
             )
         yield Query(q["delete_checkpoint"], key)
-        yield from core._gc([tid])
+        yield from core.gc_statements([tid])
 
     return Plan("delete_checkpoint", make, transaction=True)
 
@@ -482,174 +470,3 @@ def diff_checkpoints(before: Checkpoint, after: Checkpoint) -> list[ChannelDiff]
         else:
             out.append(ChannelDiff(channel, "changed", a[channel], b[channel]))
     return out
-
-
-# --- mixins -----------------------------------------------------------------
-
-
-class ThreadsSync:
-    """The thread API of ``PostgresSaver``."""
-
-    _runner: SyncRunner
-
-    def _tcore(self) -> SaverCore:
-        return cast(SaverCore, self)
-
-    def list_threads(
-        self,
-        *,
-        limit: int = 50,
-        offset: int = 0,
-        after: ThreadInfo | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> list[ThreadInfo]:
-        """Threads, newest (last checkpoint) first. ``filter`` matches the metadata of
-        each thread's latest checkpoint (``@>``); page with ``offset`` or ``after=last``."""
-        plan = list_threads_plan(
-            self._tcore(), limit=limit, offset=offset, after=after, filter=filter
-        )
-        return self._runner.run(plan)
-
-    def thread_stats(self, thread_id: str) -> ThreadStats | None:
-        """Counts and sizes of one thread, or None if it does not exist."""
-        return self._runner.run(thread_stats_plan(self._tcore(), thread_id))
-
-    def get_at_time(
-        self, thread_id: str, when: dt.datetime, *, checkpoint_ns: str = ""
-    ) -> CheckpointTuple | None:
-        """The checkpoint current at ``when``: the newest created at or before it."""
-        return self._runner.run(get_at_time_plan(self._tcore(), thread_id, when, checkpoint_ns))
-
-    def list_versions(
-        self, thread_id: str, *, checkpoint_ns: str | None = None, limit: int | None = None
-    ) -> list[VersionInfo]:
-        """The thread's history newest first, with times and metadata but no state."""
-        plan = list_versions_plan(
-            self._tcore(), thread_id, checkpoint_ns=checkpoint_ns, limit=limit
-        )
-        return self._runner.run(plan)
-
-    def rollback(
-        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
-    ) -> RunnableConfig:
-        """Make an earlier checkpoint's state the head, as a new checkpoint; returns its config."""
-        return self._runner.run(
-            rollback_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
-        )
-
-    def delete_checkpoint(
-        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
-    ) -> None:
-        """Delete one checkpoint that has no children (see the module docstring)."""
-        self._runner.run(
-            delete_checkpoint_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
-        )
-
-    def thread_summaries(
-        self,
-        *,
-        limit: int = 50,
-        after: tuple[dt.datetime, str] | None = None,
-        prefix: str | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> list[ThreadSummary]:
-        """A page of threads for a thread list (the inspector's), most recently
-        written first, with status, counts, size, pins and retention of each;
-        page with ``after=(last.updated_at, last.thread_id)``."""
-        plan = thread_summaries_plan(
-            self._tcore(), limit=limit, after=after, prefix=prefix, filter=filter
-        )
-        return self._runner.run(plan)
-
-    def thread_summary(self, thread_id: str) -> ThreadSummary | None:
-        """One thread's :class:`ThreadSummary`, or None if it does not exist."""
-        found = self._runner.run(thread_summaries_plan(self._tcore(), thread_id=thread_id))
-        return found[0] if found else None
-
-    def thread_graph(self, thread_id: str) -> list[CheckpointNode]:
-        """Every checkpoint of the thread (all namespaces) with its parent and time,
-        by namespace then newest first: the shape of its history, cheap on long threads."""
-        return self._runner.run(thread_graph_plan(self._tcore(), thread_id))
-
-
-class ThreadsAsync:
-    """The thread API of ``AsyncPostgresSaver`` (``a``-prefixed twins of :class:`ThreadsSync`)."""
-
-    _runner: AsyncRunner
-
-    def _tcore(self) -> SaverCore:
-        return cast(SaverCore, self)
-
-    async def alist_threads(
-        self,
-        *,
-        limit: int = 50,
-        offset: int = 0,
-        after: ThreadInfo | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> list[ThreadInfo]:
-        """See :meth:`ThreadsSync.list_threads`."""
-        plan = list_threads_plan(
-            self._tcore(), limit=limit, offset=offset, after=after, filter=filter
-        )
-        return await self._runner.run(plan)
-
-    async def athread_stats(self, thread_id: str) -> ThreadStats | None:
-        """See :meth:`ThreadsSync.thread_stats`."""
-        return await self._runner.run(thread_stats_plan(self._tcore(), thread_id))
-
-    async def aget_at_time(
-        self, thread_id: str, when: dt.datetime, *, checkpoint_ns: str = ""
-    ) -> CheckpointTuple | None:
-        """See :meth:`ThreadsSync.get_at_time`."""
-        return await self._runner.run(
-            get_at_time_plan(self._tcore(), thread_id, when, checkpoint_ns)
-        )
-
-    async def alist_versions(
-        self, thread_id: str, *, checkpoint_ns: str | None = None, limit: int | None = None
-    ) -> list[VersionInfo]:
-        """See :meth:`ThreadsSync.list_versions`."""
-        plan = list_versions_plan(
-            self._tcore(), thread_id, checkpoint_ns=checkpoint_ns, limit=limit
-        )
-        return await self._runner.run(plan)
-
-    async def arollback(
-        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
-    ) -> RunnableConfig:
-        """See :meth:`ThreadsSync.rollback`."""
-        return await self._runner.run(
-            rollback_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
-        )
-
-    async def adelete_checkpoint(
-        self, thread_id: str, checkpoint_id: str, *, checkpoint_ns: str = ""
-    ) -> None:
-        """See :meth:`ThreadsSync.delete_checkpoint`."""
-        await self._runner.run(
-            delete_checkpoint_plan(self._tcore(), thread_id, checkpoint_id, checkpoint_ns)
-        )
-
-    async def athread_summaries(
-        self,
-        *,
-        limit: int = 50,
-        after: tuple[dt.datetime, str] | None = None,
-        prefix: str | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> list[ThreadSummary]:
-        """See :meth:`ThreadsSync.thread_summaries`."""
-        plan = thread_summaries_plan(
-            self._tcore(), limit=limit, after=after, prefix=prefix, filter=filter
-        )
-        return await self._runner.run(plan)
-
-    async def athread_summary(self, thread_id: str) -> ThreadSummary | None:
-        """See :meth:`ThreadsSync.thread_summary`."""
-        found = await self._runner.run(thread_summaries_plan(self._tcore(), thread_id=thread_id))
-        return found[0] if found else None
-
-    async def athread_graph(self, thread_id: str) -> list[CheckpointNode]:
-        """See :meth:`ThreadsSync.thread_graph`."""
-        return await self._runner.run(thread_graph_plan(self._tcore(), thread_id))

@@ -44,6 +44,11 @@ Reading is :class:`pgcheckpoint.importers.ndjson.NdjsonSource`. Export writes
 a file through a temporary file renamed on success, so a failed export leaves
 no file that looks like a backup; an unknown thread id fails before anything
 is written.
+
+Each function takes a ``PostgresSaver``; its ``a``-prefixed twin
+(:func:`aexport_file`, :func:`aexport_ndjson`, :func:`aimport_ndjson`) takes an
+``AsyncPostgresSaver`` and does the file I/O in a worker thread. Both run the
+same job (:mod:`pgcheckpoint.importers.jobs`).
 """
 
 from __future__ import annotations
@@ -56,13 +61,16 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO, TypedDict
 
 from . import codec
+from ._core import SaverCore
 from ._plans import Plan, PlanGen, Query, fetch_all
 from .errors import InvalidInputError, TransferError
-from .importers.common import ImportReport, ThreadResult, run_import
+from .importers.common import ImportOptions, ImportReport, ThreadResult, source_job
+from .importers.jobs import Blocking, Job, arun_job, run_job
 from .importers.ndjson import FORMAT, VERSION, NdjsonSource
 from .importers.rows import (
     StoredThread,
@@ -71,15 +79,24 @@ from .importers.rows import (
     unpack_blob,
     unpack_value,
 )
+from .threads import list_threads_plan
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .aio import AsyncPostgresSaver
     from .saver import PostgresSaver
 
 __all__ = [
     "FORMAT",
     "VERSION",
+    "ExportOptions",
     "ExportReport",
+    "NdjsonImportOptions",
     "NdjsonSource",
+    "aexport_file",
+    "aexport_ndjson",
+    "aimport_ndjson",
     "export_file",
     "export_ndjson",
     "import_ndjson",
@@ -118,40 +135,37 @@ def _line(obj: Mapping[str, Any]) -> bytes:
 
 
 def _selected(
-    saver: PostgresSaver, thread_ids: Iterable[str] | None, filter: Mapping[str, Any] | None
-) -> list[tuple[str, int]]:
+    core: SaverCore, thread_ids: Iterable[str] | None, filter: Mapping[str, Any] | None
+) -> Job[list[tuple[str, int]]]:
     """(thread id, checkpoints) of every thread to export, in export order; one cheap
     query (or the list_threads pages) before anything is written, for the total."""
+    counts = core.queries["export_counts"]
     if thread_ids is not None:
         ids = list(dict.fromkeys(codec.text_id(t, "thread_id") for t in thread_ids))
-        rows = saver._runner.run(
-            fetch_all("export_counts", saver.queries["export_counts"], {"thread_ids": ids})
-        )
-        counts = {str(r[0]): int(r[1]) for r in rows}
-        missing = [t for t in ids if t not in counts]
+        rows = yield fetch_all("export_counts", counts, {"thread_ids": ids})
+        found = {str(r[0]): int(r[1]) for r in rows}
+        missing = [t for t in ids if t not in found]
         if missing:
             raise TransferError(
                 f"cannot export: no checkpoints for thread(s) {', '.join(map(repr, missing))}"
             )
-        return [(t, counts[t]) for t in ids]
+        return [(t, found[t]) for t in ids]
     if filter is None:
-        rows = saver._runner.run(
-            fetch_all("export_counts", saver.queries["export_counts"], {"thread_ids": None})
-        )
+        rows = yield fetch_all("export_counts", counts, {"thread_ids": None})
         return [(str(r[0]), int(r[1])) for r in rows]
     out: list[tuple[str, int]] = []
     after = None
     while True:
-        page = saver.list_threads(limit=500, after=after, filter=filter)
+        page = yield list_threads_plan(core, limit=500, after=after, filter=filter)
         out.extend((t.thread_id, t.checkpoints) for t in page)
         if len(page) < 500:
             return out
         after = page[-1]
 
 
-def _rows_plan(saver: PostgresSaver, thread_id: str) -> Plan[StoredThread]:
+def _rows_plan(core: SaverCore, thread_id: str) -> Plan[StoredThread]:
     """Every row of a thread from one snapshot (the chunks its values reference too)."""
-    q = saver.queries
+    q = core.queries
     p = {"thread_id": thread_id}
 
     def make() -> PlanGen[StoredThread]:
@@ -236,56 +250,56 @@ def _thread_lines(thread: StoredThread) -> tuple[list[bytes], dict[str, int]]:
     return lines, counts
 
 
-def export_ndjson(
-    saver: PostgresSaver,
-    out: TextIO,
+class ExportOptions(TypedDict, total=False):
+    """What to export (all optional): the given ``thread_ids`` (each must exist), or
+    every thread whose latest metadata matches ``filter`` (all when both are None).
+    ``on_start(threads, checkpoints)`` gives the totals before the first line,
+    ``on_thread(thread_id, checkpoints)`` reports each thread written."""
+
+    thread_ids: Iterable[str] | None
+    filter: Mapping[str, Any] | None
+    on_start: Callable[[int, int], None] | None
+    on_thread: Callable[[str, int], None] | None
+
+
+def _write(out: IO[str], lines: list[bytes]) -> None:
+    out.write(b"".join(lines).decode("utf-8"))
+
+
+def export_job(
+    core: SaverCore,
+    out: IO[str],
     *,
     thread_ids: Iterable[str] | None = None,
     filter: Mapping[str, Any] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_thread: Callable[[str, int], None] | None = None,
-) -> ExportReport:
-    """Write threads to ``out`` as NDJSON (module doc): the given ``thread_ids`` (each must
-    exist), or every thread whose latest metadata matches ``filter`` (all when both are
-    None). ``on_start(threads, checkpoints)`` gives the totals before the first line.
-
-    Prefer :func:`export_file`, which leaves no file behind when the export fails.
-
-    Example::
-
-        with open("backup.ndjson", "w") as f:
-            export_ndjson(saver, f, filter={"user": "alice"})
-    """
-    selected = _selected(saver, thread_ids, filter)
+) -> Job[ExportReport]:
+    """The export to ``out`` as a job (``importers/jobs.py``): one snapshot plan per
+    thread, its lines written by a blocking step."""
+    selected = yield from _selected(core, thread_ids, filter)
     if on_start is not None:
         on_start(len(selected), sum(n for _, n in selected))
-    digest = hashlib.sha256()
-    lines = 0
-
-    def write(data: bytes) -> None:
-        nonlocal lines
-        digest.update(data)
-        lines += 1
-        out.write(data.decode("utf-8"))
-
-    write(
-        _line(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            }
-        )
-    )
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    pending = [_line(header)]
+    digest = hashlib.sha256(pending[0])
+    lines = 1
     report = ExportReport()
     threads: dict[str, dict[str, int]] = {}
     for tid, _ in selected:
-        thread = saver._runner.run(_rows_plan(saver, tid))
+        thread = yield _rows_plan(core, tid)
         if not thread.checkpoints:
             continue  # deleted since it was counted
         thread_lines, counts = _thread_lines(thread)
         for data in thread_lines:
-            write(data)
+            digest.update(data)
+        lines += len(thread_lines)
+        yield Blocking(partial(_write, out, [*pending, *thread_lines]))
+        pending = []
         threads[tid] = counts
         report.threads += 1
         report.checkpoints += counts["checkpoints"]
@@ -294,29 +308,75 @@ def export_ndjson(
         if on_thread is not None:
             on_thread(tid, counts["checkpoints"])
     report.sha256 = digest.hexdigest()
-    out.write(
-        _line(
-            {
-                "kind": "trailer",
-                "format": FORMAT,
-                "version": VERSION,
-                "threads": threads,
-                "lines": lines,
-                "sha256": report.sha256,
-            }
-        ).decode("utf-8")
-    )
+    trailer = {
+        "kind": "trailer",
+        "format": FORMAT,
+        "version": VERSION,
+        "threads": threads,
+        "lines": lines,
+        "sha256": report.sha256,
+    }
+    yield Blocking(partial(_write, out, [*pending, _line(trailer)]))
+    return report
+
+
+def export_ndjson(
+    saver: PostgresSaver, out: TextIO, **options: Unpack[ExportOptions]
+) -> ExportReport:
+    """Write threads to ``out`` as NDJSON (module doc); ``options`` are
+    :class:`ExportOptions`.
+
+    Prefer :func:`export_file`, which leaves no file behind when the export fails.
+
+    Example::
+
+        with open("backup.ndjson", "w") as f:
+            export_ndjson(saver, f, filter={"user": "alice"})
+    """
+    return run_job(saver, export_job(saver, out, **options))
+
+
+async def aexport_ndjson(
+    saver: AsyncPostgresSaver, out: TextIO, **options: Unpack[ExportOptions]
+) -> ExportReport:
+    """:func:`export_ndjson` from an ``AsyncPostgresSaver`` (``out`` is written in a
+    worker thread)."""
+    return await arun_job(saver, export_job(saver, out, **options))
+
+
+def _temp_beside(target: Path) -> tuple[int, str]:
+    try:
+        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise TransferError(f"cannot write in {str(target.parent)!r}: {exc}") from exc
+
+
+def _fsync(out: IO[str]) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def export_file_job(
+    core: SaverCore, path: str | os.PathLike[str], options: ExportOptions
+) -> Job[ExportReport]:
+    """:func:`export_job` into ``path``, through a temporary file in the same directory
+    renamed over ``path`` only once the trailer is written: a failed export leaves no
+    file."""
+    target = Path(path)
+    fd, tmp = yield Blocking(partial(_temp_beside, target))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            report = yield from export_job(core, out, **options)
+            yield Blocking(partial(_fsync, out))
+        yield Blocking(partial(os.replace, tmp, target))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return report
 
 
 def export_file(
-    saver: PostgresSaver,
-    path: str | os.PathLike[str],
-    *,
-    thread_ids: Iterable[str] | None = None,
-    filter: Mapping[str, Any] | None = None,
-    on_start: Callable[[int, int], None] | None = None,
-    on_thread: Callable[[str, int], None] | None = None,
+    saver: PostgresSaver, path: str | os.PathLike[str], **options: Unpack[ExportOptions]
 ) -> ExportReport:
     """:func:`export_ndjson` into ``path``, through a temporary file in the same directory
     renamed over ``path`` only once the trailer is written: a failed export leaves no file.
@@ -325,40 +385,51 @@ def export_file(
 
         export_file(saver, "backup.ndjson")
     """
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise TransferError(f"cannot write in {str(target.parent)!r}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            report = export_ndjson(
-                saver,
-                out,
-                thread_ids=thread_ids,
-                filter=filter,
-                on_start=on_start,
-                on_thread=on_thread,
-            )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return report
+    return run_job(saver, export_file_job(saver, path, options))
+
+
+async def aexport_file(
+    saver: AsyncPostgresSaver, path: str | os.PathLike[str], **options: Unpack[ExportOptions]
+) -> ExportReport:
+    """:func:`export_file` from an ``AsyncPostgresSaver``; the file is written in a
+    worker thread, and renamed over ``path`` once whole (``await aexport_file(saver,
+    "backup.ndjson")``)."""
+    return await arun_job(saver, export_file_job(saver, path, options))
+
+
+class NdjsonImportOptions(TypedDict, total=False):
+    """What :func:`import_ndjson` takes besides the file (all optional): ``verify`` and
+    the progress callbacks as for every importer
+    (:class:`~pgcheckpoint.importers.common.ImportOptions`), and ``partial`` (module
+    doc)."""
+
+    verify: bool
+    partial: bool
+    on_start: Callable[[int], None] | None
+    on_thread: Callable[[ThreadResult], None] | None
+
+
+def import_ndjson_job(
+    core: SaverCore, path: str | os.PathLike[str], options: NdjsonImportOptions
+) -> Job[ImportReport]:
+    """The import of an NDJSON export as a job: the whole file is checked before
+    anything is written (``check_all``)."""
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidInputError(f"path must be a file path, got {type(path).__name__}")
+    rest = ImportOptions(
+        verify=options.get("verify", True),
+        on_start=options.get("on_start"),
+        on_thread=options.get("on_thread"),
+    )
+    open_source = partial(NdjsonSource, path, core, partial=options.get("partial", False))
+    return (yield from source_job(core, open_source, rest, check_all=True))
 
 
 def import_ndjson(
-    saver: PostgresSaver,
-    path: str | os.PathLike[str],
-    *,
-    verify: bool = True,
-    partial: bool = False,
-    on_start: Callable[[int], None] | None = None,
-    on_thread: Callable[[ThreadResult], None] | None = None,
+    saver: PostgresSaver, path: str | os.PathLike[str], **options: Unpack[NdjsonImportOptions]
 ) -> ImportReport:
-    """Import an NDJSON export into ``saver`` (see the module doc for what is refused).
+    """Import an NDJSON export into ``saver`` (see the module doc for what is refused);
+    ``options`` are :class:`NdjsonImportOptions`.
 
     Rows already stored identically are skipped; a row stored with a different
     content raises :class:`~pgcheckpoint.errors.ImportConflictError`.
@@ -367,14 +438,17 @@ def import_ndjson(
 
         report = import_ndjson(saver, "backup.ndjson")
     """
-    if not isinstance(path, str | os.PathLike):
-        raise InvalidInputError(f"path must be a file path, got {type(path).__name__}")
-    source = NdjsonSource(path, saver, partial=partial)
-    try:
-        report = run_import(
-            saver, source, verify=verify, check_all=True, on_start=on_start, on_thread=on_thread
-        )
-    finally:
-        source.close()
-    report.left_out = list(source.left_out)
-    return report
+    return run_job(saver, import_ndjson_job(saver, path, options))
+
+
+async def aimport_ndjson(
+    saver: AsyncPostgresSaver, path: str | os.PathLike[str], **options: Unpack[NdjsonImportOptions]
+) -> ImportReport:
+    """:func:`import_ndjson` into an ``AsyncPostgresSaver`` (the file is read in a
+    worker thread).
+
+    Example::
+
+        report = await aimport_ndjson(saver, "backup.ndjson")
+    """
+    return await arun_job(saver, import_ndjson_job(saver, path, options))

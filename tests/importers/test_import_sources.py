@@ -12,35 +12,13 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres import PostgresSaver as OfficialSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph_fixtures import TICKET_ALLOW, every_tuple, populate, populate_tickets, resume
+from graph_fixtures import TICKET_ALLOW, populate, populate_tickets, resume, same_threads
 from pgcheckpoint import BlockedTypeError, ImportConflictError, PostgresSaver, TransferError
 from pgcheckpoint.importers import ThreadResult, import_official, import_saver, import_sqlite
 
 
-def _same(source: Any, saver: PostgresSaver, thread_ids: list[str]) -> None:
-    for tid in thread_ids:
-        want, got = every_tuple(source, tid), every_tuple(saver, tid)
-        assert len(got) == len(want) > 0
-        for w, g in zip(want, got, strict=True):
-            assert g.config == w.config
-            assert g.checkpoint == w.checkpoint
-            assert g.metadata == w.metadata
-            assert g.parent_config == w.parent_config
-            assert sorted(g.pending_writes, key=lambda x: x[0]) == sorted(
-                w.pending_writes, key=lambda x: x[0]
-            )
-
-
 def _contents(state: dict[str, Any]) -> list[str]:
     return [f"{type(m).__name__}:{m.content}" for m in state["messages"]]
-
-
-@pytest.fixture
-def sqlite_file(tmp_path: Path) -> tuple[Path, SqliteSaver, list[str]]:
-    path = tmp_path / "source.sqlite"
-    conn = sqlite3.connect(path, check_same_thread=False)
-    source = SqliteSaver(conn)
-    return path, source, populate(source, 4)
 
 
 def test_sqlite_import_is_lossless_and_resumes(
@@ -51,7 +29,7 @@ def test_sqlite_import_is_lossless_and_resumes(
     assert report.verified is True and report.skipped_checkpoints == 0
     assert report.threads == 4 and report.checkpoints == sum(1 for _ in source.list(None))
     assert report.writes > 0
-    _same(source, saver, ids)
+    same_threads(source, saver, ids)
     namespaces = {t.config["configurable"]["checkpoint_ns"] for t in saver.list(None)}
     assert len(namespaces) > 1  # the subgraph's checkpoints came along
     # Resuming the interrupted thread gives the same result on both sides.
@@ -76,7 +54,7 @@ def test_interrupted_import_finishes_without_duplicates(
     assert report.skipped == 2 and report.threads == 4 and report.verified is True
     total = sum(1 for _ in source.list(None))
     assert sum(1 for _ in saver.list(None)) == total
-    _same(source, saver, ids)
+    same_threads(source, saver, ids)
 
 
 def test_official_tables_import(saver: PostgresSaver, make_db_url: Any) -> None:
@@ -87,7 +65,7 @@ def test_official_tables_import(saver: PostgresSaver, make_db_url: Any) -> None:
         ids = populate(official, 3)
         report = import_official(saver, other)
         assert report.verified is True and report.threads == 3
-        _same(official, saver, ids)
+        same_threads(official, saver, ids)
         assert _contents(resume(saver, "thread-1")) == _contents(resume(official, "thread-1"))
 
 
@@ -101,7 +79,7 @@ def test_official_tables_in_another_schema_same_database(db_url: str) -> None:
         with PostgresSaver.from_conn_string(db_url) as saver:
             report = import_official(saver, db_url, schema="legacy")
             assert report.verified is True
-            _same(official, saver, ids)
+            same_threads(official, saver, ids)
 
 
 def test_memory_saver_import(saver: PostgresSaver) -> None:
@@ -109,7 +87,7 @@ def test_memory_saver_import(saver: PostgresSaver) -> None:
     ids = populate(memory, 3)
     report = import_saver(saver, memory)
     assert report.verified is True and report.threads == 3
-    _same(memory, saver, ids)
+    same_threads(memory, saver, ids)
     assert import_saver(saver, memory).skipped == 3
 
 
@@ -136,7 +114,7 @@ def test_official_import_carries_types_the_allowlist_refuses(
         assert report.threads == 1 and report.checkpoints > 0
         with pytest.raises(BlockedTypeError):
             saver.get_tuple({"configurable": {"thread_id": "tickets"}})
-        _same(
+        same_threads(
             official.with_allowlist(TICKET_ALLOW), saver.with_allowlist(TICKET_ALLOW), ["tickets"]
         )
         again = import_official(saver, other)

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, cast, runtime_checkable
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -52,20 +52,28 @@ from .. import codec
 from .._core import SaverCore
 from .._plans import fetch_all
 from ..errors import PgCheckpointError, TransferError
+from .jobs import Blocking, Job, arun_job, run_job
 from .rows import StoredBlob, StoredCheckpoint, StoredThread, StoredWrite, check_thread
 from .write import ThreadDiff, check_plan, write_plan
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..aio import AsyncPostgresSaver
     from ..saver import PostgresSaver
 
 __all__ = [
+    "ImportOptions",
     "ImportReport",
     "Source",
     "SourceCheckpoint",
     "SourceWrite",
     "ThreadResult",
+    "arun_import",
     "compare",
+    "import_job",
     "run_import",
+    "source_job",
 ]
 
 T = TypeVar("T")
@@ -107,7 +115,9 @@ class SourceCheckpoint:
 
 @runtime_checkable
 class Source(Protocol):
-    """What :func:`run_import` reads from."""
+    """What :func:`run_import` reads from. Its calls are made one at a time, from a
+    worker thread when the target saver is async (``jobs.py``). A source that leaves
+    some of its content out (a partial NDJSON file) lists it in ``left_out``."""
 
     name: str
 
@@ -118,6 +128,15 @@ class Source(Protocol):
     def load_thread(self, thread_id: str) -> list[SourceCheckpoint] | StoredThread:
         """One thread: its checkpoints decoded (oldest first, with their writes), or
         every row of it in storage form."""
+        ...
+
+
+@runtime_checkable
+class OpenedSource(Source, Protocol):
+    """A source the import opened itself, and closes once it ends (:func:`source_job`)."""
+
+    def close(self) -> None:
+        """Release what the source holds open (a file, a connection)."""
         ...
 
 
@@ -171,7 +190,7 @@ def stored_from_decoded(
                 "checkpoint_id": cp.parent_checkpoint_id,
             }
         }
-        params, _, _ = core._encode_put(
+        params, _, _ = core.encode_put(
             conf, cp.checkpoint, cast(CheckpointMetadata, cp.metadata), _new_versions(cp, parent)
         )
         where = f"thread {thread_id!r} checkpoint {cp.checkpoint_id!r}"
@@ -370,13 +389,26 @@ def _result(thread_id: str, diff: ThreadDiff) -> ThreadResult:
 
 
 def _load(core: SaverCore, source: Source, thread_id: str, verify: bool) -> StoredThread:
-    loaded = source.load_thread(thread_id)
-    if isinstance(loaded, StoredThread):
-        return loaded
-    thread = stored_from_decoded(core, thread_id, loaded)
-    if verify:
-        verify_decoded(core, thread, loaded)
-    return thread
+    """One thread of ``source`` in storage form, its decoded rows verified (blocking)."""
+
+    def load() -> StoredThread:
+        loaded = source.load_thread(thread_id)
+        if isinstance(loaded, StoredThread):
+            return loaded
+        thread = stored_from_decoded(core, thread_id, loaded)
+        if verify:
+            verify_decoded(core, thread, loaded)
+        return thread
+
+    return _guard(source, thread_id, load)
+
+
+def _check(core: SaverCore, source: Source, thread_id: str, verify: bool) -> None:
+    """The first phase's check of a thread the target does not hold (blocking)."""
+    if isinstance(source, CheckedSource):
+        _guard(source, thread_id, partial(source.check_thread, thread_id))
+    else:
+        check_thread(core.codec, _load(core, source, thread_id, verify))
 
 
 def _guard(source: Source, thread_id: str, step: Callable[[], T]) -> T:
@@ -390,8 +422,34 @@ def _guard(source: Source, thread_id: str, step: Callable[[], T]) -> T:
         ) from exc
 
 
-def run_import(
-    saver: PostgresSaver,
+def _thread_ids(source: Source) -> list[str]:
+    try:
+        return source.thread_ids()
+    except PgCheckpointError:
+        raise
+    except Exception as exc:
+        raise TransferError(f"cannot list the threads of {source.name}: {exc}") from exc
+
+
+class ImportOptions(TypedDict, total=False):
+    """What every importer takes besides its source (all optional).
+
+    ``thread_ids``: import only these threads (default: every thread of the source).
+    ``verify``: decode what is about to be written and read it back before each
+    thread commits (default True). ``on_start(total_threads)`` and
+    ``on_thread(result)`` report progress (the CLI draws a progress bar with
+    them); an exception raised by ``on_thread`` stops the import after that
+    thread, and running it again finishes it.
+    """
+
+    thread_ids: Iterable[str] | None
+    verify: bool
+    on_start: Callable[[int], None] | None
+    on_thread: Callable[[ThreadResult], None] | None
+
+
+def import_job(
+    core: SaverCore,
     source: Source,
     *,
     thread_ids: Iterable[str] | None = None,
@@ -399,50 +457,29 @@ def run_import(
     check_all: bool = False,
     on_thread: Callable[[ThreadResult], None] | None = None,
     on_start: Callable[[int], None] | None = None,
-) -> ImportReport:
-    """Import ``source`` into ``saver``: check, then write thread by thread (module doc).
-
-    ``check_all`` checks every thread in the first phase, not only those the target
-    already has, so a thread that does not hold together stops the import before
-    anything is written (NDJSON files, whose threads a :class:`CheckedSource` checks
-    cheaply; other sources would be read twice).
-
-    ``on_start(total_threads)`` and ``on_thread(result)`` report progress (the
-    CLI draws a progress bar with them); an exception raised by ``on_thread``
-    stops the import after that thread, and running it again finishes it.
-    Raises :class:`~pgcheckpoint.errors.ImportConflictError` when a row to import
-    differs from the stored one, :class:`~pgcheckpoint.errors.TransferError` if the
-    source cannot be read or a thread does not hold together.
-    """
+) -> Job[ImportReport]:
+    """The import of ``source`` into the saver ``core`` as a job (``jobs.py``): check,
+    then write thread by thread (module doc); see :func:`run_import`."""
     started = time.monotonic()
     report = ImportReport(source.name)
-    try:
-        ids = list(thread_ids) if thread_ids is not None else source.thread_ids()
-    except PgCheckpointError:
-        raise
-    except Exception as exc:
-        raise TransferError(f"cannot list the threads of {source.name}: {exc}") from exc
-    runner = saver._runner
+    ids = (
+        list(thread_ids)
+        if thread_ids is not None
+        else (yield Blocking(partial(_thread_ids, source)))
+    )
     if on_start is not None:
         on_start(len(ids))
     # Phase 1: compare with what the target holds, before anything is written.
-    present = {
-        str(r[0])
-        for r in runner.run(
-            fetch_all("import_present", saver.queries["export_counts"], {"thread_ids": ids})
-        )
-    }
+    counts = yield fetch_all("import_present", core.queries["export_counts"], {"thread_ids": ids})
+    present = {str(r[0]) for r in counts}
     done: set[str] = set()
     for thread_id in ids:
         if thread_id not in present:
-            if check_all and isinstance(source, CheckedSource):
-                _guard(source, thread_id, partial(source.check_thread, thread_id))
-            elif check_all:
-                thread = _guard(source, thread_id, partial(_load, saver, source, thread_id, verify))
-                check_thread(saver.codec, thread)
+            if check_all:
+                yield Blocking(partial(_check, core, source, thread_id, verify))
             continue
-        thread = _guard(source, thread_id, partial(_load, saver, source, thread_id, verify))
-        diff = runner.run(check_plan(saver, thread))
+        thread = yield Blocking(partial(_load, core, source, thread_id, verify))
+        diff = yield check_plan(core, thread)
         if diff.empty:
             done.add(thread_id)
             report.add(_result(thread_id, diff))
@@ -452,8 +489,8 @@ def run_import(
     for thread_id in ids:
         if thread_id in done:
             continue
-        thread = _guard(source, thread_id, partial(_load, saver, source, thread_id, verify))
-        diff = runner.run(write_plan(saver, thread, verify=verify))
+        thread = yield Blocking(partial(_load, core, source, thread_id, verify))
+        diff = yield write_plan(core, thread, verify=verify)
         result = _result(thread_id, diff)
         report.add(result)
         report.seconds = time.monotonic() - started
@@ -461,7 +498,56 @@ def run_import(
             on_thread(result)
     report.seconds = time.monotonic() - started
     report.verified = True if verify else None
+    report.left_out = list(getattr(source, "left_out", ()))
     return report
+
+
+def source_job(
+    core: SaverCore,
+    open_source: Callable[[], OpenedSource],
+    options: ImportOptions,
+    *,
+    check_all: bool = False,
+) -> Job[ImportReport]:
+    """:func:`import_job` on the source ``open_source()`` opens (a blocking step too),
+    closed when the import ends however it ends."""
+    source = yield Blocking(open_source)
+    try:
+        return (yield from import_job(core, source, check_all=check_all, **options))
+    finally:
+        source.close()
+
+
+def run_import(
+    saver: PostgresSaver,
+    source: Source,
+    *,
+    check_all: bool = False,
+    **options: Unpack[ImportOptions],
+) -> ImportReport:
+    """Import ``source`` into ``saver``: check, then write thread by thread (module doc).
+
+    ``options`` are :class:`ImportOptions`. ``check_all`` checks every thread in the
+    first phase, not only those the target already has, so a thread that does not
+    hold together stops the import before anything is written (NDJSON files, whose
+    threads a :class:`CheckedSource` checks cheaply; other sources would be read
+    twice). Raises :class:`~pgcheckpoint.errors.ImportConflictError` when a row to
+    import differs from the stored one, :class:`~pgcheckpoint.errors.TransferError`
+    if the source cannot be read or a thread does not hold together.
+    """
+    return run_job(saver, import_job(saver, source, check_all=check_all, **options))
+
+
+async def arun_import(
+    saver: AsyncPostgresSaver,
+    source: Source,
+    *,
+    check_all: bool = False,
+    **options: Unpack[ImportOptions],
+) -> ImportReport:
+    """:func:`run_import` into an ``AsyncPostgresSaver`` (the source is read in a worker
+    thread, so the event loop is never blocked by it)."""
+    return await arun_job(saver, import_job(saver, source, check_all=check_all, **options))
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -19,9 +19,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import codec
+from .._core import SaverCore
 from ..errors import InvalidInputError, TransferError
 from .rows import (
     StoredBlob,
@@ -33,9 +34,6 @@ from .rows import (
     pack_blob,
     pack_value,
 )
-
-if TYPE_CHECKING:
-    from ..saver import PostgresSaver
 
 __all__ = ["FORMAT", "VERSION", "NdjsonSource"]
 
@@ -84,7 +82,7 @@ class NdjsonSource:
     so threads then load one by one."""
 
     def __init__(
-        self, path: str | os.PathLike[str], saver: PostgresSaver, *, partial: bool = False
+        self, path: str | os.PathLike[str], saver: SaverCore, *, partial: bool = False
     ) -> None:
         self.path = Path(path)
         self.name = f"ndjson:{self.path}"

@@ -7,28 +7,36 @@ in order (special channels keep their fixed negative idx) and ``task_path`` is
 empty. BaseCheckpointSaver has no "list threads" call either, so unless
 ``thread_ids`` is given one pass over ``list(None)`` collects them, keeping
 only the ids.
+
+Into an ``AsyncPostgresSaver`` (:func:`aimport_saver`) the source is read in a
+worker thread through its sync API; a source that has only an async API and a
+loop of its own (langgraph's async savers bridge their sync methods to it) works
+there too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from .common import (
+    ImportOptions,
     ImportReport,
     SourceCheckpoint,
-    ThreadResult,
     meta_dict,
-    run_import,
+    source_job,
     writes_from_pending,
 )
+from .jobs import arun_job, run_job
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..aio import AsyncPostgresSaver
     from ..saver import PostgresSaver
 
-__all__ = ["SaverSource", "import_saver"]
+__all__ = ["SaverSource", "aimport_saver", "import_saver"]
 
 
 class SaverSource:
@@ -37,6 +45,9 @@ class SaverSource:
     def __init__(self, saver: BaseCheckpointSaver[Any]) -> None:
         self.saver = saver
         self.name = f"saver:{type(saver).__name__}"
+
+    def close(self) -> None:
+        """Nothing to release: the checkpointer belongs to the caller."""
 
     def thread_ids(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -67,15 +78,10 @@ class SaverSource:
 
 
 def import_saver(
-    saver: PostgresSaver,
-    source: BaseCheckpointSaver[Any],
-    *,
-    thread_ids: Iterable[str] | None = None,
-    verify: bool = True,
-    on_start: Callable[[int], None] | None = None,
-    on_thread: Callable[[ThreadResult], None] | None = None,
+    saver: PostgresSaver, source: BaseCheckpointSaver[Any], **options: Unpack[ImportOptions]
 ) -> ImportReport:
     """Import every thread of another checkpointer into ``saver``.
+    ``options``: :class:`~pgcheckpoint.importers.common.ImportOptions`.
 
     Example::
 
@@ -83,11 +89,17 @@ def import_saver(
         ...  # run graphs on it
         report = import_saver(saver, memory)
     """
-    return run_import(
-        saver,
-        SaverSource(source),
-        thread_ids=thread_ids,
-        verify=verify,
-        on_start=on_start,
-        on_thread=on_thread,
-    )
+    return run_job(saver, source_job(saver, lambda: SaverSource(source), options))
+
+
+async def aimport_saver(
+    saver: AsyncPostgresSaver, source: BaseCheckpointSaver[Any], **options: Unpack[ImportOptions]
+) -> ImportReport:
+    """:func:`import_saver` into an ``AsyncPostgresSaver`` (``source`` is read in a
+    worker thread).
+
+    Example::
+
+        report = await aimport_saver(saver, memory)
+    """
+    return await arun_job(saver, source_job(saver, lambda: SaverSource(source), options))

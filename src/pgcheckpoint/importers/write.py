@@ -17,8 +17,7 @@ from typing import Any
 from .. import chunking, codec
 from .._arrays import BoolArray, ByteaArray, Int4Array, TextArray
 from .._core import SaverCore
-from .._plans import Plan, PlanGen, Query
-from ..concurrency import PipelinePlan, QueryMany
+from .._plans import PipelinePlan, Plan, PlanGen, Query, QueryMany
 from ..errors import ImportConflictError, TransferError
 from .rows import (
     BlobKey,
