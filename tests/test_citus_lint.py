@@ -3,7 +3,7 @@
 CI has no Citus, so this lint is what keeps the schema distributable by
 ``thread_id`` (docs/scaling.md). It reads the catalog of a migrated database
 (pg_index, pg_constraint, pg_proc) and the text of every named statement in
-``queries.sql`` and of every function of the schema:
+``sql/queries/`` and of every function of the schema:
 
 1. ``thread_id`` is in every primary key and unique index of the per-thread tables;
 2. no foreign key touches them (Citus could only keep one between colocated
@@ -58,17 +58,27 @@ PER_THREAD = {
 }  # fmt: skip
 MULTI_THREAD = {
     # A list of threads (thread_id = ANY (...)): one task per shard holding one of them.
-    "lock_threads", "delete_threads", "prune_keep_latest", "gc", "sweep_batch", "delete_runs",
+    "lock_threads", "delete_threads", "prune_keep_latest", "gc", "delete_runs",
 }  # fmt: skip
 CROSS_THREAD = {
     # Every shard, by design: list(None), list_threads, delete_for_runs, sweeper, reports.
-    "read_checkpoints", "threads_list", "threads_of_runs", "retention_page", "sweep_strays",
+    "read_checkpoints", "threads_list", "threads_of_runs", "sweep",
     "storage_tables", "storage_threads", "storage_thread_count", "thread_summaries",
     "export_counts",
     # No table of ours: the server, pg_cron, advisory locks.
-    "health_probe", "cron_installed", "cron_schedule", "cron_unschedule", "sweep_lock",
+    "health_probe", "cron_installed", "cron_schedule", "cron_unschedule",
     "vacuum_permissions",
     "export_snapshot",
+    # setup(), the migration runner and optimize(): DDL and catalog reads, run on the
+    # coordinator (sql/queries/migrations.sql, distribution.sql, maintenance.sql).
+    "migrations_applied", "relation_exists", "schema_exists", "migrations_compat_column",
+    "may_migrate", "create_schema", "create_migrations_table", "migration_record",
+    "migrations_newer", "migrations_details", "migrations_has_compat", "migrate_lock",
+    "unlock_all", "begin", "commit", "rollback", "routines_state", "routine_comment",
+    "routines_overloaded",
+    "has_citus", "citus_table_state", "citus_function_state", "citus_distribute",
+    "citus_truncate_local", "citus_reference", "citus_route_function",
+    "citus_register_function", "count_rows", "vacuum", "vacuum_full",
 }  # fmt: skip
 # Pieces assembled into other statements (checked as part of those).
 FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chunks", "put_blobs"}
@@ -77,9 +87,11 @@ FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chu
 MULTI_THREAD_FUNCTIONS = {
     "pgcheckpoint_delete_threads", "pgcheckpoint_gc", "pgcheckpoint_lock_threads",
     "pgcheckpoint_measure",
-    "pgcheckpoint_sweep_batch", "pgcheckpoint_trim",
+    "pgcheckpoint_sweep_batch", "pgcheckpoint_trim", "pgcheckpoint_sweep_threads",
 }  # fmt: skip
-CROSS_THREAD_FUNCTIONS = {"pgcheckpoint_sweep_strays", "pgcheckpoint_sweep"}
+CROSS_THREAD_FUNCTIONS = {
+    "pgcheckpoint_sweep_strays", "pgcheckpoint_sweep", "pgcheckpoint_sweep_page",
+}  # fmt: skip
 
 # (rule, statement or function): what Citus 13.2 says, and the shape that passes.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {

@@ -15,7 +15,10 @@ from langgraph.checkpoint.base import empty_checkpoint
 from psycopg import sql
 
 from pgcheckpoint import MigrationError, PostgresSaver, SchemaError
+from pgcheckpoint import migrations as mig
+from pgcheckpoint import routines as rt
 from pgcheckpoint.migrations import all_migrations
+from pgcheckpoint.routines import all_routines
 
 SCHEMA_DOC = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
 T, B, J, TS, BOOL, ARR = "text", "bytea", "jsonb", "timestamp with time zone", "boolean", "ARRAY"
@@ -66,14 +69,9 @@ EXPECTED_INDEXES = {
     "pgcheckpoint_migrations_pkey": "UNIQUE INDEX pgcheckpoint_migrations_pkey ON "
                                     "pgcheckpoint_migrations USING btree (version)",
 }
-# Functions ('f') and procedures ('p') of the schema.
-EXPECTED_ROUTINES = {
-    ("pgcheckpoint_fork_guard", "f"), ("pgcheckpoint_put_guard", "f"),
-    ("pgcheckpoint_delete_threads", "f"),
-    ("pgcheckpoint_gc", "f"), ("pgcheckpoint_measure", "f"), ("pgcheckpoint_sweep_batch", "f"),
-    ("pgcheckpoint_sweep_strays", "f"), ("pgcheckpoint_sweep_lock_key", "f"),
-    ("pgcheckpoint_sweep", "p"), ("pgcheckpoint_trim", "f"), ("pgcheckpoint_lock_threads", "f"),
-}
+# Functions ('f') and procedures ('p') of the schema: one per file of sql/functions.
+EXPECTED_ROUTINES = {(r.name, "p" if r.name == "pgcheckpoint_sweep" else "f")
+                     for r in all_routines()}
 # Already-compressed bytes: no pglz (STORAGE EXTERNAL, 'e').
 EXTERNAL = {("checkpoints", "checkpoint"), ("blobs", "value"), ("chunks", "data"),
             ("writes", "value")}
@@ -108,8 +106,20 @@ def describe(url: str, schema: str = "public") -> dict[str, Any]:
         routines = {(r[0], r[1]) for r in conn.execute(
             "SELECT p.proname, p.prokind FROM pg_proc p "
             "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s", (schema,))}
+        # Signature, result, body, settings and comment of every routine, with
+        # the schema name taken out (so two schemas compare).
+        quoted = sql.Identifier(schema).as_string(conn)
+        definitions = {r[0]: tuple(_strip(str(v), (quoted, schema)) if v is not None else None
+                                   for v in r[1:]) for r in conn.execute(
+            "SELECT p.proname, pg_get_function_identity_arguments(p.oid), "
+            "pg_get_function_result(p.oid), p.prosrc, array_to_string(p.proconfig, ';'), "
+            "p.provolatile, (SELECT l.lanname FROM pg_language l WHERE l.oid = p.prolang), "
+            "obj_description(p.oid, 'pg_proc'), "
+            "pg_get_functiondef(p.oid) "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s", (schema,))}
     return {"columns": cols, "indexes": idx, "constraints": cons, "external": external,
-            "routines": routines}
+            "routines": routines, "definitions": definitions}
 
 
 def _setup(url: str, schema: str = "public") -> None:
@@ -270,3 +280,178 @@ def test_official_tables_in_the_same_schema_are_refused(empty_db_url: str) -> No
     with PostgresSaver.from_conn_string(empty_db_url, schema="pgcheckpoint") as saver:
         saver.setup()
         assert saver.migration_status()
+
+
+# --- SQL functions: one current definition each (sql/functions) ---------------
+
+_BODY = re.compile(r"\bAS (\$[a-z_]*\$)(.*?)\1", re.S)
+
+
+def _file_body(routine: rt.Routine, schema: str) -> str:
+    match = _BODY.search(routine.render(schema))
+    assert match, f"sql/functions/{routine.name}.sql has no $tag$ body"
+    return match[2]
+
+
+def test_routines_equal_their_files(empty_db_url: str) -> None:
+    """Every routine's body in the database is its file's text; every function pins
+    search_path; the record comment names the file's revision and checksum."""
+    _setup(empty_db_url)
+    got = describe(empty_db_url)["definitions"]
+    assert set(got) == {r.name for r in all_routines()}
+    for r in all_routines():
+        _args, _result, body, config, _volatile, _lang, comment, _ = got[r.name]
+        assert body == _strip(_file_body(r, "public"), ('"public"', "public")), r.name
+        assert comment == r.record, r.name
+        if r.name == "pgcheckpoint_sweep":
+            assert config is None  # a procedure that commits cannot SET
+        elif r.name == "pgcheckpoint_sweep_lock_key":
+            assert config == "search_path=, pg_catalog, pg_temp"  # its own schema first
+        else:
+            assert config == "search_path=pg_catalog, pg_temp", r.name
+
+
+def test_procedure_names_everything_with_its_schema() -> None:
+    """The procedure runs with the caller's search_path, so it must not leave a
+    function, operator or type to be found through it."""
+    body = _file_body(next(r for r in all_routines() if r.name == "pgcheckpoint_sweep"), "s")
+    code = "\n".join(ln.split("--")[0] for ln in body.splitlines())
+    code = re.sub(r"'[^']*'", "''", code)  # literals
+    code = re.sub(r"\b(ERRCODE|MESSAGE) = ", "", code)  # RAISE's options, not operators
+    calls = re.findall(r"([a-z_.\"]+)\s*\(", code)
+    for call in calls:
+        assert call.startswith(('pg_catalog.', '"s".')) or call in {"IF", "ELSE"}, call
+    for op in re.findall(r"\s(<=|>=|<>|<|>|\+|-|\|\||=)\s", code):
+        pytest.fail(f"unqualified operator {op!r} in pgcheckpoint_sweep")
+    assert "OPERATOR(pg_catalog.<)" in code
+
+
+def _as_release(last: int) -> Any:
+    """A patch context: the library as the release whose newest migration is ``last``
+    (releases up to 0008 defined functions only in migrations: no sql/functions)."""
+    mp = pytest.MonkeyPatch()
+    shipped = mig.all_migrations()
+    mp.setattr(mig, "all_migrations", lambda: shipped[:last])
+    if last < 9:
+        mp.setattr(rt, "all_routines", lambda: ())
+    return mp
+
+
+def test_migrated_step_by_step_equals_fresh_equals_files(empty_db_url: str, tmp_path: Path) -> None:
+    """Each release's setup in turn (0001, then 0002, ...), then this one, gives the
+    schema a fresh setup gives: tables, indexes, and every routine's signature,
+    result, body, settings and record."""
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA stepwise")
+    for last in range(1, len(all_migrations())):
+        mp = _as_release(last)
+        try:
+            _setup(empty_db_url, "stepwise")
+        finally:
+            mp.undo()
+    old = describe(empty_db_url, "stepwise")["definitions"]  # the release before 0009
+    _setup(empty_db_url, "stepwise")
+    _setup(empty_db_url, "fresh")
+    stepwise, fresh = describe(empty_db_url, "stepwise"), describe(empty_db_url, "fresh")
+    assert stepwise["definitions"] == fresh["definitions"]
+    for key in ("columns", "indexes", "external", "routines"):
+        assert stepwise[key] == fresh[key], key
+    # An old process keeps calling what it called: every function of the release
+    # before 0009 is still there with its arguments and result (the procedure gained
+    # an INOUT report with a default; a CALL with the old arguments still resolves).
+    for name, (args, result, *_) in old.items():
+        if name == "pgcheckpoint_sweep":
+            assert fresh["definitions"][name][0].startswith(args + ", ")
+        else:
+            assert fresh["definitions"][name][:2] == (args, result), name
+
+
+def test_changed_routine_is_reapplied_and_newer_one_left(db_url: str) -> None:
+    """setup() re-applies a routine whose recorded checksum differs (a file changed in
+    this release) and leaves one a newer release recorded with a higher revision."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("COMMENT ON FUNCTION pgcheckpoint_gc(text[]) IS "
+                     "'pgcheckpoint revision 1 sha256 " + "0" * 64 + "'")
+        conn.execute("CREATE OR REPLACE FUNCTION pgcheckpoint_measure(p_thread_ids text[]) "
+                     "RETURNS TABLE (tbl text, n bigint, bytes bigint) LANGUAGE sql "
+                     "SET search_path = pg_catalog, pg_temp "
+                     "AS $$ SELECT 'newer'::text, 0::bigint, 0::bigint $$")
+        conn.execute("COMMENT ON FUNCTION pgcheckpoint_measure(text[]) IS "
+                     "'pgcheckpoint revision 99 sha256 " + "1" * 64 + "'")
+    _setup(db_url)
+    got = describe(db_url)["definitions"]
+    gc = next(r for r in all_routines() if r.name == "pgcheckpoint_gc")
+    assert got["pgcheckpoint_gc"][6] == gc.record
+    assert "'newer'" in got["pgcheckpoint_measure"][2]
+
+
+def test_every_routine_file_declares_a_revision_and_one_routine() -> None:
+    for r in all_routines():
+        text = r.render("s")
+        assert len(re.findall(r"^CREATE OR REPLACE (FUNCTION|PROCEDURE)", text, re.M)) == 1
+        assert f'"s".{r.name}(' in text
+        for placeholder in rt.constants():
+            assert placeholder not in text
+
+
+@pytest.mark.parametrize("schema", ["a$b", "x$pgcheckpoint_trim$y", "50%", "tab\there"])
+def test_unsafe_schema_names_are_refused_before_anything(empty_db_url: str, schema: str) -> None:
+    from pgcheckpoint import ConfigurationError
+    from pgcheckpoint.migrations import render_pending
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        with pytest.raises(ConfigurationError, match=r"schema name .* contains"):
+            PostgresSaver(conn, schema=schema)
+        with pytest.raises(ConfigurationError, match=r"schema name .* contains"):
+            render_pending(schema, {})
+        created = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
+                               (schema,)).fetchone()
+    assert created == (0,)
+
+
+def test_print_sql_for_an_odd_schema_runs_as_is(empty_db_url: str) -> None:
+    """`migrate apply --print-sql` output for a name with quotes, a semicolon, a
+    backslash and a psql variable: run through psql, it builds exactly the schema
+    setup() builds and nothing else."""
+    import shutil
+
+    from pgcheckpoint.migrations import render_pending
+
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("needs psql")
+    schema = "x\"; DROP TABLE t; -- \\ :v 'q'"
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (i int)")
+    done = subprocess.run([psql, "-v", "ON_ERROR_STOP=1", "-q", empty_db_url],
+                          input=render_pending(schema, {}), text=True, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('public.t') IS NOT NULL").fetchone() == (True,)
+    _setup(empty_db_url)  # nothing left to do there, and public gets its own
+    got, fresh = describe(empty_db_url, schema), describe(empty_db_url, "public")
+    # Signature, result and body (the lock key's SET clause spells the name its own way).
+    assert {k: v[:3] for k, v in got["definitions"].items()} == {
+        k: v[:3] for k, v in fresh["definitions"].items()}
+    assert got["routines"] == EXPECTED_ROUTINES
+
+
+def test_a_changed_signature_is_refused_with_the_database_unchanged(db_url: str) -> None:
+    """A function file whose arguments changed would leave two routines of one name
+    (CREATE OR REPLACE makes an overload): setup() refuses and rolls back."""
+    gc = next(r for r in all_routines() if r.name == "pgcheckpoint_gc")
+    text = gc.text.replace("p_thread_ids text[]) RETURNS void",
+                           "p_thread_ids text[], p_extra integer) RETURNS void", 1)
+    assert text != gc.text
+    changed = rt.Routine(gc.name, gc.revision + 1, text)
+    others = tuple(r for r in all_routines() if r.name != gc.name)
+    before = describe(db_url)["definitions"]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(rt, "all_routines", lambda: (*others, changed))
+    try:
+        with pytest.raises(MigrationError, match=r"two routines of one name: pgcheckpoint_gc"):
+            _setup(db_url)
+    finally:
+        mp.undo()
+    assert describe(db_url)["definitions"] == before

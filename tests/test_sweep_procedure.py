@@ -1,7 +1,7 @@
-"""The sweep inside the database (migration 0004): CALL pgcheckpoint_sweep, and pg_cron.
+"""The sweep inside the database (sql/functions): CALL pgcheckpoint_sweep, and pg_cron.
 
-The library's sweeper and the procedure run the same pgcheckpoint_sweep_batch,
-so the procedure must remove exactly what the library's dry run reports, keep
+The procedure is the one driver: the library's sweeper CALLs it too, so it
+must remove exactly what the library's dry run reports, keep
 what the policies keep, refuse bad arguments with the database unchanged, skip
 while another sweeper holds the lock, and run unattended from pg_cron.
 """

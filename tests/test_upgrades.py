@@ -24,7 +24,9 @@ from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES
 
 from pgcheckpoint import PostgresSaver, SchemaError
 from pgcheckpoint import migrations as mig
+from pgcheckpoint import routines as rt
 from pgcheckpoint.migrations import Migration, latest_version
+from pgcheckpoint.routines import Routine
 
 OLD_LATEST = latest_version()
 
@@ -190,3 +192,74 @@ def test_cli_setup_and_status_with_a_newer_schema(db_url: str) -> None:
     refused = _cli(db_url, "setup")
     assert refused.returncode == 1 and "SchemaError" in refused.stderr
     assert "needs a newer release" in _cli(db_url, "migrate", "status").stdout
+
+
+# --- functions (sql/functions) across releases ---------------------------------
+
+
+@contextmanager
+def newer_routines(*extra: Routine) -> Iterator[None]:
+    """Run the block as a release whose function files include ``extra``."""
+    shipped = {r.name: r for r in rt.all_routines()}
+    shipped.update({r.name: r for r in extra})
+    ordered = tuple(sorted(shipped.values(), key=lambda r: r.name))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rt, "all_routines", lambda: ordered)
+        yield
+
+
+def _gc_body(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'pgcheckpoint_gc'")
+        found = row.fetchone()
+        assert found is not None
+        return str(found[0])
+
+
+def test_a_newer_revision_of_a_function_is_left_alone(db_url: str) -> None:
+    """A newer release fixed pgcheckpoint_gc (revision + 1); this release, still
+    running beside it, neither reverts it nor fails, and its prune still works."""
+    gc = next(r for r in rt.all_routines() if r.name == "pgcheckpoint_gc")
+    text = gc.text.replace(f"revision {gc.revision}", f"revision {gc.revision + 1}", 1)
+    text = text.replace("BEGIN\n", "BEGIN\n    -- the newer release's fix\n", 1)
+    newer = Routine(gc.name, gc.revision + 1, text)
+    with (
+        newer_release(future(OLD_LATEST)),
+        newer_routines(newer),
+        PostgresSaver.from_conn_string(db_url) as saver,
+    ):
+        saver.setup()
+    assert "the newer release's fix" in _gc_body(db_url)
+    with PostgresSaver.from_conn_string(db_url) as saver:
+        saver.setup()
+        config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        from langgraph.checkpoint.base import empty_checkpoint
+
+        for _ in range(3):
+            config = saver.put(config, empty_checkpoint(), {}, {})
+        saver.prune(["t"], strategy="keep_latest")
+        assert len(list(saver.list({"configurable": {"thread_id": "t"}}))) == 1
+    assert "the newer release's fix" in _gc_body(db_url)
+
+
+def test_the_release_before_function_files_carries_on(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process of the release whose newest migration is 0008 (functions only in
+    migrations) meets this release's schema: 0009 declares it compatible, so its
+    setup() carries on without touching any function, and its health check is ok."""
+    before = _gc_body(db_url)
+    shipped = mig.all_migrations()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mig, "all_migrations", lambda: shipped[:8])
+        mp.setattr(rt, "all_routines", lambda: ())
+        with (
+            caplog.at_level(logging.WARNING, logger="pgcheckpoint"),
+            PostgresSaver.from_conn_string(db_url) as saver,
+        ):
+            saver.setup()
+            report = saver.health_check()
+    assert "0009" in caplog.text or "9 (functions)" in caplog.text
+    assert report.ok
+    assert _gc_body(db_url) == before
+

@@ -1,10 +1,25 @@
-"""Named SQL statements, loaded once from ``sql/queries.sql``.
+"""Named SQL statements, loaded once from ``sql/queries/*.sql``.
 
-``queries.sql`` is the one home of every runtime statement. A block starts with
-a ``-- name: NAME`` line and runs to the next one. :class:`Queries` binds the
-statements to one PostgreSQL schema: ``{schema}`` is replaced by the schema
-name quoted with :class:`psycopg.sql.Identifier`; nothing else is ever
-formatted into SQL text.
+``sql/queries/`` is the one home of every statement pgcheckpoint runs, one
+file per owner (``put``, ``read``, ``delete``, ``threads``, ``transfer``,
+``retention``, ``maintenance``, ``migrations``, ``distribution``, and the
+``official`` importer's source tables). A block starts with a
+``-- name: NAME`` line and runs to the next one; names are unique across the
+files. Blocks named ``where_*``, ``put_chunks`` and ``put_blobs`` are
+fragments that ``read_checkpoints`` and ``put_checkpoint`` are assembled from.
+
+:class:`Queries` binds the statements to one PostgreSQL schema: ``{schema}``
+is replaced by the schema name quoted with :class:`psycopg.sql.Identifier`.
+:func:`compose` fills the few statements that name another identifier
+(``{table}``, ``{routine}``) or a literal through :mod:`psycopg.sql`. Nothing
+else is ever formatted into SQL text.
+
+The schema name is checked once, by :func:`quote_schema`: a name holding
+``$`` (it could end a dollar-quoted function body, ``sql/functions/``), ``%``
+(psycopg's placeholder mark) or a control character is refused with
+``ConfigurationError`` before any statement is built, so every accepted name
+works end to end (DDL, function bodies, ``migrate apply --print-sql``, the
+pg_cron command).
 """
 
 from __future__ import annotations
@@ -16,7 +31,10 @@ from importlib import resources
 
 from psycopg import sql
 
+from .errors import ConfigurationError
+
 _NAME = re.compile(r"^-- name: ([a-z0-9_]+)\s*$", re.MULTILINE)
+_UNSAFE = re.compile(r"[$%\x00-\x1f\x7f]")
 
 # list(None) on Citus, first step: the keys of one page of checkpoints of every
 # thread, in read_checkpoints' order, without their values. Each shard sorts and
@@ -33,23 +51,63 @@ LIMIT %(limit)s"""
 
 @cache
 def _raw_statements() -> dict[str, str]:
-    text = resources.files("pgcheckpoint.sql").joinpath("queries.sql").read_text("utf-8")
-    parts = _NAME.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
     statements: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
-        statements[name] = "\n".join(lines).strip().rstrip(";")
+    folder = resources.files("pgcheckpoint.sql").joinpath("queries")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        parts = _NAME.split(entry.read_text("utf-8"))
+        # parts = [preamble, name1, body1, name2, body2, ...]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in statements:
+                raise ValueError(f"statement {name!r} is named twice in sql/queries/")
+            lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
+            statements[name] = "\n".join(lines).strip().rstrip(";")
     return statements
 
 
+def check_schema(schema: str) -> str:
+    """``schema`` if it can be used safely everywhere, else ``ConfigurationError``."""
+    bad = _UNSAFE.search(schema)
+    if bad:
+        char = bad.group()
+        what = {"$": "'$' (it could end a dollar-quoted function body)",
+                "%": "'%' (psycopg's parameter mark)"}.get(char, f"control character {char!r}")
+        raise ConfigurationError(
+            f"schema name {schema!r} contains {what}; pgcheckpoint refuses such names "
+            "before creating anything: choose a name without '$', '%' or control characters"
+        )
+    return schema
+
+
 def quote_schema(schema: str) -> str:
-    """The schema name as a quoted SQL identifier."""
-    return sql.Identifier(schema).as_string(None)
+    """The schema name as a quoted SQL identifier (refusing unsafe names)."""
+    return sql.Identifier(check_schema(schema)).as_string(None)
+
+
+def statement(name: str, schema: str) -> str:
+    """One named statement bound to ``schema``."""
+    return _raw_statements()[name].replace("{schema}", quote_schema(schema))
+
+
+def compose(name: str, schema: str, **parts: sql.Composable) -> str:
+    """A named statement whose other placeholders (``{table}``, ``{comment}``...) are
+    psycopg.sql objects (``Identifier``, ``Literal``)."""
+    template = sql.SQL(_raw_statements()[name])
+    return template.format(schema=sql.Identifier(check_schema(schema)), **parts).as_string(None)
+
+
+def with_literals(name: str, schema: str, params: dict[str, object]) -> str:
+    """A named statement with its ``%(name)s`` parameters written as SQL literals
+    (psycopg.sql.Literal), for SQL printed rather than run (``--print-sql``)."""
+    raw = re.sub(r"%\((\w+)\)s", r"{\1}", _raw_statements()[name])
+    template = sql.SQL(raw)
+    literals = {key: sql.Literal(value) for key, value in params.items()}
+    return template.format(schema=sql.Identifier(check_schema(schema)), **literals).as_string(None)
 
 
 class Queries:
-    """The statements of ``queries.sql`` bound to one schema."""
+    """The statements of ``sql/queries/`` bound to one schema."""
 
     def __init__(self, schema: str) -> None:
         quoted = quote_schema(schema)

@@ -19,7 +19,8 @@ hold rows (a single-node database moved to Citus) are copied into their
 shards by ``create_distributed_table`` and the local copy is then truncated.
 
 Object names reach Citus's functions as bound parameters (``regclass`` and
-``regprocedure`` text built from the quoted schema), never as SQL text.
+``regprocedure`` text built from the quoted schema), never as SQL text; the
+statements are named ones (``sql/queries/distribution.sql``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Literal
 from psycopg import sql
 
 from ._plans import PlanGen, Query
-from ._queries import quote_schema
+from ._queries import quote_schema, statement
 from .errors import ConfigurationError, SchemaError
 
 Distributed = bool | Literal["auto"]
@@ -48,52 +49,9 @@ NO_CITUS = (
     "setup(distributed=True): the citus extension is not installed in this database; "
     "run CREATE EXTENSION citus on the Citus coordinator first (docs/scaling.md)"
 )
-HAS_CITUS = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')"
-
-# Per table: its Citus kind ('h' hash-distributed, 'n' reference, NULL local)
-# and its distribution column. pg_dist_partition exists only with citus.
-_TABLE_STATE = """
-SELECT t.name, p.partmethod::text,
-       CASE WHEN p.partmethod = 'h'
-            THEN pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) END,
-       p.colocationid
-FROM unnest(%(tables)s::text[]) AS t(name)
-LEFT JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = pg_catalog.to_regclass(t.name)
-"""
-
-# Every function and procedure of the schema: its signature as regprocedure
-# text, whether its first argument carries a thread id, and what Citus knows
-# of it (registered at all; the index of its distribution argument).
-_FUNCTION_STATE = """
-SELECT p.oid::pg_catalog.regprocedure::text,
-       p.pronargs > 0 AND p.proargtypes[0] = 'pg_catalog.text'::pg_catalog.regtype
-           AND (p.proargnames)[1] = %(thread_argument)s,
-       o.objid IS NOT NULL,
-       o.distribution_argument_index,
-       o.colocationid
-FROM pg_catalog.pg_proc p
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-LEFT JOIN pg_catalog.pg_dist_object o
-       ON o.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND o.objid = p.oid
-WHERE n.nspname = %(schema)s
-ORDER BY 1
-"""
-
-_DISTRIBUTE = (
-    "SELECT pg_catalog.create_distributed_table(%(table)s::regclass, %(column)s, "
-    "colocate_with => %(colocate_with)s)"
-)
-# create_distributed_table copies existing rows into the shards and keeps the
-# local ones (Citus prints a NOTICE); they are unreachable once distributed.
-_TRUNCATE_LOCAL = (
-    "SELECT pg_catalog.truncate_local_data_after_distributing_table(%(table)s::regclass)"
-)
-_REFERENCE = "SELECT pg_catalog.create_reference_table(%(table)s::regclass)"
-_ROUTE_FUNCTION = (
-    "SELECT pg_catalog.create_distributed_function(%(function)s::regprocedure, '$1', "
-    "colocate_with => %(colocate_with)s)"
-)
-_REGISTER_FUNCTION = "SELECT pg_catalog.create_distributed_function(%(function)s::regprocedure)"
+# Whether the citus extension is installed (the named statement; it names no
+# schema object, so any schema binds it).
+HAS_CITUS = statement("has_citus", "public")
 
 
 def check_option(value: object) -> Distributed:
@@ -124,14 +82,17 @@ def distribute_steps(schema: str, distributed: Distributed) -> PlanGen[list[str]
     was done, one line each. Run in autocommit mode (Citus commits each step)."""
     if distributed is False:
         return []
-    rows = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+    def q(name: str) -> str:
+        return statement(name, schema)
+
+    rows = yield Query(q("has_citus"), None, fetch="all", prepare=False)
     if not (rows and rows[0][0]):
         if distributed is True:
             raise SchemaError(NO_CITUS)
         return []
     done: list[str] = []
     names = [qualified(schema, t) for t in (*TABLES, *REFERENCE_TABLES)]
-    rows = yield Query(_TABLE_STATE, {"tables": names}, fetch="all", prepare=False)
+    rows = yield Query(q("citus_table_state"), {"tables": names}, fetch="all", prepare=False)
     state = {str(name): (kind, column) for name, kind, column, _ in rows or []}
     anchor = qualified(schema, ANCHOR)
     for table in TABLES:
@@ -152,16 +113,16 @@ def distribute_steps(schema: str, distributed: Distributed) -> PlanGen[list[str]
             )
         colocate_with = "none" if table == ANCHOR else anchor
         params = {"table": name, "column": DISTRIBUTION_COLUMN, "colocate_with": colocate_with}
-        yield Query(_DISTRIBUTE, params, fetch="all", prepare=False)
-        yield Query(_TRUNCATE_LOCAL, {"table": name}, fetch="all", prepare=False)
+        yield Query(q("citus_distribute"), params, fetch="all", prepare=False)
+        yield Query(q("citus_truncate_local"), {"table": name}, fetch="all", prepare=False)
         done.append(f"distributed {name} on {DISTRIBUTION_COLUMN}")
     for table in REFERENCE_TABLES:
         name = qualified(schema, table)
         if state[name][0] is None:
-            yield Query(_REFERENCE, {"table": name}, fetch="all", prepare=False)
+            yield Query(q("citus_reference"), {"table": name}, fetch="all", prepare=False)
             done.append(f"made {name} a reference table")
     rows = yield Query(
-        _FUNCTION_STATE,
+        q("citus_function_state"),
         {"schema": schema, "thread_argument": THREAD_ARGUMENT},
         fetch="all",
         prepare=False,
@@ -169,11 +130,12 @@ def distribute_steps(schema: str, distributed: Distributed) -> PlanGen[list[str]
     for function in (FunctionState(*row) for row in rows or []):
         if function.routed and function.distribution_argument != 0:
             params = {"function": function.signature, "colocate_with": anchor}
-            yield Query(_ROUTE_FUNCTION, params, fetch="all", prepare=False)
+            yield Query(q("citus_route_function"), params, fetch="all", prepare=False)
             done.append(f"distributed {function.signature} by its thread id")
         elif not function.routed and not function.registered:
             yield Query(
-                _REGISTER_FUNCTION, {"function": function.signature}, fetch="all", prepare=False
+                q("citus_register_function"), {"function": function.signature}, fetch="all",
+                prepare=False,
             )
             done.append(f"propagated {function.signature} to the workers")
     return done

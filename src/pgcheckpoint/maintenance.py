@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from psycopg import sql
 
 from ._plans import Plan, PlanGen, Query
-from ._queries import quote_schema
+from ._queries import compose
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def storage_plan(core: SaverCore, top: int = 10) -> Plan[StorageReport]:
 
 def count_statement(schema: str, table: str) -> str:
     """``SELECT count(*)`` of one table (identifiers quoted by psycopg)."""
-    return f"SELECT count(*) FROM {quote_schema(schema)}.{sql.Identifier(table).as_string(None)}"
+    return compose("count_rows", schema, table=sql.Identifier(table))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +116,8 @@ class OptimizeReport:
 
 def vacuum_statements(schema: str, full: bool = False) -> list[str]:
     """The VACUUM statements of :func:`optimize_plan` (identifiers quoted by psycopg)."""
-    options = "FULL, ANALYZE" if full else "ANALYZE"
-    quoted = quote_schema(schema)
-    return [
-        f"VACUUM ({options}) {quoted}.{sql.Identifier(table).as_string(None)}" for table in TABLES
-    ]
+    name = "vacuum_full" if full else "vacuum"
+    return [compose(name, schema, table=sql.Identifier(table)) for table in TABLES]
 
 
 def optimize_plan(core: SaverCore, full: bool = False) -> Plan[OptimizeReport]:

@@ -17,6 +17,11 @@ migration is ``V`` or later keeps working after it is applied. The value is
 recorded beside the version. A release that finds migrations newer than it
 knows carries on (with a log line) when every one of them declares
 compatibility with its newest version, and raises ``SchemaError`` otherwise.
+
+Functions and procedures are not defined by migrations (after 0008): each has
+its current text in ``sql/functions/`` and ``setup()`` re-applies a changed one
+after the migrations, under the same lock (:mod:`pgcheckpoint.routines`).
+Every statement here is a named one (``sql/queries/migrations.sql``).
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from importlib import resources
 
 from psycopg import sql as pgsql
 
+from . import routines
 from ._plans import Plan, PlanGen, Query
-from ._queries import quote_schema
-from .distribution import HAS_CITUS, NO_CITUS, Distributed, distribute_steps
+from ._queries import quote_schema, statement, with_literals
+from .distribution import NO_CITUS, Distributed, distribute_steps
 from .errors import MigrationError, SchemaError
 
 NO_TRANSACTION = "-- pgcheckpoint: no-transaction"
@@ -174,51 +180,18 @@ def pending(applied: dict[int, str]) -> list[Migration]:
 
 def migrations_table_ddl(schema: str) -> pgsql.Composed:
     """The ``CREATE TABLE IF NOT EXISTS`` of the migrations table (roles.py runs it too)."""
-    return pgsql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
-        "name text NOT NULL, checksum text NOT NULL, "
-        "applied_at timestamptz NOT NULL DEFAULT now(), compatible_with integer)"
-    ).format(pgsql.Identifier(schema, TABLE))
+    return pgsql.Composed([pgsql.SQL(statement("create_migrations_table", schema))])
 
 
-def _sql(schema: str) -> dict[str, str]:
-    q = quote_schema(schema)
-    return {
-        "applied": f"SELECT version, checksum FROM {q}.{TABLE}",
-        "exists": "SELECT to_regclass(%(table)s) IS NOT NULL",
-        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
-        # schema exists, which the owner role (docs/security.md) does not have.
-        "schema_exists": (
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s)"
-        ),
-        # Tables made before compatibility was recorded.
-        "compat_column": (
-            f"ALTER TABLE {q}.{TABLE} ADD COLUMN IF NOT EXISTS compatible_with integer"
-        ),
-        # Whether this role has the rights of the owner of the migrations table
-        # (a superuser always has).
-        "may_migrate": (
-            "SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE'), current_user "
-            "FROM pg_catalog.pg_class c WHERE c.oid = to_regclass(%(table)s)"
-        ),
-        "schema": f"CREATE SCHEMA IF NOT EXISTS {q}",
-        "table": migrations_table_ddl(schema).as_string(None),
-        "record": (
-            f"INSERT INTO {q}.{TABLE} (version, name, checksum, compatible_with) "
-            "VALUES (%(version)s, %(name)s, %(checksum)s, %(compatible_with)s)"
-        ),
-        # Newer migrations (this release's successors always have the column).
-        "newer": (
-            f"SELECT version, name, compatible_with FROM {q}.{TABLE} "
-            "WHERE version > %(latest)s ORDER BY version"
-        ),
-        "details": f"SELECT version, name, checksum, applied_at FROM {q}.{TABLE}",
-        "has_compat": (
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = "
-            "pg_catalog.to_regclass(%(table)s) AND attname = 'compatible_with' "
-            "AND NOT attisdropped)"
-        ),
-    }
+class _Statements:
+    """The runner's named statements bound to one schema (``sql/queries/migrations.sql``)."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.table = f"{quote_schema(schema)}.{TABLE}"
+
+    def __getitem__(self, name: str) -> str:
+        return statement(name, self.schema)
 
 
 def _applied(rows: list[tuple[object, ...]] | None) -> dict[int, str]:
@@ -227,14 +200,14 @@ def _applied(rows: list[tuple[object, ...]] | None) -> dict[int, str]:
 
 def status_plan(schema: str) -> Plan[dict[int, str]]:
     """Read which migrations are applied (an empty dict for a fresh database)."""
-    sql = _sql(schema)
-    table = f"{quote_schema(schema)}.{TABLE}"
+    sql = _Statements(schema)
+    table = sql.table
 
     def make() -> PlanGen[dict[int, str]]:
-        rows = yield Query(sql["exists"], {"table": table}, fetch="all")
+        rows = yield Query(sql["relation_exists"], {"table": table}, fetch="all")
         if not rows or not rows[0][0]:
             return {}
-        rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
+        rows = yield Query(sql["migrations_applied"], None, fetch="all", prepare=False)
         return _applied(rows)
 
     return Plan("migration status", make)
@@ -246,16 +219,16 @@ def read_newer(schema: str, applied: dict[int, str]) -> PlanGen[list[Newer]]:
     latest = latest_version()
     if not any(v > latest for v in applied):
         return []
-    sql = _sql(schema)
-    table = f"{quote_schema(schema)}.{TABLE}"
-    rows = yield Query(sql["has_compat"], {"table": table}, fetch="all")
+    sql = _Statements(schema)
+    table = sql.table
+    rows = yield Query(sql["migrations_has_compat"], {"table": table}, fetch="all")
     if rows and rows[0][0]:
-        rows = yield Query(sql["newer"], {"latest": latest}, fetch="all", prepare=False)
+        rows = yield Query(sql["migrations_newer"], {"latest": latest}, fetch="all", prepare=False)
         return [
             Newer(int(str(v)), str(n), None if c is None else int(str(c)))
             for v, n, c in rows or []
         ]
-    rows = yield Query(sql["details"], None, fetch="all", prepare=False)
+    rows = yield Query(sql["migrations_details"], None, fetch="all", prepare=False)
     return [Newer(int(str(r[0])), str(r[1]), None) for r in rows or [] if int(str(r[0])) > latest]
 
 
@@ -276,31 +249,32 @@ def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]
     Migrations newer than this release are left alone when they declare it
     compatible (logged), and raise ``SchemaError`` when they do not.
     """
-    sql = _sql(schema)
-    table = f"{quote_schema(schema)}.{TABLE}"
+    sql = _Statements(schema)
+    table = sql.table
     key = lock_key(schema)
 
     def make() -> PlanGen[list[int]]:
         if distributed is True:
             # Refused before any migration runs, so the database is left as it was.
-            citus = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+            citus = yield Query(sql["has_citus"], None, fetch="all", prepare=False)
             if not (citus and citus[0][0]):
                 raise SchemaError(NO_CITUS)
-        rows = yield Query(sql["exists"], {"table": table}, fetch="all")
+        rows = yield Query(sql["relation_exists"], {"table": table}, fetch="all")
         if rows and rows[0][0]:
-            rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
+            rows = yield Query(sql["migrations_applied"], None, fetch="all", prepare=False)
             applied = _applied(rows)
             newer = yield from read_newer(schema, applied)
             check_newer(newer)
             todo = pending(applied)
-            if not todo:
+            changed = yield from routines.read_stale(schema)
+            if not todo and not changed:
                 if distributed is False:
                     if newer:
                         _carry_on(schema, newer)
                     return []
                 # On Citus the lock is taken every time: two setups must not
                 # both distribute the same table (the second would fail).
-                citus = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+                citus = yield Query(sql["has_citus"], None, fetch="all", prepare=False)
                 if distributed == "auto" and not (citus and citus[0][0]):
                     if newer:
                         _carry_on(schema, newer)
@@ -310,21 +284,23 @@ def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]
             # leaves the distribution to the owner's setup and returns.
             rights = yield Query(sql["may_migrate"], {"table": table}, fetch="all")
             if rights and not rights[0][0]:
-                if not todo:
+                if not todo and not changed:
                     if newer:
                         _carry_on(schema, newer)
                     return []
+                needs = [f"migration {m.version}" for m in todo]
+                needs += [f"function {r.name} (revision {r.revision})" for r in changed]
                 raise SchemaError(
-                    f"schema {schema!r} needs migration(s) "
-                    f"{', '.join(str(m.version) for m in todo)} and role {rights[0][1]!r} "
+                    f"schema {schema!r} needs {', '.join(needs)} and role {rights[0][1]!r} "
                     "does not own pgcheckpoint's tables: run setup() (or `pgcheckpoint "
                     "setup`) as the owner role (docs/security.md)"
                 )
-        yield Query("SELECT pg_advisory_lock(%(key)s)", {"key": key}, fetch="all")
-        ours = yield Query(sql["exists"], {"table": table}, fetch="all")
+        yield Query(sql["migrate_lock"], {"key": key}, fetch="all")
+        ours = yield Query(sql["relation_exists"], {"table": table}, fetch="all")
         if not (ours and ours[0][0]):
             theirs = yield Query(
-                sql["exists"], {"table": f"{quote_schema(schema)}.checkpoints"}, fetch="all"
+                sql["relation_exists"], {"table": f"{quote_schema(schema)}.checkpoints"},
+                fetch="all",
             )
             if theirs and theirs[0][0]:
                 raise SchemaError(
@@ -336,10 +312,10 @@ def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]
                 )
         found = yield Query(sql["schema_exists"], {"schema": schema}, fetch="all")
         if not (found and found[0][0]):
-            yield Query(sql["schema"], None, prepare=False)
-        yield Query(sql["table"], None, prepare=False)
-        yield Query(sql["compat_column"], None, prepare=False)
-        rows = yield Query(sql["applied"], None, fetch="all", prepare=False)
+            yield Query(sql["create_schema"], None, prepare=False)
+        yield Query(sql["create_migrations_table"], None, prepare=False)
+        yield Query(sql["migrations_compat_column"], None, prepare=False)
+        rows = yield Query(sql["migrations_applied"], None, fetch="all", prepare=False)
         applied = _applied(rows)
         newer = yield from read_newer(schema, applied)
         check_newer(newer)
@@ -353,15 +329,18 @@ def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]
                 "compatible_with": migration.compatible_with,
             }
             if migration.transactional:
-                yield Query("BEGIN", None, prepare=False)
+                yield Query(sql["begin"], None, prepare=False)
                 yield Query(migration.render(schema), None, prepare=False)
-                yield Query(sql["record"], record, prepare=False)
-                yield Query("COMMIT", None, prepare=False)
+                yield Query(sql["migration_record"], record, prepare=False)
+                yield Query(sql["commit"], None, prepare=False)
             else:
-                for statement in migration.statements(schema):
-                    yield Query(statement, None, prepare=False)
-                yield Query(sql["record"], record, prepare=False)
+                for each in migration.statements(schema):
+                    yield Query(each, None, prepare=False)
+                yield Query(sql["migration_record"], record, prepare=False)
             done.append(migration.version)
+        # After the migrations (a migration may drop what a routine replaces).
+        changed = yield from routines.read_stale(schema)
+        yield from routines.apply_steps(schema, changed)
         yield from distribute_steps(schema, distributed)
         if newer:
             _carry_on(schema, newer)
@@ -371,7 +350,7 @@ def setup_plan(schema: str, distributed: Distributed = "auto") -> Plan[list[int]
         "setup",
         make,
         own_transactions=True,
-        cleanup=Query("SELECT pg_advisory_unlock_all()", None),
+        cleanup=Query(statement("unlock_all", schema), None),
     )
 
 
@@ -398,14 +377,14 @@ class MigrationState:
 
 def report_plan(schema: str) -> Plan[list[MigrationState]]:
     """Every migration this release ships or the database has, in version order."""
-    sql = _sql(schema)
-    table = f"{quote_schema(schema)}.{TABLE}"
+    sql = _Statements(schema)
+    table = sql.table
 
     def make() -> PlanGen[list[MigrationState]]:
-        rows = yield Query(sql["exists"], {"table": table}, fetch="all")
+        rows = yield Query(sql["relation_exists"], {"table": table}, fetch="all")
         found: dict[int, tuple[str, str, dt.datetime | None]] = {}
         if rows and rows[0][0]:
-            rows = yield Query(sql["details"], None, fetch="all", prepare=False)
+            rows = yield Query(sql["migrations_details"], None, fetch="all", prepare=False)
             for v, n, c, at in rows or []:
                 found[int(str(v))] = (str(n), str(c), at if isinstance(at, dt.datetime) else None)
         applied = {v: c for v, (_, c, _) in found.items()}
@@ -446,19 +425,23 @@ def report_plan(schema: str) -> Plan[list[MigrationState]]:
 
 
 def render_pending(schema: str, applied: dict[int, str]) -> str:
-    """The SQL a DBA would run by hand to bring ``schema`` up to date."""
-    sql = _sql(schema)
-    out = [f"{sql['schema']};", f"{sql['table']};", f"{sql['compat_column']};"]
+    """The SQL a DBA would run by hand to bring ``schema`` up to date: the pending
+    migrations, then every function (``CREATE OR REPLACE``, so re-running is harmless).
+    Only quoted identifiers and literals are formatted into it."""
+    sql = _Statements(schema)
+    out = [f"{sql['create_schema']};", f"{sql['create_migrations_table']};",
+           f"{sql['migrations_compat_column']};"]
     for m in pending(applied):
         out.append(f"-- migration {m.version}: {m.name}")
         if m.transactional:
             out.append("BEGIN;")
         out.append(m.render(schema).strip())
-        compat = "NULL" if m.compatible_with is None else str(m.compatible_with)
-        out.append(
-            f"INSERT INTO {quote_schema(schema)}.{TABLE} (version, name, checksum, "
-            f"compatible_with) VALUES ({m.version}, '{m.name}', '{m.checksum}', {compat});"
-        )
+        record = {"version": m.version, "name": m.name, "checksum": m.checksum,
+                  "compatible_with": m.compatible_with}
+        out.append(with_literals("migration_record", schema, record) + ";")
         if m.transactional:
             out.append("COMMIT;")
+    out.append("BEGIN;")
+    out.extend(routines.render_all(schema))
+    out.append("COMMIT;")
     return "\n".join(out) + "\n"

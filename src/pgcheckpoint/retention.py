@@ -5,7 +5,7 @@ holds a default one (``retention=``, or the short forms ``max_versions=``,
 ``max_age=``, ``retention_days=``); a thread may carry its own
 (``set_thread_retention``), stored as JSON in ``threads.retention``
 (:meth:`RetentionPolicy.to_json`). The sweep itself runs in the database
-(migration ``0004_sweep.sql``): it reads that JSON, so pg_cron can run it too.
+(``sql/functions/pgcheckpoint_sweep*.sql``): it reads that JSON, so pg_cron can run it too.
 
 Environment variables are read here only, in :meth:`RetentionPolicy.from_env`
 and :func:`sweeper_settings_from_env`, which the ``from_env()`` edges call.
@@ -31,12 +31,19 @@ ENV_MAX_VERSIONS = "CHECKPOINT_MAX_VERSIONS"
 ENV_AUTO_CLEANUP = "CHECKPOINT_AUTO_CLEANUP"
 ENV_CLEANUP_INTERVAL = "CHECKPOINT_CLEANUP_INTERVAL"
 
+# The sweep's defaults, declared here only: the CLI shows these, and the SQL
+# functions (sql/functions/pgcheckpoint_sweep*.sql) are rendered with them
+# (routines.py), so the procedure's defaults are these too.
 DEFAULT_CLEANUP_INTERVAL = 3600.0
 DEFAULT_BATCH_SIZE = 100
 # Writes whose checkpoint does not exist are only removed once this old: with
 # durability="async" LangGraph may save a superstep's writes a moment before
 # the checkpoint they belong to.
 DEFAULT_ORPHAN_GRACE = timedelta(hours=1)
+# Writes of threads with no row at all, removed (and committed) per statement.
+STRAY_LIMIT = 10_000
+# Thread ids a sweep report lists of the threads it skipped (their count is exact).
+REPORT_THREAD_IDS = 1_000
 
 # Bounds of a policy, so that whatever is stored, the sweep can compute it:
 # keep_last is a PostgreSQL integer, and now() - max_age / thread_ttl must stay a
@@ -287,6 +294,9 @@ class SweepReport:
     of their columns): the space the next VACUUM makes reusable. It does not
     shrink the files on disk until ``optimize(full=True)``.
     ``skipped`` is True when another process was already sweeping this schema.
+    ``bad_policy`` counts the threads left untouched because their stored
+    policy cannot be applied (written by hand, or by an older release without
+    bounds); ``bad_policy_threads`` names the first ``REPORT_THREAD_IDS`` of them.
     """
 
     checkpoints_deleted: int = 0
@@ -299,6 +309,34 @@ class SweepReport:
     skipped: bool = False
     threads_scanned: int = 0
     batches: int = 0
+    bad_policy: int = 0
+    bad_policy_threads: tuple[str, ...] = ()
+
+    @classmethod
+    def from_report(cls, data: Any) -> SweepReport:
+        """The report the procedure ``pgcheckpoint_sweep`` returns (a JSON object)."""
+        if isinstance(data, str | bytes):
+            data = json.loads(data)
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"a sweep report must be a JSON object, got {data!r}")
+
+        def number(key: str) -> int:
+            return int(data.get(key) or 0)
+
+        return cls(
+            checkpoints_deleted=number("checkpoints"),
+            threads_deleted=number("threads"),
+            blobs_deleted=number("blobs"),
+            chunks_deleted=number("chunks"),
+            writes_deleted=number("writes"),
+            bytes_freed=number("bytes_freed"),
+            dry_run=bool(data.get("dry_run", False)),
+            skipped=bool(data.get("skipped", False)),
+            threads_scanned=number("threads_scanned"),
+            batches=number("batches"),
+            bad_policy=number("bad_policy"),
+            bad_policy_threads=tuple(str(t) for t in data.get("bad_policy_threads") or ()),
+        )
 
     def counts(self) -> dict[str, int]:
         """The removal counters, for comparing a dry run with a real one."""

@@ -1,28 +1,25 @@
 """The retention sweeper: the plan that applies retention policies, and its runners.
 
-The policies themselves live in the database (migration ``0004_sweep.sql``):
-``pgcheckpoint_sweep_batch`` applies them to one batch of threads, and the
-procedure ``pgcheckpoint_sweep`` runs a whole sweep with no Python, for
-pg_cron. This module runs the same batches from the library, so there is one
-implementation whoever sweeps:
+The sweep itself runs in the database: the procedure ``pgcheckpoint_sweep``
+(``sql/functions/pgcheckpoint_sweep.sql``) is the one driver, whoever sweeps
+(this module, the CLI, pg_cron). :func:`sweep_plan` CALLs it once:
 
-* the sweep first takes the schema's *session* advisory lock
-  (``pg_try_advisory_lock`` on ``pgcheckpoint_sweep_lock_key()``, the key the
-  procedure uses too); if another sweeper holds it, the sweep returns at once
-  with ``skipped=True`` (one process does the work, the others skip);
-* it then pages through ``threads`` ``batch_size`` threads at a time, each page
-  one ``pgcheckpoint_sweep_batch`` call in its own short transaction (which
-  locks the page's threads ``FOR UPDATE SKIP LOCKED``, expires idle threads,
-  applies keep_last/max_age, removes orphan writes, collects unreferenced
-  blobs and chunks and empty thread rows, and returns what it removed);
-* a dry run runs exactly the same batches and ends each with ROLLBACK instead
-  of COMMIT, so it reports what the real run would remove.
+* it takes the schema's *session* advisory lock (``pg_try_advisory_lock`` on
+  ``pgcheckpoint_sweep_lock_key()``); if another sweeper holds it, the report
+  says ``skipped=True`` (one process does the work, the others skip);
+* it pages through ``threads`` ``batch_size`` threads at a time, each page in
+  its own short transaction; each thread is locked on its own
+  (``pgcheckpoint_sweep_thread``: ``FOR UPDATE SKIP LOCKED``), expired, trimmed
+  (``pgcheckpoint_trim``, the walk prune runs), its orphan writes, unreferenced
+  blobs and chunks and empty row removed; a thread whose stored policy is bad
+  is skipped and reported (``bad_policy``, ``bad_policy_threads``);
+* then the writes of threads with no row, ``STRAY_LIMIT`` per transaction;
+* a dry run runs exactly the same work and rolls each transaction back.
 
-Like migrations, the plan sends its own BEGIN/COMMIT (``own_transactions``),
-because the advisory lock must outlive the batch transactions. The savers'
-``cleanup_old_checkpoints`` runs it, and :class:`ThreadSweeper` /
-:class:`TaskSweeper` run it in the background. pg_cron jobs are in
-:mod:`pgcheckpoint.cron`, per-thread policies and pins in
+The plan runs in autocommit mode (``own_transactions``): the procedure
+commits. The savers' ``cleanup_old_checkpoints`` runs it, and
+:class:`ThreadSweeper` / :class:`TaskSweeper` run it in the background. pg_cron
+jobs are in :mod:`pgcheckpoint.cron`, per-thread policies and pins in
 :mod:`pgcheckpoint.thread_policy`.
 """
 
@@ -36,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from ._plans import Plan, PlanGen, Query, Rows
+from ._plans import Plan, PlanGen, Query
 from .errors import InvalidInputError
 from .retention import (
     DEFAULT_BATCH_SIZE,
@@ -53,45 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgcheckpoint.sweeper")
 
-_TABLES = ("threads", "checkpoints", "blobs", "chunks", "writes")
-# Stray writes (of threads with no row at all) removed per statement.
-_STRAY_LIMIT = 10_000
-
-
-@dataclass(slots=True)
-class SweepTally:
-    """Running totals of one sweep."""
-
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TABLES, 0))
-    bytes_freed: int = 0
-    threads_scanned: int = 0
-    batches: int = 0
-
-    def add(self, rows: Rows | None) -> None:
-        """Add one ``sweep_batch`` result: (table, rows, bytes) per table, and 'scanned'."""
-        for table, n, freed in rows or []:
-            if table == "scanned":
-                self.threads_scanned += int(n)
-                self.batches += 1
-            else:
-                self.counts[str(table)] += int(n)
-                self.bytes_freed += int(freed)
-
-    def report(self, dry_run: bool) -> SweepReport:
-        c = self.counts
-        return SweepReport(
-            checkpoints_deleted=c["checkpoints"],
-            threads_deleted=c["threads"],
-            blobs_deleted=c["blobs"],
-            chunks_deleted=c["chunks"],
-            writes_deleted=c["writes"],
-            bytes_freed=self.bytes_freed,
-            dry_run=dry_run,
-            threads_scanned=self.threads_scanned,
-            batches=self.batches,
-        )
-
-
 def sweep_plan(
     core: SaverCore,
     default: RetentionPolicy,
@@ -100,54 +58,32 @@ def sweep_plan(
     batch_size: int = DEFAULT_BATCH_SIZE,
     orphan_grace: timedelta | None = None,
 ) -> Plan[SweepReport]:
-    """Apply every thread's policy, ``batch_size`` threads per transaction."""
+    """Apply every thread's policy, ``batch_size`` threads per transaction: one CALL of
+    the procedure ``pgcheckpoint_sweep`` (sql/functions/), the driver pg_cron runs too."""
     size = check_batch_size(batch_size)
     grace = check_orphan_grace(orphan_grace)
     if not isinstance(dry_run, bool):
         raise InvalidInputError(f"dry_run must be a bool, got {dry_run!r}")
-    q = core.queries
-    end = "ROLLBACK" if dry_run else "COMMIT"
-    policy = default.to_json()
+    params = {
+        "policy": default.to_json(),
+        "batch_size": size,
+        "orphan_grace": grace,
+        "dry_run": dry_run,
+    }
+    sql = core.queries["sweep"]
 
     def make() -> PlanGen[SweepReport]:
-        got = yield Query(q["sweep_lock"], None, fetch="all")
-        if not got or not got[0][0]:
-            return SweepReport(dry_run=dry_run, skipped=True)
-        tally = SweepTally()
-        after = ""
-        while True:
-            page = yield Query(
-                q["retention_page"], {"after": after, "limit": size}, fetch="all"
-            )
-            if not page:
-                break
-            ids = [str(r[0]) for r in page]
-            after = ids[-1]
-            yield Query("BEGIN", None, prepare=False)
-            batch = {"thread_ids": ids, "policy": policy, "orphan_grace": grace}
-            tally.add((yield Query(q["sweep_batch"], batch, fetch="all")))
-            yield Query(end, None, prepare=False)
-        # Writes of threads that never got a row at all, in bounded deletes.
-        yield Query("BEGIN", None, prepare=False)
-        while True:
-            rows = yield Query(
-                q["sweep_strays"],
-                {"orphan_grace": grace, "limit": _STRAY_LIMIT},
-                fetch="all",
-            )
-            count, freed = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
-            tally.counts["writes"] += count
-            tally.bytes_freed += freed
-            if count < _STRAY_LIMIT:
-                break
-        yield Query(end, None, prepare=False)
-        return tally.report(dry_run)
+        rows = yield Query(sql, params, fetch="all", prepare=False)
+        return SweepReport.from_report(rows[0][0] if rows else None)
 
+    # The procedure commits per page, so it runs in autocommit mode; if the
+    # connection fails mid-CALL the session's advisory lock goes with it, and
+    # the cleanup releases it otherwise.
     return Plan(
         "cleanup_old_checkpoints",
         make,
         own_transactions=True,
-        cleanup=Query("SELECT pg_advisory_unlock_all()", None),
+        cleanup=Query(core.queries["unlock_all"], None),
     )
 
 

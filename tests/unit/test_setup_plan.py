@@ -8,24 +8,33 @@ from typing import Any
 import pytest
 
 from _plan_driver import Driver, drive
-from pgcheckpoint import migrations
-from pgcheckpoint.distribution import HAS_CITUS
+from pgcheckpoint import routines
+from pgcheckpoint._queries import statement
 from pgcheckpoint.errors import MigrationError, SchemaError
 from pgcheckpoint.migrations import all_migrations, latest_version, lock_key, setup_plan
 
 SCHEMA = "app"
-LOCK = "SELECT pg_advisory_lock(%(key)s)"
+# The runner's named statements (sql/queries/migrations.sql), by a short name.
+ALIASES = {
+    "relation_exists": "exists", "migrations_applied": "applied", "migrate_lock": "lock",
+    "has_citus": "has_citus", "schema_exists": "schema_exists", "may_migrate": "may_migrate",
+    "create_schema": "schema", "create_migrations_table": "table",
+    "migrations_compat_column": "compat_column", "migration_record": "record",
+    "migrations_newer": "newer", "migrations_details": "details",
+    "migrations_has_compat": "has_compat", "routines_state": "routines",
+    "routines_overloaded": "overloaded",
+}  # fmt: skip
+# routines_state of a schema whose functions are this release's (nothing to apply).
+CURRENT = [(r.name, r.record) for r in routines.all_routines()]
 
 
 def _names(schema: str = SCHEMA) -> dict[str, str]:
     """The migration runner's statements and the Citus probe, by name."""
-    names = {text: name for name, text in migrations._sql(schema).items()}
-    names[HAS_CITUS] = "has_citus"
-    names[LOCK] = "lock"
+    names = {statement(name, schema): alias for name, alias in ALIASES.items()}
     for m in all_migrations():
         names[m.render(schema)] = f"migration {m.version}"
-        for statement in m.statements(schema):
-            names[statement] = f"migration {m.version}"
+        for each in m.statements(schema):
+            names[each] = f"migration {m.version}"
     return names
 
 
@@ -36,16 +45,18 @@ def _applied(upto: int | None = None) -> list[tuple[Any, ...]]:
 
 def test_an_up_to_date_schema_returns_without_the_lock() -> None:
     plan = setup_plan(SCHEMA, distributed=False)
-    done, d = drive(plan, {"exists": [[(True,)]], "applied": [_applied()]}, names=_names())
+    script = {"exists": [[(True,)]], "applied": [_applied()], "routines": [CURRENT]}
+    done, d = drive(plan, script, names=_names())
     assert done == []
-    assert d.issued_names == ["exists", "applied"]  # two reads: cheap at every start
+    assert d.issued_names == ["exists", "applied", "routines"]  # reads: cheap at every start
     assert d.params_of("exists") == [{"table": '"app".pgcheckpoint_migrations'}]
 
 
 def test_auto_distribution_asks_for_citus_then_returns_without_the_lock() -> None:
-    script = {"exists": [[(True,)]], "applied": [_applied()], "has_citus": [[(False,)]]}
+    script = {"exists": [[(True,)]], "applied": [_applied()], "routines": [CURRENT],
+              "has_citus": [[(False,)]]}
     done, d = drive(setup_plan(SCHEMA), script, names=_names())
-    assert done == [] and d.issued_names == ["exists", "applied", "has_citus"]
+    assert done == [] and d.issued_names == ["exists", "applied", "routines", "has_citus"]
 
 
 def test_a_fresh_database_is_migrated_under_the_lock_one_transaction_per_file() -> None:
@@ -54,6 +65,7 @@ def test_a_fresh_database_is_migrated_under_the_lock_one_transaction_per_file() 
         "lock": [[(None,)]],
         "schema_exists": [[(False,)]],
         "applied": [[]],
+        "routines": [CURRENT],
     }
     done, d = drive(setup_plan(SCHEMA, distributed=False), script, names=_names())
     assert done == [m.version for m in all_migrations()] and done[-1] == latest_version()
@@ -94,6 +106,7 @@ def test_the_locked_path_looks_again_and_applies_nothing_another_process_applied
         "may_migrate": [[(True, "owner")]],
         "lock": [[(None,)]],
         "schema_exists": [[(True,)]],
+        "routines": [CURRENT, CURRENT],
     }
     done, d = drive(setup_plan(SCHEMA, distributed=False), script, names=_names())
     assert done == []
@@ -106,11 +119,34 @@ def test_a_role_that_cannot_migrate_is_told_so_before_the_lock() -> None:
         "exists": [[(True,)]],
         "applied": [_applied(upto=latest_version() - 1)],
         "may_migrate": [[(False, "app_runtime")]],
+        "routines": [CURRENT],
     }
     driver = Driver(script, names=_names())
     with pytest.raises(SchemaError, match="role 'app_runtime' does not own"):
         driver.run(setup_plan(SCHEMA, distributed=False))
-    assert driver.issued_names == ["exists", "applied", "may_migrate"]
+    assert driver.issued_names == ["exists", "applied", "routines", "may_migrate"]
+
+
+def test_a_changed_function_is_applied_under_the_lock_in_one_transaction() -> None:
+    """Only the function whose record differs is re-applied, then recorded, all in one
+    transaction after the migrations."""
+    stale = [(n, "pgcheckpoint revision 1 sha256 " + "0" * 64 if n == "pgcheckpoint_gc" else c)
+             for n, c in CURRENT]
+    script = {
+        "exists": [[(True,)], [(True,)]],
+        "applied": [_applied(), _applied()],
+        "routines": [stale, stale],
+        "may_migrate": [[(True, "owner")]],
+        "lock": [[(None,)]],
+        "schema_exists": [[(True,)]],
+        "overloaded": [[]],
+    }
+    gc = next(r for r in routines.all_routines() if r.name == "pgcheckpoint_gc")
+    names = {**_names(), gc.render(SCHEMA): "gc", gc.comment_statement(SCHEMA): "gc comment"}
+    done, d = drive(setup_plan(SCHEMA, distributed=False), script, names=names)
+    assert done == []
+    tail = d.issued_names[d.issued_names.index("lock"):]
+    assert tail[-5:] == ["BEGIN", "gc", "overloaded", "gc comment", "COMMIT"]
 
 
 def test_a_foreign_checkpoints_table_is_refused_before_anything_is_created() -> None:

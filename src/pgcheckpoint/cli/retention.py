@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..retention import DEFAULT_CRON_JOB, RetentionPolicy
+from ..retention import DEFAULT_BATCH_SIZE, DEFAULT_CRON_JOB, RetentionPolicy
 from ._app import common_options, console, emit, handle_errors, open_saver
 from ._output import human_bytes, jsonable, text
 
@@ -47,7 +47,7 @@ def policy_options(func: F) -> F:
                      help="Remove checkpoints older than this many days."),
         click.option("--thread-ttl-days", type=click.FloatRange(min=0, min_open=True),
                      help="Remove whole threads idle for longer than this many days."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=100,
+        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
                      show_default=True, help="Threads per transaction."),
     ]
     for option in reversed(options):
@@ -103,6 +103,12 @@ def cleanup(
             f"{report.chunks_deleted:,} chunks ({human_bytes(report.bytes_freed)}) "
             f"in {report.threads_scanned:,} threads"
         )
+        if report.bad_policy:
+            shown = ", ".join(repr(t) for t in report.bad_policy_threads[:10])
+            more = "..." if report.bad_policy > 10 else ""
+            out.print(text(
+                f"skipped {report.bad_policy:,} thread(s) whose stored retention policy is "
+                f"invalid: {shown}{more} (set a valid one with set_thread_retention)", "yellow"))
 
     emit(as_json, {**jsonable(report), "policy_given": policy != RetentionPolicy()}, render)
 

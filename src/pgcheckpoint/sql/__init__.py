@@ -1,1 +1,2 @@
-"""The SQL pgcheckpoint runs: named statements parsed once from queries.sql."""
+"""The SQL pgcheckpoint runs: named statements (queries/), the current text of each
+function (functions/) and the numbered migrations (migrations/)."""

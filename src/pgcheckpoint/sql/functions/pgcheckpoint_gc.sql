@@ -1,0 +1,38 @@
+-- pgcheckpoint: revision 1
+-- Blobs of the given threads that no remaining checkpoint references, then
+-- chunks no remaining blob references. Call it only while holding the threads'
+-- row locks (lock_threads): writers take the same lock in put_checkpoint, so
+-- nothing a writer relies on is judged unreferenced. One hashed difference per
+-- table: probing the checkpoints once per blob (0004's form) waded through the
+-- index entries of rows a prune had just deleted, 6.8 s for the 3,600 blobs of
+-- a 3,000-checkpoint thread (migration 0005 has the measurement).
+CREATE OR REPLACE FUNCTION {schema}.pgcheckpoint_gc(p_thread_ids text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $pgcheckpoint_gc$
+BEGIN
+    DELETE FROM {schema}.blobs b
+    USING (
+        SELECT x.thread_id, x.checkpoint_ns, x.channel, x.version
+        FROM {schema}.blobs x
+        WHERE x.thread_id = ANY (p_thread_ids)
+        EXCEPT
+        SELECT c.thread_id, c.checkpoint_ns, v.channel, v.version
+        FROM {schema}.checkpoints c, unnest(c.channels, c.versions) AS v(channel, version)
+        WHERE c.thread_id = ANY (p_thread_ids) AND v.version IS NOT NULL
+    ) AS u
+    WHERE b.thread_id = u.thread_id AND b.checkpoint_ns = u.checkpoint_ns
+      AND b.channel = u.channel AND b.version = u.version;
+    DELETE FROM {schema}.chunks k
+    USING (
+        SELECT x.thread_id, x.hash
+        FROM {schema}.chunks x
+        WHERE x.thread_id = ANY (p_thread_ids)
+        EXCEPT
+        SELECT b.thread_id, substring(b.chunk_refs FROM g.i * 16 + 1 FOR 16)
+        FROM {schema}.blobs b, generate_series(0, length(b.chunk_refs) / 16 - 1) AS g(i)
+        WHERE b.thread_id = ANY (p_thread_ids) AND b.chunk_refs IS NOT NULL
+    ) AS u
+    WHERE k.thread_id = u.thread_id AND k.hash = u.hash;
+END
+$pgcheckpoint_gc$;

@@ -1,0 +1,17 @@
+-- pgcheckpoint: compatible-with 8
+-- From this migration on, the SQL functions and the sweep procedure are kept
+-- in sql/functions/<name>.sql, one file per routine holding its current text,
+-- and setup() re-applies a file whose text changed (routines.py,
+-- docs/migrations.md). Migrations no longer define functions.
+--
+-- The one thing the switch needs here: the sweep procedure gains an INOUT
+-- argument (its report, which the library now reads, since the library runs
+-- the sweep by CALLing it). CREATE OR REPLACE cannot change a routine's
+-- arguments, and two procedures of that name would make a three-argument
+-- CALL ambiguous, so 0004's procedure is dropped; setup() creates the new one
+-- right after the migrations, from sql/functions/pgcheckpoint_sweep.sql.
+-- A pg_cron job made by an older release (CALL with three arguments) calls the
+-- new procedure unchanged. Releases up to 0008 never call the procedure
+-- (their sweeper calls pgcheckpoint_sweep_batch, whose signature and result
+-- are kept), so they keep working: compatible-with 8.
+DROP PROCEDURE IF EXISTS {schema}.pgcheckpoint_sweep(jsonb, integer, interval, boolean);
