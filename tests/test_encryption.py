@@ -286,11 +286,14 @@ def test_export_decrypts_only_on_request(
         assert got is not None and want is not None
         assert got.checkpoint == want.checkpoint and got.metadata == want.metadata
         assert got.pending_writes == want.pending_writes
-    with (
-        PostgresSaver.from_conn_string(other, encryption=ring("k1")) as target,
-        pytest.raises(TransferError, match="pgcheckpoint encrypt"),
-    ):
+    # Into a saver with a keyring, the import seals what it writes (importers/sealing.py).
+    with PostgresSaver.from_conn_string(other, encryption=ring("k2")) as target:
+        assert import_ndjson(target, path).skipped == 1  # the rows the plain import wrote
+        target.delete_thread("x")
         import_ndjson(target, path)
+        back = target.get_tuple(cfg("x"))
+        assert back is not None and back.checkpoint == want.checkpoint
+        assert back.pending_writes == want.pending_writes
 
 
 # --- the LangGraph contract under a keyring ----------------------------------------
