@@ -4,8 +4,9 @@
 target holds and raises :class:`~pgcheckpoint.errors.ImportConflictError` on a
 row with the same key and a different content; :func:`write_plan` does the
 same under the thread's row lock, inserts only the missing rows with plain
-INSERTs, and reads them back as digests before its transaction commits. Under a keyring both compare rows in
-clear and the write seals what it adds (:mod:`pgcheckpoint.importers.sealing`). See
+INSERTs, and reads them back as digests before its transaction commits. Under
+a keyring both compare rows in clear and the write seals what it adds
+(:mod:`pgcheckpoint.importers.sealing`). See
 :mod:`pgcheckpoint.importers.common` for how imports use them.
 """
 
