@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import psycopg
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.postgres import PostgresSaver as OfficialSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
@@ -25,7 +26,7 @@ from pgcheckpoint import (
     Keyring,
     PostgresSaver,
 )
-from pgcheckpoint.importers import aimport_sqlite, import_saver, import_sqlite
+from pgcheckpoint.importers import aimport_sqlite, import_official, import_saver, import_sqlite
 from pgcheckpoint.transfer import aimport_ndjson, export_file, import_ndjson
 
 SECRET = "imported-launch-code-5521"
@@ -149,6 +150,22 @@ def test_any_saver_into_an_encrypted_saver(saver: PostgresSaver, make_db_url: An
         same_threads(saver, enc, ["s"])
         assert import_saver(enc, saver).skipped == 1
     assert SECRET.encode() not in stored_bytes(url)
+
+
+def test_official_tables_into_an_encrypted_saver(db_url: str, make_db_url: Any) -> None:
+    other = make_db_url(False)
+    with (
+        psycopg.connect(other, autocommit=True) as conn,
+        PostgresSaver.from_conn_string(db_url, encryption=RING_A) as enc,
+    ):
+        official = OfficialSaver(conn)  # type: ignore[arg-type]
+        official.setup()
+        chat(official, "o", turns=3)
+        report = import_official(enc, other)
+        assert report.verified is True and report.threads == 1
+        same_threads(official, enc, ["o"])
+        assert import_official(enc, other).skipped == 1
+    assert SECRET.encode() not in stored_bytes(db_url)
 
 
 async def test_async_imports_into_an_encrypted_saver(
