@@ -21,7 +21,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from _helpers import cfg, make_checkpoint
+from _helpers import cfg, make_checkpoint, raw_dump
 from pgcheckpoint import (
     ConfigurationError,
     DeserializationError,
@@ -67,17 +67,6 @@ def chat_graph(saver: PostgresSaver) -> Any:
     b.add_node("reply", reply)
     b.add_edge(START, "reply")
     return b.compile(checkpointer=saver)
-
-
-def raw_dump(url: str) -> bytes:
-    """Every stored byte of every pgcheckpoint table, as one blob to search."""
-    out = bytearray()
-    with psycopg.connect(url) as conn:
-        for table in ("checkpoints", "blobs", "chunks", "writes"):
-            for row in conn.execute(f"SELECT * FROM public.{table}"):
-                for v in row:
-                    out += v if isinstance(v, bytes) else str(v).encode()
-    return bytes(out)
 
 
 # --- the keyring --------------------------------------------------------------

@@ -18,6 +18,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
+from _helpers import raw_dump
 from graph_fixtures import resume, same_threads
 from pgcheckpoint import (
     AsyncPostgresSaver,
@@ -56,17 +57,6 @@ def chat(saver: Any, thread: str, turns: int = 4) -> None:
                      {"configurable": {"thread_id": thread}, "metadata": {"user": "alice"}})
 
 
-def stored_bytes(url: str) -> bytes:
-    """Every stored column of every pgcheckpoint table, as one blob to search."""
-    out = bytearray()
-    with psycopg.connect(url) as conn:
-        for table in ("checkpoints", "blobs", "chunks", "writes"):
-            for row in conn.execute(f"SELECT * FROM public.{table}"):
-                for v in row:
-                    out += v if isinstance(v, bytes) else str(v).encode()
-    return bytes(out)
-
-
 def test_sqlite_into_an_encrypted_saver(
     db_url: str, sqlite_file: tuple[Path, SqliteSaver, list[str]]
 ) -> None:
@@ -84,7 +74,7 @@ def test_sqlite_into_an_encrypted_saver(
         # An imported thread goes on through the encrypted saver as if written by it.
         got, want = resume(enc, "thread-1"), resume(source, "thread-1")
         assert [m.content for m in got["messages"]] == [m.content for m in want["messages"]]
-    dump = stored_bytes(db_url)
+    dump = raw_dump(db_url)
     assert b"hello 1" not in dump and b"answer: yes" not in dump
     with (
         PostgresSaver.from_conn_string(db_url) as plain,
@@ -119,7 +109,7 @@ def test_ndjson_plain_to_encrypted_and_encrypted_to_another_keyring(
         same_threads(saver, enc_b, ["t"])
         assert import_ndjson(enc_b, decrypted).skipped == 1
     for url in (url_a, url_b):
-        assert SECRET.encode() not in stored_bytes(url)
+        assert SECRET.encode() not in raw_dump(url)
     # Keyed chunk ids: the same content has different ids under each keyring.
     ids = []
     for url in (url_a, url_b):
@@ -133,13 +123,13 @@ def test_ndjson_plain_to_encrypted_and_encrypted_to_another_keyring(
                      "'{\"user\": \"mallory\"}'::jsonb WHERE thread_id = 't'")
     changed = tmp_path / "changed.ndjson"
     export_file(saver, changed)
-    before = stored_bytes(url_b)
+    before = raw_dump(url_b)
     with (
         PostgresSaver.from_conn_string(url_b, encryption=RING_B) as enc_b,
         pytest.raises(ImportConflictError, match="metadata differs"),
     ):
         import_ndjson(enc_b, changed)
-    assert stored_bytes(url_b) == before
+    assert raw_dump(url_b) == before
 
 
 def test_any_saver_into_an_encrypted_saver(saver: PostgresSaver, make_db_url: Any) -> None:
@@ -149,7 +139,7 @@ def test_any_saver_into_an_encrypted_saver(saver: PostgresSaver, make_db_url: An
         assert import_saver(enc, saver).checkpoints > 0
         same_threads(saver, enc, ["s"])
         assert import_saver(enc, saver).skipped == 1
-    assert SECRET.encode() not in stored_bytes(url)
+    assert SECRET.encode() not in raw_dump(url)
 
 
 def test_official_tables_into_an_encrypted_saver(db_url: str, make_db_url: Any) -> None:
@@ -165,7 +155,7 @@ def test_official_tables_into_an_encrypted_saver(db_url: str, make_db_url: Any) 
         assert report.verified is True and report.threads == 1
         same_threads(official, enc, ["o"])
         assert import_official(enc, other).skipped == 1
-    assert SECRET.encode() not in stored_bytes(db_url)
+    assert SECRET.encode() not in raw_dump(db_url)
 
 
 async def test_async_imports_into_an_encrypted_saver(
@@ -186,5 +176,5 @@ async def test_async_imports_into_an_encrypted_saver(
     with PostgresSaver.from_conn_string(url, encryption=RING_A) as reader:
         same_threads(saver, reader, ["t"])
         same_threads(source, reader, ids)
-    dump = stored_bytes(url)
+    dump = raw_dump(url)
     assert SECRET.encode() not in dump and b"hello 1" not in dump
