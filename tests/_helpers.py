@@ -89,3 +89,14 @@ class Api:
             "put", cfg(thread, ns, parent), cp, metadata or {}, new_versions
         )
         return result
+
+
+def raw_dump(url: str) -> bytes:
+    """Every stored byte of every pgcheckpoint table, as one blob to search."""
+    out = bytearray()
+    with psycopg.connect(url) as conn:
+        for table in ("checkpoints", "blobs", "chunks", "writes"):
+            for row in conn.execute(f"SELECT * FROM public.{table}"):
+                for v in row:
+                    out += v if isinstance(v, bytes) else str(v).encode()
+    return bytes(out)

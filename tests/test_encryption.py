@@ -21,7 +21,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from _helpers import cfg, make_checkpoint
+from _helpers import cfg, make_checkpoint, raw_dump
 from pgcheckpoint import (
     ConfigurationError,
     DeserializationError,
@@ -67,17 +67,6 @@ def chat_graph(saver: PostgresSaver) -> Any:
     b.add_node("reply", reply)
     b.add_edge(START, "reply")
     return b.compile(checkpointer=saver)
-
-
-def raw_dump(url: str) -> bytes:
-    """Every stored byte of every pgcheckpoint table, as one blob to search."""
-    out = bytearray()
-    with psycopg.connect(url) as conn:
-        for table in ("checkpoints", "blobs", "chunks", "writes"):
-            for row in conn.execute(f"SELECT * FROM public.{table}"):
-                for v in row:
-                    out += v if isinstance(v, bytes) else str(v).encode()
-    return bytes(out)
 
 
 # --- the keyring --------------------------------------------------------------
@@ -286,11 +275,16 @@ def test_export_decrypts_only_on_request(
         assert got is not None and want is not None
         assert got.checkpoint == want.checkpoint and got.metadata == want.metadata
         assert got.pending_writes == want.pending_writes
-    with (
-        PostgresSaver.from_conn_string(other, encryption=ring("k1")) as target,
-        pytest.raises(TransferError, match="pgcheckpoint encrypt"),
-    ):
+    # Into a saver with a keyring, the import seals what it writes (importers/sealing.py).
+    with PostgresSaver.from_conn_string(other, encryption=ring("k2")) as target:
+        # The rows the plain import wrote are in clear: refused, as the saver refuses them.
+        with pytest.raises(IntegrityError, match="not encrypted"):
+            import_ndjson(target, path)
+        target.delete_thread("x")
         import_ndjson(target, path)
+        back = target.get_tuple(cfg("x"))
+        assert back is not None and back.checkpoint == want.checkpoint
+        assert back.pending_writes == want.pending_writes
 
 
 # --- the LangGraph contract under a keyring ----------------------------------------

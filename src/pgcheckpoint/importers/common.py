@@ -48,7 +48,7 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 
-from .. import codec
+from .. import codec, encryption
 from .._core import SaverCore
 from .._plans import fetch_all
 from ..errors import PgCheckpointError, TransferError
@@ -230,7 +230,12 @@ def stored_from_decoded(
         for w in cp.writes:
             wwhere = f"{where} write to {w.channel!r}"
             type_, data = core.codec.pack(*codec.dumps(core.serde, w.value, wwhere))
-            key = (cp.checkpoint_ns, cp.checkpoint_id, codec.text_id(w.task_id, "task_id"), w.idx)
+            task = codec.text_id(w.task_id, "task_id")
+            # Sealed as put_writes seals it, under a keyring (encode_writes).
+            type_, data = core.codec.seal(type_, data, partial(
+                encryption.write_aad, thread_id, cp.checkpoint_ns, cp.checkpoint_id, task,
+                w.channel))
+            key = (cp.checkpoint_ns, cp.checkpoint_id, task, w.idx)
             if key in thread.writes:
                 raise TransferError(f"{wwhere}: task {w.task_id!r} has two writes with idx {w.idx}")
             thread.writes[key] = StoredWrite(

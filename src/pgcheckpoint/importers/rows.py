@@ -139,11 +139,14 @@ def unpack_blob(blob: StoredBlob, chunks: Mapping[bytes, tuple[bool, bytes]], wh
     return Value(blob.type[: -len(codec.CDC_SUFFIX)], data)
 
 
-def pack_blob(target: codec.Codec, value: Value, chunks_out: Chunks) -> StoredBlob:
-    """A channel value in the target's storage form (compressed, chunked as its policy says)."""
+def pack_blob(
+    target: codec.Codec, value: Value, chunks_out: Chunks, *, thread_id: str = ""
+) -> StoredBlob:
+    """A channel value in the target's storage form (compressed, chunked as its policy says;
+    ``thread_id`` keys the chunk ids under a keyring)."""
     if value.data is None:
         return StoredBlob(value.type, None, None)
-    type_, data, refs = target.pack_blob(value.type, value.data, chunks_out)
+    type_, data, refs = target.pack_blob(value.type, value.data, chunks_out, thread_id=thread_id)
     return StoredBlob(type_, data, refs)
 
 

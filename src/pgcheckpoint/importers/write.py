@@ -4,7 +4,9 @@
 target holds and raises :class:`~pgcheckpoint.errors.ImportConflictError` on a
 row with the same key and a different content; :func:`write_plan` does the
 same under the thread's row lock, inserts only the missing rows with plain
-INSERTs, and reads them back as digests before its transaction commits. See
+INSERTs, and reads them back as digests before its transaction commits. Under
+a keyring both compare rows in clear and the write seals what it adds
+(:mod:`pgcheckpoint.importers.sealing`). See
 :mod:`pgcheckpoint.importers.common` for how imports use them.
 """
 
@@ -33,6 +35,7 @@ from .rows import (
     same_write,
     thread_from_rows,
 )
+from .sealing import opened, sealed
 
 __all__ = ["ThreadDiff", "check_plan", "write_plan"]
 
@@ -86,6 +89,16 @@ def _diff(core: SaverCore, thread: StoredThread) -> PlanGen[ThreadDiff]:
     w_rows = yield Query(q["rows_writes"], p, fetch="all")
     have = thread_from_rows(thread.thread_id, c_rows or [], b_rows or [], w_rows or [])
     diff.have_blobs = set(have.blobs)
+    enc = core.encryption
+    if enc is not None:
+        # Compared in clear (sealing.py): only the values the import also holds.
+        have.blobs = {k: b for k, b in have.blobs.items() if k in thread.blobs}
+        hashes = chunk_refs_of(have.blobs.values())
+        if hashes:
+            k_rows = yield Query(q["fetch_chunks"], {**p, "hashes": hashes}, fetch="all")
+            for h, compressed, data in k_rows or []:
+                have.chunks[bytes(h)] = (bool(compressed), bytes(data))
+        have = opened(enc, have, is_source=False)
     stored = {(c.checkpoint_ns, c.checkpoint_id): c for c in have.checkpoints}
     for cp in thread.checkpoints:
         old = stored.get((cp.checkpoint_ns, cp.checkpoint_id))
@@ -127,18 +140,16 @@ def _diff(core: SaverCore, thread: StoredThread) -> PlanGen[ThreadDiff]:
     return diff
 
 
-def _refuse_encrypted(core: SaverCore) -> None:
-    if core.encryption is not None:
-        # Rows would be stored in clear, which the saver then refuses (docs/encryption.md).
-        raise TransferError(
-            "imports write rows in clear: import with a saver without encryption=, then run "
-            "`pgcheckpoint encrypt` (docs/encryption.md)"
-        )
+def _in_clear(core: SaverCore, thread: StoredThread) -> StoredThread:
+    """The rows the import compares: under a keyring, every value opened (sealing.py)."""
+    if core.encryption is None:
+        return thread
+    return opened(core.encryption, thread, is_source=True)
 
 
 def check_plan(core: SaverCore, thread: StoredThread) -> Plan[ThreadDiff]:
     """Read only: what the thread would add, raising ImportConflictError on a conflict."""
-    _refuse_encrypted(core)
+    thread = _in_clear(core, thread)
 
     def make() -> PlanGen[ThreadDiff]:
         diff = yield from _diff(core, thread)
@@ -259,8 +270,10 @@ def _bytes(x: Any) -> Any:
 
 
 def write_plan(core: SaverCore, thread: StoredThread, *, verify: bool = True) -> Plan[ThreadDiff]:
-    """Write what the thread adds, in one transaction, verified before commit (module doc)."""
-    _refuse_encrypted(core)
+    """Write what the thread adds, in one transaction, verified before commit (module doc).
+    Under a keyring, what it adds is sealed as the saver's own writes are (sealing.py)."""
+    thread = _in_clear(core, thread)
+    enc = core.encryption
     q = core.queries
     p = {"thread_id": thread.thread_id}
 
@@ -270,7 +283,11 @@ def write_plan(core: SaverCore, thread: StoredThread, *, verify: bool = True) ->
         check_thread(core.codec, thread, have_blobs=diff.have_blobs)
         if diff.empty:
             return diff
-        puts, blobs, chunks, writes = _insert_params(thread, diff)
+        rows, added = thread, diff
+        if enc is not None:
+            rows = sealed(core, enc, thread.thread_id, diff.checkpoints, diff.blobs, diff.writes)
+            added = ThreadDiff(list(rows.checkpoints), dict(rows.blobs), dict(rows.writes))
+        puts, blobs, chunks, writes = _insert_params(rows, added)
         if chunks["hashes"]:
             yield Query(q["import_chunks"], chunks)
         if blobs["channels"]:
@@ -280,7 +297,7 @@ def write_plan(core: SaverCore, thread: StoredThread, *, verify: bool = True) ->
         if writes["channels"]:
             yield Query(q["import_writes"], writes)
         if verify:
-            yield from _verify(core, thread, diff)
+            yield from _verify(core, rows, added)
         return diff
 
     return PipelinePlan("import_thread", make, transaction=True)
