@@ -224,7 +224,7 @@ def test_list_of_every_thread_pages_keys_then_reads_each_thread(
     before and limit. Values are stored as blobs (5,000-character messages),
     which is what made the one-statement read fail on Citus ("plan should not
     reference subplan's variable")."""
-    import pgcheckpoint._core as core
+    import pgcheckpoint.listing as core
 
     monkeypatch.setattr(core, "LIST_PAGE_SIZE", 4)  # several pages, threads split across them
     threads = ["a", "b", "c"]

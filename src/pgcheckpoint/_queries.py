@@ -40,7 +40,7 @@ _UNSAFE = re.compile(r"[$%\x00-\x1f\x7f]")
 # thread, in read_checkpoints' order, without their values. Each shard sorts and
 # limits its own rows and the coordinator merges them (bounded by the page).
 # The values are then read thread by thread with the routed read_checkpoints
-# (_core._Lister). Kept beside read_checkpoints' assembly because it takes the
+# (listing.Lister). Kept beside read_checkpoints' assembly because it takes the
 # same where_* fragments; to move into queries.sql as a named block.
 _LIST_KEYS = """SELECT thread_id, checkpoint_ns, checkpoint_id
 FROM {schema}.checkpoints

@@ -1,4 +1,4 @@
-"""``list()``'s paging (``_core._Lister``) driven with canned rows, with no database.
+"""``list()``'s paging (``listing.Lister``) driven with canned rows, with no database.
 
 The rows are real ``read_checkpoints`` rows: checkpoints encoded by the saver's
 own codec (the importers' storage form, ``importers.common``), so decoding runs
@@ -13,7 +13,7 @@ import pytest
 
 from _helpers import cfg, make_checkpoint
 from _plan_driver import Driver, Issued
-from pgcheckpoint import _core
+from pgcheckpoint import listing
 from pgcheckpoint._core import SaverCore
 from pgcheckpoint.importers.common import SourceCheckpoint, _decoded_row, stored_from_decoded
 
@@ -65,7 +65,7 @@ def _list(core: SaverCore, rows: list[Row], limit: int | None) -> tuple[list[str
 
 @pytest.fixture
 def page_size(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(_core, "LIST_PAGE_SIZE", 3)
+    monkeypatch.setattr(listing, "LIST_PAGE_SIZE", 3)
     return 3
 
 
@@ -121,7 +121,7 @@ def test_a_page_decodes_each_checkpoint_with_its_parent() -> None:
 
 
 class FakeShards:
-    """Answers list(None) on Citus (_Lister._page_by_keys) from rows of several
+    """Answers list(None) on Citus (Lister._page_by_keys) from rows of several
     threads: the key page over every thread, then each thread's read, both after
     the page cursor, at most ``limit``, newest first."""
 
