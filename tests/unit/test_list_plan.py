@@ -15,7 +15,8 @@ from _helpers import cfg, make_checkpoint
 from _plan_driver import Driver, Issued
 from pgcheckpoint import listing
 from pgcheckpoint._core import SaverCore
-from pgcheckpoint.importers.common import SourceCheckpoint, _decoded_row, stored_from_decoded
+from pgcheckpoint.importers.common import SourceCheckpoint
+from pgcheckpoint.importers.decoded import decoded_row, stored_from_decoded
 
 Row = tuple[Any, ...]
 
@@ -29,7 +30,7 @@ def _rows(core: SaverCore, thread_id: str, n: int) -> list[Row]:
         items.append(SourceCheckpoint(thread_id, "", cp["id"], parent, cp, {"step": i}))
         parent = cp["id"]
     thread = stored_from_decoded(core, thread_id, items)
-    return [_decoded_row(thread, cp) for cp in reversed(thread.checkpoints)]
+    return [decoded_row(thread, cp) for cp in reversed(thread.checkpoints)]
 
 
 class FakeTable:

@@ -26,8 +26,8 @@ from .common import (
     SourceCheckpoint,
     meta_dict,
     source_job,
-    writes_from_pending,
 )
+from .decoded import writes_from_pending
 from .jobs import arun_job, run_job
 
 if TYPE_CHECKING:
