@@ -1,4 +1,4 @@
-"""The savers' methods of the other colour: the only sync/async code written twice.
+"""The savers' methods of the other colour: the only code that differs by colour per method.
 
 ``PostgresSaver`` (sync) also answers LangGraph's ``a*`` contract methods by
 running its sync ones on a worker thread (:class:`ThreadBridges`);
