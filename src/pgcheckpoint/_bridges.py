@@ -49,6 +49,15 @@ def _named(bridge: Any, name: str, doc: str, declared: Callable[..., Any]) -> No
     assert inspect.signature(declared).parameters == bridge.__signature__.parameters
 
 
+def _listing(saver: SaverCore, declared: inspect.Signature, args: Any, kwargs: Any) -> Any:
+    """The page-by-page listing for a ``list``/``alist`` call, its arguments bound as
+    LangGraph declares them (defaults filled in)."""
+    bound = declared.bind(saver, *args, **kwargs)
+    bound.apply_defaults()
+    given = bound.arguments
+    return saver._lister(given["config"], given["filter"], given["before"], given["limit"])
+
+
 def _on_thread(
     declared: Callable[Concatenate[Any, P], T],
 ) -> Callable[Concatenate[ThreadBridges, P], Coroutine[Any, Any, T]]:
@@ -67,11 +76,12 @@ def _pages_on_thread(
     declared: Callable[Concatenate[Any, P], Iterator[CheckpointTuple]],
 ) -> Callable[Concatenate[ThreadBridges, P], AsyncIterator[CheckpointTuple]]:
     """``alist``: each page of the listing fetched on a worker thread."""
+    signature = inspect.signature(declared)
 
     async def bridge(
         self: ThreadBridges, /, *args: P.args, **kwargs: P.kwargs
     ) -> AsyncIterator[CheckpointTuple]:
-        lister = self._lister(*args, **kwargs)  # type: ignore[arg-type]
+        lister = _listing(self, signature, args, kwargs)
         while (plan := lister.next_plan()) is not None:
             for item in await asyncio.to_thread(self.runner.run, plan):
                 yield item
@@ -100,11 +110,12 @@ def _pages_on_loop(
     declared: Callable[Concatenate[Any, P], AsyncIterator[CheckpointTuple]],
 ) -> Callable[Concatenate[LoopBridges, P], Iterator[CheckpointTuple]]:
     """``list``: each page of the listing fetched on the saver's event loop."""
+    signature = inspect.signature(declared)
 
     def bridge(
         self: LoopBridges, /, *args: P.args, **kwargs: P.kwargs
     ) -> Iterator[CheckpointTuple]:
-        lister = self._lister(*args, **kwargs)  # type: ignore[arg-type]
+        lister = _listing(self, signature, args, kwargs)
         while (plan := lister.next_plan()) is not None:
             yield from self._bridge(self.runner.run(plan))
 
