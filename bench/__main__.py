@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import e2e, react, report, scaling, workloads
+from bench import e2e, encryption, react, report, scaling, workloads
 from bench.db import DATABASES, default_dsn, describe, machine_info, recreate_databases
 from bench.runner import Context, Measurement, Mode
 from bench.savers import make_sides
@@ -38,6 +38,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], list[Measurement]]], ...] = (
     ("end-to-end agent graph (sync)", e2e.run_agent_sync),
     ("end-to-end agent graph (async)", e2e.run_agent_async),
     ("64 agents over a pool of 16", react.run_swarm_rows),
+    ("encryption at rest", encryption.run_encryption),
     ("scaling", scaling.run_scaling),
 )
 

@@ -22,6 +22,7 @@ import operator
 import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import psycopg
@@ -155,6 +156,225 @@ def test_distributing_a_database_that_holds_threads_keeps_them(citus_url: str) -
                 "SELECT pg_relation_size(%s::regclass)", [f'"public".{table}']
             ).fetchone()
             assert local == (0,), table
+
+
+def test_printed_sql_distributes_as_setup_does(citus_dbs: CitusDatabases) -> None:
+    """`pgcheckpoint migrate apply --print-sql --distributed` on an empty database,
+    run as printed: the same Citus layout as setup() makes; running it again and
+    setup() afterwards change nothing."""
+    import subprocess
+    import sys
+
+    by_setup, by_dba = citus_dbs.create(), citus_dbs.create()
+    try:
+        with PostgresSaver.from_conn_string(citus_dbs.url(by_setup)) as saver:
+            saver.setup()
+        url = citus_dbs.url(by_dba)
+
+        def printed_sql() -> str:
+            return subprocess.run(
+                [sys.executable, "-m", "pgcheckpoint.cli", "migrate", "apply", "--print-sql",
+                 "--distributed", "--dsn", url],
+                capture_output=True, text=True, check=True, timeout=120,
+            ).stdout  # fmt: skip
+
+        printed = printed_sql()
+        assert "create_distributed_table" in printed
+
+        def psql(text: str) -> None:
+            # As a DBA runs it: psql sends statement by statement (some
+            # migrations must run outside a transaction).
+            subprocess.run(
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"],
+                input=text, capture_output=True, text=True, check=True, timeout=300,
+            )  # fmt: skip
+
+        psql(printed)
+        expected = (
+            citus_layout(citus_dbs.url(by_setup)),
+            routed_functions(citus_dbs.url(by_setup)),
+        )
+        shape = {t: v[:2] for t, v in expected[0].items()}
+        got = (citus_layout(url), routed_functions(url))
+        assert {t: v[:2] for t, v in got[0].items()} == shape
+        assert len({got[0][t][2] for t in TABLES}) == 1
+        assert got[1] == expected[1]
+        psql(printed_sql())  # nothing pending: the Citus steps alone, all skipped
+        with PostgresSaver.from_conn_string(url) as saver:
+            saver.setup()
+        assert (citus_layout(url), routed_functions(url)) == got
+    finally:
+        citus_dbs.drop(by_setup)
+        citus_dbs.drop(by_dba)
+
+
+# --- reads of every thread ----------------------------------------------------------
+
+
+def _key(t: Any) -> tuple[str, str, str]:
+    conf = t.config["configurable"]
+    return (conf["checkpoint_id"], conf["thread_id"], conf["checkpoint_ns"])
+
+
+def test_list_of_every_thread_pages_keys_then_reads_each_thread(
+    citus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list(None) on distributed tables: the same checkpoints, values and writes as
+    the lists of each thread merged newest first, across pages, with filter,
+    before and limit. Values are stored as blobs (5,000-character messages),
+    which is what made the one-statement read fail on Citus ("plan should not
+    reference subplan's variable")."""
+    import pgcheckpoint._core as core
+
+    monkeypatch.setattr(core, "LIST_PAGE_SIZE", 4)  # several pages, threads split across them
+    threads = ["a", "b", "c"]
+    with PostgresSaver.from_conn_string(citus_url) as saver:
+        saver.setup()
+        _run_threads(saver, threads)
+        assert citus_layout(citus_url)["checkpoints"][0] == "distributed"
+        expected = sorted(
+            (t for th in threads for t in saver.list({"configurable": {"thread_id": th}})),
+            key=_key,
+            reverse=True,
+        )
+        assert len(expected) > 3 * core.LIST_PAGE_SIZE
+        got = list(saver.list(None))
+        assert [_key(t) for t in got] == [_key(t) for t in expected]
+        assert [t.checkpoint["channel_values"] for t in got] == [
+            t.checkpoint["channel_values"] for t in expected
+        ]
+        assert any("x" * 5000 in t.checkpoint["channel_values"].get("messages", []) for t in got)
+        assert [t.pending_writes for t in got] == [t.pending_writes for t in expected]
+        loops = [t for t in expected if t.metadata.get("source") == "loop"]
+        assert [_key(t) for t in saver.list(None, filter={"source": "loop"})] == [
+            _key(t) for t in loops
+        ]
+        middle = expected[len(expected) // 2]
+        assert [_key(t) for t in saver.list(None, before=middle.config, limit=5)] == [
+            _key(t) for t in expected[len(expected) // 2 + 1 :][:5]
+        ]
+
+
+# --- one writer per thread, two processes ------------------------------------------
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_two_processes_racing_on_a_distributed_thread_do_not_fork(
+    citus_url: str, tmp_path: Path, durability: str
+) -> None:
+    """tests/test_one_writer.py's race of two processes that read the same head,
+    on tables distributed by setup(): one runs the thread to its target, the other
+    is refused at its first put (the guard runs after the thread's row lock, on
+    the thread's shard), and the history stays linear."""
+    import test_one_writer
+
+    with PostgresSaver.from_conn_string(citus_url) as saver:
+        saver.setup()
+    assert citus_layout(citus_url)["checkpoints"][:2] == ("distributed", "thread_id")
+    test_one_writer.test_two_processes_with_input_do_not_fork(citus_url, tmp_path, durability)
+
+
+# --- a shard moved while its thread is written ------------------------------------
+
+
+def _placement(url: str, thread_id: str) -> tuple[int, str, int]:
+    """The shard of ``threads`` holding ``thread_id`` and the node it is on."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT s.shardid, s.nodename, s.nodeport FROM citus_shards s "
+            "WHERE s.shardid = get_shard_id_for_distribution_column('threads', %s::text) "
+            "AND s.table_name = 'threads'::regclass",
+            [thread_id],
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1]), int(row[2])
+
+
+def test_a_thread_keeps_running_while_its_shards_move(
+    citus_url: str, citus_dbs: CitusDatabases
+) -> None:
+    """citus_move_shard_placement (what citus_rebalance_start runs for each move)
+    of the shard group of a thread that a graph keeps writing, then back with
+    citus_rebalance_start: no step fails or is lost, the thread's shards of every
+    table changed node, and the graph's state holds every step (docs/scaling.md
+    has the measured pause)."""
+    import threading
+    import time
+
+    thread = "moving"
+    with PostgresSaver.from_conn_string(citus_url) as saver:
+        saver.setup()
+        graph = _graph(saver)
+        graph.invoke({"messages": ["hi"], "steps": 0}, cfg(thread))
+        shard, host, port = _placement(citus_url, thread)
+        target = next(w for w in citus_dbs.workers if w != (host, port))
+        stop = threading.Event()
+        runs: list[float] = []  # seconds per invoke
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    graph.invoke({"messages": ["hi"], "steps": 0}, cfg(thread))
+                except BaseException as exc:  # reported by the assertion below
+                    errors.append(exc)
+                    return
+                runs.append(time.monotonic() - start)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            while len(runs) < 3:
+                time.sleep(0.05)
+            with psycopg.connect(citus_url, autocommit=True) as conn:
+                moved_at = len(runs)
+                t0 = time.monotonic()
+                conn.execute(
+                    "SELECT citus_move_shard_placement(%s::bigint, %s::text, %s::int, "
+                    "%s::text, %s::int, shard_transfer_mode => 'force_logical')",
+                    [shard, host, port, *target],
+                )
+                t1 = time.monotonic()
+                assert _placement(citus_url, thread)[1:] == target
+                with conn.execute(
+                    "SELECT DISTINCT nodename, nodeport FROM citus_shards "
+                    "WHERE shardid IN (SELECT get_shard_id_for_distribution_column(t, %s::text) "
+                    "FROM unnest(%s::regclass[]) AS t)",
+                    [thread, list(TABLES)],
+                ) as cur:
+                    assert [(str(h), int(p)) for h, p in cur] == [target]
+                # The rebalancer evens the shard counts out again (17/15 after the move;
+                # by_shard_count has no threshold), while writes go on.
+                job = conn.execute(
+                    "SELECT citus_rebalance_start(rebalance_strategy => 'by_shard_count', "
+                    "shard_transfer_mode => 'force_logical')"
+                ).fetchone()
+                assert job is not None and job[0] is not None, "the rebalancer found no move"
+                conn.execute("SELECT citus_rebalance_wait()")
+                t2 = time.monotonic()
+                row = conn.execute(
+                    "SELECT count(*) FILTER (WHERE status = 'done'), count(*) "
+                    "FROM pg_dist_background_task WHERE job_id = %s",
+                    [job[0]],
+                ).fetchone()
+                assert row is not None and row[0] == row[1] > 0, row
+                moves = int(row[0])
+            after = len(runs)
+            while len(runs) < after + 3:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            writer.join(timeout=120)
+        assert not errors, errors
+        assert after > moved_at, "no step ran while the shards moved"
+        state = graph.get_state(cfg(thread)).values
+        assert len(state["messages"]) == 3 * (1 + len(runs))
+        print(
+            f"\nmove of the thread's shard group {t1 - t0:.1f} s, rebalance ({moves} task(s)) "
+            f"{t2 - t1:.1f} s; {len(runs)} invokes meanwhile, slowest {max(runs) * 1000:.0f} ms, "
+            f"median {sorted(runs)[len(runs) // 2] * 1000:.0f} ms"
+        )
 
 
 # --- router plans -----------------------------------------------------------------

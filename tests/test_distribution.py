@@ -74,3 +74,32 @@ def test_cli_setup_distributed_without_citus_fails_cleanly(empty_db_url: str) ->
     )
     assert done.returncode == 0, done
     assert '"applied": [' in done.stdout
+
+
+def test_printed_citus_steps_quote_the_schema_and_need_print_sql(empty_db_url: str) -> None:
+    """``migrate apply --print-sql --distributed``: the Citus section after the
+    migrations, names as quoted literals (run on a cluster in tests/test_citus.py);
+    ``--distributed`` alone is a usage error that touches nothing."""
+    from pgcheckpoint.distribution import render_sql
+
+    text = render_sql('we"ird')
+    assert "create_distributed_table('\"we\"\"ird\".threads'::regclass, 'thread_id'" in text
+    assert 'colocate_with => \'"we""ird".threads\')' in text  # the other tables
+    assert 'create_reference_table(\'"we""ird".pgcheckpoint_migrations\'' in text
+    assert "n.nspname = 'we\"ird'" in text
+    assert text.count("WHERE NOT EXISTS") == 6
+    env = {**os.environ, "DATABASE_URL": empty_db_url}
+    env.pop("PGCHECKPOINT_DSN", None)
+    cli = [sys.executable, "-m", "pgcheckpoint.cli", "migrate", "apply"]
+    done = subprocess.run(
+        [*cli, "--print-sql", "--distributed"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done
+    migrations, _, citus = done.stdout.partition("-- Citus (docs/scaling.md)")
+    assert "CREATE TABLE" in migrations and "create_distributed_function" in citus
+    alone = subprocess.run(
+        [*cli, "--distributed"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert alone.returncode == 2 and "--distributed goes with --print-sql" in alone.stderr
+    with PostgresSaver.from_conn_string(empty_db_url) as saver:
+        assert saver.migration_status() == {}

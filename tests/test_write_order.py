@@ -189,7 +189,11 @@ def test_writes_of_a_never_saved_checkpoint_remain(db_url: str) -> None:
         cfg: RunnableConfig = {"configurable": {"thread_id": "crash"}}
         with pytest.raises(StorageError, match="simulated crash"):
             graph.invoke({"log": []}, cfg, durability="async")
-        # The thread stays readable: the orphaned writes are simply never read.
+        # The thread stays readable: its state is the one checkpoint saved (the input,
+        # step -1), and the orphaned writes of the lost step 0 (node a's "a") are never read.
         state = graph.get_state(cfg)
-        assert state.values is not None
+        saved = [h.config["configurable"]["checkpoint_id"] for h in graph.get_state_history(cfg)]
+        assert saved == [state.config["configurable"]["checkpoint_id"]]
+        assert state.metadata is not None and state.metadata["step"] == -1
+        assert state.values == {"log": []}
     assert _orphan_writes(db_url) > 0

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .chunking import ChunkingPolicy
     from .compression import CompressionPolicy
     from .cron import CronJob
+    from .keyring import Keyring
     from .pooling import PoolSettings
     from .retention import RetentionPolicy, SweepReport
     from .retry import RetryPolicy
@@ -48,6 +49,7 @@ _LAZY: dict[str, str] = {
     "ChunkingPolicy": "chunking",
     "CompressionPolicy": "compression",
     "CronJob": "cron",
+    "Keyring": "keyring",
     "PoolSettings": "pooling",
     "PostgresSaver": "saver",
     "RetentionPolicy": "retention",
@@ -85,6 +87,7 @@ __all__ = [
     "ImportConflictError",
     "IntegrityError",
     "InvalidInputError",
+    "Keyring",
     "MigrationError",
     "MissingParentError",
     "PgCheckpointError",

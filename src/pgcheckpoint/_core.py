@@ -9,6 +9,7 @@ own, so the two cannot drift apart.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +31,15 @@ from typing_extensions import Unpack
 
 from . import codec
 from ._guard import GuardMemory, guard_put, tag_read
-from ._plans import Plan, PlanGen, Query
+from ._plans import Plan, PlanGen, Query, Rows
 from ._queries import Queries
 from .allowlist import AllowEntry, PlainDataSerializer, parse_allow
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
+from .distribution import HAS_CITUS
+from .encryption import Encryption
 from .errors import ConfigurationError, InvalidInputError
+from .keyring import Keyring
 from .options import SaverOptions, check_options
 from .retention import DEFAULT_CLEANUP_INTERVAL, RetentionPolicy, check_interval
 from .retry import RetryPolicy
@@ -76,6 +80,26 @@ def with_allow(serde: SerializerProtocol, allow: Iterable[AllowEntry]) -> Serial
     )
 
 
+def encryption_policy(keyring: Any, allow_plaintext: Any) -> Encryption | None:
+    """The codec's encryption for the ``encryption=`` and ``allow_plaintext=`` options."""
+    if keyring is None:
+        if allow_plaintext:
+            raise ConfigurationError("allow_plaintext=True only applies with encryption=Keyring")
+        return None
+    if not isinstance(keyring, Keyring):
+        raise ConfigurationError(
+            f"encryption must be a pgcheckpoint.Keyring, got {type(keyring).__name__}"
+        )
+    if allow_plaintext:
+        # Loud on purpose: this weakens the fail-closed rule (docs/encryption.md).
+        warnings.warn(
+            "allow_plaintext=True: this saver reads unencrypted rows as state; use it only "
+            "while `pgcheckpoint encrypt` runs",
+            stacklevel=4,
+        )
+    return Encryption(keyring, allow_plaintext=bool(allow_plaintext))
+
+
 def check_schema_name(schema: Any) -> str:
     if not isinstance(schema, str) or not schema or "\x00" in schema:
         raise ConfigurationError(f"schema must be a non-empty string without NUL, got {schema!r}")
@@ -90,6 +114,9 @@ def _string_list(values: Any, what: str) -> list[str]:
     return [codec.text_id(v, f"each of {what}") for v in values]
 
 
+Key = tuple[str, str, str]  # (thread_id, checkpoint_ns, checkpoint_id)
+
+
 @dataclass(slots=True)
 class _Lister:
     """The state of one list() call as it pages through the results."""
@@ -101,6 +128,9 @@ class _Lister:
     in_ns: bool
     after: tuple[str, str, str] | None = None
     done: bool = False
+    # A list of every thread on Citus reads keys first (_page_by_keys); known
+    # after the first page's check for the citus extension.
+    by_keys: bool | None = None
 
     def next_plan(self) -> Plan[list[CheckpointTuple]] | None:
         if self.done or self.remaining == 0:
@@ -112,25 +142,68 @@ class _Lister:
             cid, thread_id, ns = self.after
             where.append("where_page_in_ns" if self.in_ns else "where_page")
             params.update(page_id=cid, page_thread=thread_id, page_ns=ns)
-        sql = self.core.queries.read_checkpoints(where)
         core = self.core
+        every_thread = "where_thread" not in where
 
         def make() -> PlanGen[list[CheckpointTuple]]:
-            rows = yield Query(sql, params, fetch="all")
-            page = [tag_read(t, False) for t in codec.decode_rows(core.codec, rows or [])]
-            self._advance(page, size)
+            if every_thread and self.by_keys is None:
+                found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+                self.by_keys = bool(found and found[0][0])
+            if self.by_keys:
+                keys, rows = yield from self._page_by_keys(where, params)
+            else:
+                rows = (
+                    yield Query(core.queries.read_checkpoints(where), params, fetch="all")
+                ) or []
+                keys = [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+            page = [tag_read(t, False) for t in codec.decode_rows(core.codec, rows)]
+            self._advance(keys, size)
             return page
 
         return Plan("list", make)
 
-    def _advance(self, page: list[CheckpointTuple], size: int) -> None:
+    def _page_by_keys(
+        self, where: list[str], params: dict[str, Any]
+    ) -> PlanGen[tuple[list[Key], Rows]]:
+        """One page of every thread, as Citus can plan it: the page's keys (one task
+        per shard, merged on the coordinator), then each thread's rows with the
+        read of one thread, which Citus routes to the thread's shard.
+
+        read_checkpoints over every thread joins its per-value laterals on
+        c.thread_id through the LIMITed subquery, and Citus 13.2 refuses that
+        plan ("plan should not reference subplan's variable")."""
+        queries = self.core.queries
+        rows = yield Query(queries.list_keys(where), params, fetch="all")
+        keys = [(str(t), str(ns), str(cid)) for t, ns, cid in rows or []]
+        by_thread: dict[str, list[Key]] = {}
+        for key in keys:
+            by_thread.setdefault(key[0], []).append(key)
+        read = queries.read_checkpoints([*where, "where_thread"])
+        found: dict[Key, tuple[Any, ...]] = {}
+        for thread_id, wanted in by_thread.items():
+            # The thread's keys are its first rows under the same filter and
+            # cursor; a checkpoint put since the key read can come first, so the
+            # read widens once when one of the keys is missing.
+            limit = len(wanted)
+            for _ in range(2):
+                got = yield Query(read, dict(params, thread_id=thread_id, limit=limit), fetch="all")
+                for row in got or []:
+                    found[(str(row[0]), str(row[1]), str(row[2]))] = row
+                if all(k in found for k in wanted) or len(got or []) < limit:
+                    break
+                limit += LIST_PAGE_SIZE
+        # A key whose row is gone was deleted in between: left out, as a read
+        # that came a moment later would.
+        return keys, [found[k] for k in keys if k in found]
+
+    def _advance(self, keys: list[Key], size: int) -> None:
         if self.remaining is not None:
-            self.remaining -= len(page)
-        if len(page) < size:
+            self.remaining -= len(keys)
+        if len(keys) < size:
             self.done = True
-        elif page:
-            conf = page[-1].config["configurable"]
-            self.after = (conf["checkpoint_id"], conf["thread_id"], conf["checkpoint_ns"])
+        elif keys:
+            thread_id, ns, cid = keys[-1]
+            self.after = (cid, thread_id, ns)
 
 
 class SaverCore(BaseCheckpointSaver[str]):
@@ -147,7 +220,10 @@ class SaverCore(BaseCheckpointSaver[str]):
         self.queries = Queries(self.schema)
         self.compression = opts.get("compression") or CompressionPolicy()
         self.chunking = opts.get("chunking") or ChunkingPolicy()
-        self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+        self.encryption = encryption_policy(
+            opts.get("encryption"), opts.get("allow_plaintext", False)
+        )
+        self._codec = codec.Codec(self.serde, self.compression, self.chunking, self.encryption)
         # What this saver read and wrote, for the one-writer rule (_guard.py).
         # Shared by with_allowlist clones (a shallow copy), as it should be.
         self.guard_memory = GuardMemory()
@@ -170,7 +246,9 @@ class SaverCore(BaseCheckpointSaver[str]):
     def codec(self) -> codec.Codec:
         """The codec for the current serde (``with_allowlist`` clones swap the serde)."""
         if self._codec.serde is not self.serde:
-            self._codec = codec.Codec(self.serde, self.compression, self.chunking)
+            self._codec = codec.Codec(
+                self.serde, self.compression, self.chunking, self.encryption
+            )
         return self._codec
 
     # --- writes -------------------------------------------------------------
@@ -289,8 +367,13 @@ class SaverCore(BaseCheckpointSaver[str]):
                 names.append("where_id")
                 params["checkpoint_id"] = where.checkpoint_id
         if filter:
-            names.append("where_filter")
             params["filter"] = codec.metadata_json(filter, "filter")
+            if self.encryption is not None:
+                # One containment per key id (encryption.py): a row matches under its key.
+                names.append("where_filter_any")
+                params["filters"] = self.encryption.filters(filter)
+            else:
+                names.append("where_filter")
         if before is not None:
             b_conf = before.get("configurable") if isinstance(before, Mapping) else None
             before_id = b_conf.get("checkpoint_id") if isinstance(b_conf, Mapping) else None
@@ -334,7 +417,10 @@ class SaverCore(BaseCheckpointSaver[str]):
                     fetch="all",
                 )
                 chunks = {bytes(h): (z, bytes(d)) for h, z, d in found or []}
-            return codec.decode_delta(self.codec, delta, wanted, chunks)
+            return codec.decode_delta(
+                self.codec, delta, wanted, chunks,
+                thread_id=where.thread_id, ns=where.checkpoint_ns,
+            )
 
         return Plan("get_delta_channel_history", make)
 
@@ -359,12 +445,14 @@ class SaverCore(BaseCheckpointSaver[str]):
         def make() -> PlanGen[None]:
             if not runs:
                 return
-            rows = yield Query(q["threads_of_runs"], {"run_ids": runs}, fetch="all")
+            # Under a keyring, run_id is stored as its blind-index token.
+            keys = runs if self.encryption is None else self.encryption.run_tokens(runs)
+            rows = yield Query(q["threads_of_runs"], {"run_ids": keys}, fetch="all")
             threads = sorted(r[0] for r in rows or [])
             if not threads:
                 return
             yield Query(q["lock_threads"], {"thread_ids": threads}, fetch="all")
-            yield Query(q["delete_runs"], {"run_ids": runs, "thread_ids": threads})
+            yield Query(q["delete_runs"], {"run_ids": keys, "thread_ids": threads})
             yield from self.gc_statements(threads)
 
         return Plan("delete_for_runs", make, transaction=True)
@@ -386,6 +474,11 @@ class SaverCore(BaseCheckpointSaver[str]):
                     f"target thread {dst!r} already has checkpoints; delete it first"
                 )
             yield Query(q["copy_thread"], {"source": src, "target": dst})
+            if self.encryption is not None:
+                # Each value is bound to its thread: seal the copies for the new one.
+                from .sealed_rows import reseal_copy
+
+                yield from reseal_copy(self, self.encryption, src, dst)
 
         return Plan("copy_thread", make, transaction=True)
 

@@ -18,6 +18,18 @@ from psycopg import sql
 
 _NAME = re.compile(r"^-- name: ([a-z0-9_]+)\s*$", re.MULTILINE)
 
+# list(None) on Citus, first step: the keys of one page of checkpoints of every
+# thread, in read_checkpoints' order, without their values. Each shard sorts and
+# limits its own rows and the coordinator merges them (bounded by the page).
+# The values are then read thread by thread with the routed read_checkpoints
+# (_core._Lister). Kept beside read_checkpoints' assembly because it takes the
+# same where_* fragments; to move into queries.sql as a named block.
+_LIST_KEYS = """SELECT thread_id, checkpoint_ns, checkpoint_id
+FROM {schema}.checkpoints
+WHERE {where}
+ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC
+LIMIT %(limit)s"""
+
 
 @cache
 def _raw_statements() -> dict[str, str]:
@@ -79,6 +91,18 @@ class Queries:
                 .replace("{where}", clause)
                 .replace("{limit}", "1" if single else "%(limit)s")
                 .replace("{thread}", thread)
+            )
+            self._read_cache[key] = text
+        return text
+
+    def list_keys(self, where: Iterable[str]) -> str:
+        """The keys of one page of ``read_checkpoints(where)`` (every thread)."""
+        key = (*(tuple(where) or ("where_all",)), "keys")
+        text = self._read_cache.get(key)
+        if text is None:
+            clause = " AND ".join(self._sql[name] for name in key[:-1])
+            text = _LIST_KEYS.replace("{schema}", quote_schema(self.schema)).replace(
+                "{where}", clause
             )
             self._read_cache[key] = text
         return text

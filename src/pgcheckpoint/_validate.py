@@ -7,13 +7,21 @@ lone surrogate (``"\\ud800"``), which would otherwise surface as a
 recursion and refused beyond :data:`MAX_JSON_DEPTH` levels, which is far deeper
 than any metadata LangGraph writes and far below where Python's recursion or
 PostgreSQL's jsonb stack would fail. See docs/security.md.
+
+It also reads what a call names: thread, namespace and checkpoint ids
+(:func:`text_id`, :func:`target`), metadata as JSON (:func:`metadata_json`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from langchain_core.runnables import RunnableConfig
 
 from .errors import InvalidInputError
 
@@ -139,3 +147,75 @@ def find_surrogate(value: Any) -> bool:
         seen.add(id(item))
         stack.extend(_children(item))
     return False
+
+
+# --- ids, configs and metadata (moved from codec.py) -----------------------
+
+# --- input validation -------------------------------------------------------
+
+
+def text_id(value: Any, what: str, *, allow_empty: bool = False) -> str:
+    """A thread id, namespace or checkpoint id as stored: ``str``, ``int`` or ``UUID``."""
+    if isinstance(value, str):
+        text = value
+    elif (isinstance(value, int) and not isinstance(value, bool)) or type(
+        value
+    ).__name__ == "UUID":
+        text = str(value)
+    else:
+        raise InvalidInputError(
+            f"{what} must be a str, int or UUID, got {type(value).__name__}: {value!r}"
+        )
+    check_text(text, what)
+    if not text and not allow_empty:
+        raise InvalidInputError(f"{what} must not be empty")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a config points: thread, namespace and (optionally) checkpoint."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str | None
+
+
+def target(config: RunnableConfig | None) -> Target:
+    """Validate a RunnableConfig and read its thread_id / checkpoint_ns / checkpoint_id."""
+    if not isinstance(config, Mapping):
+        raise InvalidInputError(f"config must be a dict, got {type(config).__name__}")
+    conf = config.get("configurable")
+    if not isinstance(conf, Mapping):
+        raise InvalidInputError(
+            'config has no "configurable" dict; expected {"configurable": {"thread_id": ...}}'
+        )
+    if conf.get("thread_id") is None:
+        raise InvalidInputError('config["configurable"] has no "thread_id"')
+    ns = conf.get("checkpoint_ns")
+    cid = conf.get("checkpoint_id")
+    return Target(
+        thread_id=text_id(conf["thread_id"], "thread_id"),
+        checkpoint_ns=text_id(ns if ns is not None else "", "checkpoint_ns", allow_empty=True),
+        checkpoint_id=text_id(cid, "checkpoint_id") if cid else None,
+    )
+
+
+def metadata_json(metadata: Mapping[str, Any], what: str = "metadata") -> str:
+    """Metadata as JSON text for a jsonb parameter, with a clear error for what JSON can't hold."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"{what} must be a dict, got {type(metadata).__name__}")
+    check_json(metadata, "" if what == "metadata" else what)
+    return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+
+
+def parse_ts(ts: Any) -> datetime | None:
+    if not isinstance(ts, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

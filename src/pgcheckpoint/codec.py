@@ -3,7 +3,10 @@
 Everything stored goes through the saver's serde (``dumps_typed`` /
 ``loads_typed``), then optionally through zstd or content-defined chunking; the
 stored ``type`` column records what was done (``msgpack``, ``msgpack+zstd``,
-``msgpack+cdc``) so any row reads back whatever settings wrote it.
+``msgpack+cdc``, and ``+enc`` when sealed under a keyring, encryption.py) so
+any row reads back whatever settings wrote it. Input checks live in
+``_validate.py``, strict serde calls in ``_strict.py``, the delta walk's
+decoding in ``delta.py``.
 
 Small primitive channel values (``None``, ``bool``, ``int``, ``float``, short
 ``str``) stay inline in the checkpoint's own bytes: they cost less there than
@@ -14,13 +17,10 @@ first written.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -28,197 +28,73 @@ from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
     Checkpoint,
     CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-    PendingWrite,
-    writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from langgraph.checkpoint.serde.event_hooks import SerdeEvent, register_serde_event_listener
 
-from . import _validate, chunking, compression
+from . import chunking, compression, encryption
 from ._arrays import BoolArray, ByteaArray, Int4Array, TextArray
+from ._strict import Unloadable, dumps, loads, show_unloadable
+from ._validate import Target, metadata_json, parse_ts, target, text_id
 from .chunking import ChunkingPolicy
 from .compression import ZSTD_SUFFIX, CompressionPolicy
-from .errors import (
-    BlockedTypeError,
-    DeserializationError,
-    InvalidInputError,
-    PgCheckpointError,
-    SerializationError,
-    UnreadableTypeError,
+from .decoding import (
+    CheckpointRow,
+    DeltaRows,
+    config_of,
+    decode_delta,
+    decode_row,
+    decode_rows,
+    split_delta,
 )
+from .encryption import Encryption
+from .errors import IntegrityError, InvalidInputError
+
+# Re-exported: callers read ids and configs through the codec (codec.text_id, ...).
+__all__ = [
+    "CDC_SUFFIX",
+    "CheckpointRow",
+    "Codec",
+    "DeltaRows",
+    "EncodedPut",
+    "Target",
+    "Unloadable",
+    "config_of",
+    "decode_delta",
+    "decode_row",
+    "decode_rows",
+    "dumps",
+    "encode_put",
+    "encode_writes",
+    "is_inline",
+    "loads",
+    "metadata_json",
+    "parse_ts",
+    "show_unloadable",
+    "split_delta",
+    "target",
+    "text_id",
+]
+
+# The associated data of a stored value, given its inner (packed) type.
+AadOf = Callable[[str], bytes]
 
 CDC_SUFFIX = "+cdc"
 SKELETON_THRESHOLD = 128
 INLINE_STR_MAX = 256
 _INLINE_TYPES = (type(None), bool, int, float)
 
-# --- strict deserialization -------------------------------------------------
-# LangGraph's msgpack hook logs and returns the raw fields of a type that its
-# allowlist refuses (allowlist.py decides). We collect those events while we
-# decode, and refuse the value.
-_blocked: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
-    "pgcheckpoint_blocked", default=None
-)
-# Set by show_unloadable(): a refused value becomes an Unloadable instead of raising.
-_show_raw: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "pgcheckpoint_show_raw", default=False
-)
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.()]")
-
-
-def _on_serde_event(event: SerdeEvent) -> None:
-    sink = _blocked.get()
-    if sink is not None and event["kind"] in ("msgpack_blocked", "msgpack_method_blocked"):
-        name = f"{event['module']}.{event['name']}"
-        if "method" in event:
-            name += f".{event['method']}()"
-        sink.append(name)
-
-
-register_serde_event_listener(_on_serde_event)
-
-
-@dataclass(frozen=True, slots=True)
-class Unloadable:
-    """A stored value that was not loaded because it names refused types: what
-    ``show`` prints in its place. Names keep only ``[A-Za-z0-9_.()]`` (others become
-    ``?``), so text from a row cannot carry markup or terminal escapes."""
-
-    not_loaded: tuple[str, ...]
-    serde_type: str
-    size: int
-
-    @classmethod
-    def of(cls, names: Iterable[str], serde_type: str, size: int) -> Unloadable:
-        clean = sorted({_UNSAFE_NAME_CHARS.sub("?", n)[:200] for n in names})
-        return cls(tuple(clean), _UNSAFE_NAME_CHARS.sub("?", serde_type)[:40], size)
-
-    def __repr__(self) -> str:
-        return (
-            f"<not loaded: {', '.join(self.not_loaded)} "
-            f"({self.serde_type}, {self.size:,} bytes)>"
-        )
-
-
-@contextlib.contextmanager
-def show_unloadable() -> Iterator[None]:
-    """Within this block (this thread or task), a stored value that names a refused
-    type reads as an :class:`Unloadable` instead of raising ``BlockedTypeError``.
-    For inspection only (the CLI's ``show``): never hand such a value to a graph."""
-    token = _show_raw.set(True)
-    try:
-        yield
-    finally:
-        _show_raw.reset(token)
-
-
-def loads(serde: SerializerProtocol, type_: str, data: bytes | None, where: str) -> Any:
-    """Deserialize one stored value, refusing types the allowlist blocks."""
-    sink: list[str] = []
-    token = _blocked.set(sink)
-    try:
-        value = serde.loads_typed((type_, data if data is not None else b""))
-    except PgCheckpointError:
-        raise
-    except Exception as exc:
-        raise DeserializationError(f"cannot deserialize {where} ({type_}): {exc}") from exc
-    finally:
-        _blocked.reset(token)
-    if sink:
-        if _show_raw.get():
-            return Unloadable.of(sink, type_, len(data or b""))
-        raise BlockedTypeError(sorted(set(sink)), where)
-    return value
-
-
-def dumps(serde: SerializerProtocol, value: Any, where: str) -> tuple[str, bytes]:
-    try:
-        type_, data = serde.dumps_typed(value)
-    except UnreadableTypeError as exc:
-        raise UnreadableTypeError(exc.refused, where) from None
-    except Exception as exc:
-        raise SerializationError(
-            f"cannot serialize {where}: {type(exc).__name__}: {exc}"
-        ) from exc
-    # LangGraph's msgpack writes a lone surrogate as "?": refuse it instead.
-    if type_ == "msgpack" and b"?" in data and _validate.find_surrogate(value):
-        raise InvalidInputError(
-            f"{where} contains text with a lone surrogate code point, which is not valid "
-            "UTF-8 and would be stored as '?'"
-        )
-    return type_, data
-
-
-# --- input validation -------------------------------------------------------
-
-
-def text_id(value: Any, what: str, *, allow_empty: bool = False) -> str:
-    """A thread id, namespace or checkpoint id as stored: ``str``, ``int`` or ``UUID``."""
-    if isinstance(value, str):
-        text = value
-    elif (isinstance(value, int) and not isinstance(value, bool)) or type(
-        value
-    ).__name__ == "UUID":
-        text = str(value)
-    else:
-        raise InvalidInputError(
-            f"{what} must be a str, int or UUID, got {type(value).__name__}: {value!r}"
-        )
-    _validate.check_text(text, what)
-    if not text and not allow_empty:
-        raise InvalidInputError(f"{what} must not be empty")
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where a config points: thread, namespace and (optionally) checkpoint."""
-
-    thread_id: str
-    checkpoint_ns: str
-    checkpoint_id: str | None
-
-
-def target(config: RunnableConfig | None) -> Target:
-    """Validate a RunnableConfig and read its thread_id / checkpoint_ns / checkpoint_id."""
-    if not isinstance(config, Mapping):
-        raise InvalidInputError(f"config must be a dict, got {type(config).__name__}")
-    conf = config.get("configurable")
-    if not isinstance(conf, Mapping):
-        raise InvalidInputError(
-            'config has no "configurable" dict; expected {"configurable": {"thread_id": ...}}'
-        )
-    if conf.get("thread_id") is None:
-        raise InvalidInputError('config["configurable"] has no "thread_id"')
-    ns = conf.get("checkpoint_ns")
-    cid = conf.get("checkpoint_id")
-    return Target(
-        thread_id=text_id(conf["thread_id"], "thread_id"),
-        checkpoint_ns=text_id(ns if ns is not None else "", "checkpoint_ns", allow_empty=True),
-        checkpoint_id=text_id(cid, "checkpoint_id") if cid else None,
-    )
-
-
-def metadata_json(metadata: Mapping[str, Any], what: str = "metadata") -> str:
-    """Metadata as JSON text for a jsonb parameter, with a clear error for what JSON can't hold."""
-    if not isinstance(metadata, Mapping):
-        raise InvalidInputError(f"{what} must be a dict, got {type(metadata).__name__}")
-    _validate.check_json(metadata, "" if what == "metadata" else what)
-    return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-# --- encoding ---------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """Serde plus the storage policies: turns values into stored bytes and back."""
+    """Serde plus the storage policies: turns values into stored bytes and back.
+
+    With ``encryption``, every value is sealed after compression (``type`` gets
+    ``+enc``) and opened before decompression; ``aad_of(inner_type)`` callables
+    give each value's associated data (encryption.py)."""
 
     serde: SerializerProtocol
     compression: CompressionPolicy = field(default_factory=CompressionPolicy)
     chunking: ChunkingPolicy = field(default_factory=ChunkingPolicy)
+    encryption: Encryption | None = None
 
     # values -----------------------------------------------------------------
     def pack(self, type_: str, data: bytes, *, skeleton: bool = False) -> tuple[str, bytes]:
@@ -252,17 +128,97 @@ class Codec:
             return loads(self.serde, type_[: -len(ZSTD_SUFFIX)], raw, where)
         return loads(self.serde, type_, data, where)
 
+    # encryption -------------------------------------------------------------
+    def seal(self, type_: str, data: bytes, aad_of: AadOf) -> tuple[str, bytes]:
+        """A packed value sealed under the primary key (unchanged without a keyring)."""
+        if self.encryption is None:
+            return type_, data
+        return self.encryption.seal(type_, data, aad_of(type_))
+
+    def open(
+        self, type_: str, data: bytes | None, aad_of: AadOf, where: str
+    ) -> tuple[str, bytes | None]:
+        """(packed type, packed bytes) of a stored value; fails closed (encryption.py)."""
+        if self.encryption is None:
+            encryption.refuse_sealed(type_, data, where)
+            return type_, data
+        return self.encryption.open(type_, data, aad_of, where)
+
+    def open_value(self, type_: str, data: bytes | None, aad_of: AadOf, where: str) -> Any:
+        """``open`` then ``unpack``: a stored (non-chunked) value."""
+        return self.unpack(*self.open(type_, data, aad_of, where), where)
+
+    def chunk_id(self, thread_id: str, piece: bytes) -> bytes:
+        if self.encryption is None:
+            return chunking.digest(piece)
+        return self.encryption.keyring.chunk_id(thread_id, piece)
+
+    def seal_chunks(self, thread_id: str, chunks: dict[bytes, tuple[bool, bytes]]) -> None:
+        """Seal new chunks in place, each bound to its thread, id and compression flag."""
+        if self.encryption is None:
+            return
+        ring = self.encryption.keyring
+        for h, (flag, data) in chunks.items():
+            chunks[h] = (flag, ring.seal(data, encryption.chunk_aad(thread_id, h, flag)))
+
+    def metadata_json(
+        self, metadata: Mapping[str, Any], thread_id: str, ns: str, checkpoint_id: str,
+        parent: str | None,
+    ) -> str:
+        """Metadata as the JSON text stored (sealed, with its blind index, under a keyring)."""
+        text = metadata_json(metadata)
+        if self.encryption is None:
+            return text
+        sealed = self.encryption.seal_metadata(
+            metadata, thread_id, ns, checkpoint_id, parent, text
+        )
+        return json.dumps(sealed, separators=(",", ":"))
+
+    def read_metadata(
+        self, stored: Any, thread_id: str, ns: str, checkpoint_id: str, parent: str | None
+    ) -> dict[str, Any]:
+        """Stored metadata as the dict LangGraph wrote (opened under a keyring)."""
+        where = f"checkpoint {checkpoint_id!r} of thread {thread_id!r}"
+        if self.encryption is None:
+            encryption.refuse_sealed_metadata(stored, where)
+            return cast(dict[str, Any], stored)
+        return self.encryption.open_metadata(
+            stored, thread_id, ns, checkpoint_id, parent, where
+        )
+
+    def listed_metadata(self, stored: Any) -> dict[str, Any]:
+        """A thread's latest metadata as listings show it. Sealed metadata is shown as
+        ``{"pgc:kid": <key id>}``: listings do not read the row fields that its
+        associated data binds (docs/encryption.md)."""
+        if isinstance(stored, Mapping) and encryption.META_SEALED in stored:
+            return {encryption.META_KID: str(stored.get(encryption.META_KID))[:32]}
+        if self.encryption is not None and stored:
+            self.encryption.plaintext("a thread's latest metadata")
+        return dict(stored or {})
+
+    def filter_json(self, filter: Mapping[str, Any]) -> str:
+        """A metadata filter as stored rows are matched (blind-index tokens under the
+        primary key with a keyring; listings match rows sealed under it)."""
+        text = metadata_json(filter, "filter")
+        if self.encryption is None:
+            return text
+        return self.encryption.primary_filter(filter)
+
+    # channel values ---------------------------------------------------------
     def encode_blob(
-        self, value: Any, where: str, chunks_out: dict[bytes, tuple[bool, bytes]]
+        self, value: Any, where: str, chunks_out: dict[bytes, tuple[bool, bytes]],
+        *, thread_id: str = "",
     ) -> tuple[str, bytes | None, bytes | None]:
         """(type, value, chunk_refs) for a channel value; new chunks go to ``chunks_out``."""
-        return self.pack_blob(*dumps(self.serde, value, where), chunks_out)
+        return self.pack_blob(*dumps(self.serde, value, where), chunks_out, thread_id=thread_id)
 
     def pack_blob(
-        self, type_: str, data: bytes, chunks_out: dict[bytes, tuple[bool, bytes]]
+        self, type_: str, data: bytes, chunks_out: dict[bytes, tuple[bool, bytes]],
+        *, thread_id: str = "",
     ) -> tuple[str, bytes | None, bytes | None]:
         """``encode_blob`` for bytes the serde already wrote: compression and
-        chunking only, so importers store values without loading them."""
+        chunking only, so importers store values without loading them. Under a
+        keyring the chunk ids are keyed by it and by ``thread_id``."""
         policy = self.chunking
         self._check_size(data)
         if not policy.enabled or len(data) < policy.threshold:
@@ -275,7 +231,7 @@ class Codec:
         head, data = data[: chunking.HEAD_SIZE], data[chunking.HEAD_SIZE :]
         refs = bytearray()
         for piece in chunking.split(data, policy):
-            h = chunking.digest(piece)
+            h = self.chunk_id(thread_id, piece)
             refs += h
             if h not in chunks_out:
                 packed = compression.maybe_compress(piece, self.compression)
@@ -289,12 +245,68 @@ class Codec:
         refs: bytes | None,
         chunks: Mapping[bytes, tuple[bool, bytes]],
         where: str,
+        *,
+        thread_id: str = "",
+        aad_of: AadOf | None = None,
     ) -> Any:
+        type_, value = self.open(type_, value, aad_of or _NO_AAD, where)
         if type_.endswith(CDC_SUFFIX):
             limit = self.compression.max_value_size
-            data = chunking.join(value or b"", refs or b"", chunks, limit, where)
+            opened: set[bytes] = set()
+            if self.encryption is not None:
+                chunks = self._open_chunks(thread_id, refs or b"", chunks, where, opened)
+            data = chunking.join(
+                value or b"", refs or b"", chunks, limit, where, verified=opened
+            )
             return loads(self.serde, type_[: -len(CDC_SUFFIX)], data, where)
         return self.unpack(type_, value, where)
+
+    def is_empty(self, type_: str, value: bytes | None, aad_of: AadOf, where: str) -> bool:
+        """Whether a stored channel value is LangGraph's "empty" marker (checked, and
+        refused in clear under a keyring like any value)."""
+        if type_ == "empty":
+            if self.encryption is not None:
+                self.encryption.plaintext(where)
+            return True
+        if type_ == "empty" + encryption.ENC_SUFFIX:
+            self.open(type_, value, aad_of, where)
+            return True
+        return False
+
+    def _open_chunks(
+        self,
+        thread_id: str,
+        refs: bytes,
+        chunks: Mapping[bytes, tuple[bool, bytes]],
+        where: str,
+        opened: set[bytes],
+    ) -> dict[bytes, tuple[bool, bytes]]:
+        """The referenced chunks, opened; ``opened`` gets the ids proven by their tag.
+        A chunk still in clear passes only with ``allow_plaintext`` (and is then
+        checked against its unkeyed id by ``chunking.join``)."""
+        assert self.encryption is not None
+        ring = self.encryption.keyring
+        out: dict[bytes, tuple[bool, bytes]] = {}
+        for h in chunking.split_refs(refs) if len(refs) % chunking.HASH_SIZE == 0 else ():
+            if h in out or h not in chunks:
+                continue
+            flag, data = chunks[h]
+            what = f"chunk {h.hex()} of {where}"
+            try:
+                out[h] = (flag, ring.open(data, encryption.chunk_aad(thread_id, h, flag), what))
+                opened.add(h)
+            except IntegrityError:
+                if not self.encryption.allow_plaintext:
+                    raise
+                out[h] = (flag, data)
+        return out
+
+
+def _no_aad(inner_type: str) -> bytes:
+    raise IntegrityError("a sealed value was read without its row context")
+
+
+_NO_AAD: AadOf = _no_aad
 
 
 def is_inline(value: Any) -> bool:
@@ -312,16 +324,6 @@ class EncodedPut:
     config: RunnableConfig
 
 
-def parse_ts(ts: Any) -> datetime | None:
-    if not isinstance(ts, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(ts)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
 def encode_put(
     codec: Codec,
     where: Target,
@@ -337,6 +339,7 @@ def encode_put(
     versions = checkpoint.get("channel_versions") or {}
     if not isinstance(values, Mapping) or not isinstance(versions, Mapping):
         raise InvalidInputError("checkpoint channel_values and channel_versions must be dicts")
+    thread, ns = where.thread_id, where.checkpoint_ns
 
     inline: dict[str, Any] = {}
     channels: list[str] = []
@@ -361,24 +364,34 @@ def encode_put(
         version = str(versions[channel])
         channel_versions.append(version)
         if channel in new_versions:
-            type_, data, refs = codec.encode_blob(value, f"channel {channel!r}", chunks)
+            type_, data, refs = codec.encode_blob(
+                value, f"channel {channel!r}", chunks, thread_id=thread
+            )
+            type_, data = codec.seal(
+                type_, data or b"", partial(encryption.blob_aad, thread, ns, channel, version, refs)
+            )
             blob_channels.append(channel)
             blob_versions.append(version)
             blob_types.append(type_)
             blob_values.append(data)
             blob_refs.append(refs)
+    codec.seal_chunks(thread, chunks)
 
     skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
     skeleton["channel_values"] = inline
     type_, data = codec.pack(*dumps(codec.serde, skeleton, "checkpoint"), skeleton=True)
+    type_, data = codec.seal(
+        type_, data,
+        partial(encryption.checkpoint_aad, thread, ns, checkpoint_id, channels, channel_versions),
+    )
     params: dict[str, Any] = {
-        "thread_id": where.thread_id,
-        "checkpoint_ns": where.checkpoint_ns,
+        "thread_id": thread,
+        "checkpoint_ns": ns,
         "checkpoint_id": checkpoint_id,
         "parent_checkpoint_id": where.checkpoint_id,
         "type": type_,
         "checkpoint": data,
-        "metadata": metadata_json(metadata),
+        "metadata": codec.metadata_json(metadata, thread, ns, checkpoint_id, where.checkpoint_id),
         "created_at": parse_ts(checkpoint.get("ts")),
         # Typed arrays: dumped straight to the binary wire format (_arrays.py).
         "channels": TextArray(channels),
@@ -394,14 +407,7 @@ def encode_put(
         # The one-writer-per-thread check the saver asks for (concurrency.py).
         "guard": None,
     }
-    config: RunnableConfig = {
-        "configurable": {
-            "thread_id": where.thread_id,
-            "checkpoint_ns": where.checkpoint_ns,
-            "checkpoint_id": checkpoint_id,
-        }
-    }
-    return EncodedPut(params, config)
+    return EncodedPut(params, config_of(thread, ns, checkpoint_id))
 
 
 def encode_writes(
@@ -414,6 +420,7 @@ def encode_writes(
     """(upsert?, parameters) of ``put_writes``."""
     if where.checkpoint_id is None:
         raise InvalidInputError('put_writes needs config["configurable"]["checkpoint_id"]')
+    cid = where.checkpoint_id
     task = text_id(task_id, "task_id")
     path = text_id(task_path if task_path is not None else "", "task_path", allow_empty=True)
     idx: list[int] = []
@@ -424,8 +431,13 @@ def encode_writes(
         if not isinstance(item, tuple | list) or len(item) != 2:
             raise InvalidInputError(f"write #{i} must be a (channel, value) pair, got {item!r}")
         channel = text_id(item[0], f"channel of write #{i}")
+        n = WRITES_IDX_MAP.get(channel, i)
         type_, data = codec.pack(*dumps(codec.serde, item[1], f"write #{i} to {channel!r}"))
-        idx.append(WRITES_IDX_MAP.get(channel, i))
+        type_, data = codec.seal(
+            type_, data,
+            partial(encryption.write_aad, where.thread_id, where.checkpoint_ns, cid, task, channel),
+        )
+        idx.append(n)
         channels.append(channel)
         types.append(type_)
         values.append(data)
@@ -433,7 +445,7 @@ def encode_writes(
     return upsert, {
         "thread_id": where.thread_id,
         "checkpoint_ns": where.checkpoint_ns,
-        "checkpoint_id": where.checkpoint_id,
+        "checkpoint_id": cid,
         "task_id": task,
         "task_path": path,
         "idx": Int4Array(idx),
@@ -441,184 +453,3 @@ def encode_writes(
         "types": TextArray(types),
         "values": ByteaArray(values),
     }
-
-
-# --- decoding ---------------------------------------------------------------
-
-def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
-    return {
-        "configurable": {
-            "thread_id": thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": checkpoint_id,
-        }
-    }
-
-
-# What a malformed (tampered) row makes plain Python raise while it is taken apart;
-# decode_row and decode_delta turn them into DeserializationError.
-_MALFORMED = (
-    ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-    RecursionError, MemoryError,
-)
-
-
-def decode_row(codec: Codec, row: tuple[Any, ...]) -> CheckpointTuple:
-    """A CheckpointTuple from one row of ``read_checkpoints`` (the checkpoint with
-    its blobs, their chunks and its writes aggregated into arrays)."""
-    try:
-        return _decode_row(codec, row)
-    except PgCheckpointError:
-        raise
-    except _MALFORMED as exc:
-        cid = row[2] if isinstance(row, tuple) and len(row) > 2 else "?"
-        raise DeserializationError(
-            f"stored checkpoint {cid!r} is malformed: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _decode_row(codec: Codec, row: tuple[Any, ...]) -> CheckpointTuple:
-    (thread_id, ns, cid, parent, type_, data, metadata, channels, versions, b_channels,
-     b_versions, b_types, b_values, b_refs, k_hashes, k_flags, k_data, w_tasks, w_channels,
-     w_types, w_values) = row
-    blobs: dict[tuple[str, str], tuple[str, bytes | None, bytes | None]] = {}
-    if b_channels:
-        for channel, version, btype, value, refs in zip(
-            b_channels, b_versions, b_types, b_values, b_refs, strict=True
-        ):
-            blobs[(channel, version)] = (btype, value, refs)
-    chunks = {
-        bytes(h): (flag, bytes(d))
-        for h, flag, d in zip(k_hashes or (), k_flags or (), k_data or (), strict=True)
-    }
-    skeleton = codec.unpack(type_, data, f"checkpoint {cid}")
-    if not isinstance(skeleton, dict):
-        raise DeserializationError(f"checkpoint {cid} did not decode to a dict")
-    values = dict(skeleton.get("channel_values") or {})
-    for channel, version in zip(channels, versions, strict=True):
-        if version is None:
-            continue
-        blob = blobs.get((channel, version))
-        if blob is None:
-            raise DeserializationError(
-                f"checkpoint {cid} of thread {thread_id!r} references channel {channel!r} "
-                f"version {version!r}, which is missing from the database"
-            )
-        btype, bvalue, brefs = blob
-        if btype != "empty":
-            values[channel] = codec.decode_blob(
-                btype, bvalue, brefs, chunks, f"channel {channel!r} of checkpoint {cid}"
-            )
-    skeleton["channel_values"] = values
-    pending: list[PendingWrite] = [
-        (task, channel, codec.unpack(wtype, wvalue, f"write to {channel!r} of {cid}"))
-        for task, channel, wtype, wvalue in zip(
-            w_tasks or (), w_channels or (), w_types or (), w_values or (), strict=True
-        )
-    ]
-    return CheckpointTuple(
-        config=_config(thread_id, ns, cid),
-        checkpoint=cast(Checkpoint, skeleton),
-        metadata=cast(CheckpointMetadata, metadata),
-        parent_config=_config(thread_id, ns, parent) if parent else None,
-        pending_writes=pending,
-    )
-
-
-def decode_rows(codec: Codec, rows: Iterable[tuple[Any, ...]]) -> list[CheckpointTuple]:
-    """CheckpointTuples from the rows of ``read_checkpoints``, in their order."""
-    return [decode_row(codec, row) for row in rows]
-
-
-@dataclass(slots=True)
-class DeltaRows:
-    """The rows of ``delta_history`` sorted out by kind."""
-
-    walk: list[tuple[Any, ...]]
-    writes: list[tuple[Any, ...]]
-    blobs: dict[tuple[int, str], tuple[str, bytes | None, bytes | None]]
-
-    def chunk_hashes(self) -> list[bytes]:
-        hashes: set[bytes] = set()
-        for _, _, refs in self.blobs.values():
-            if refs:
-                hashes.update(chunking.split_refs(refs))
-        return sorted(hashes)
-
-
-def split_delta(rows: Iterable[tuple[Any, ...]]) -> DeltaRows:
-    walk, writes = [], []
-    blobs: dict[tuple[int, str], tuple[str, bytes | None, bytes | None]] = {}
-    for row in rows:
-        kind = row[0]
-        if kind == "a":
-            walk.append(row)
-        elif kind == "w":
-            writes.append(row)
-        else:
-            blobs[(row[1], row[3])] = (row[4], row[5], row[6])
-    walk.sort(key=lambda r: cast(int, r[1]))
-    return DeltaRows(walk, writes, blobs)
-
-
-def decode_delta(
-    codec: Codec,
-    rows: DeltaRows,
-    channels: Sequence[str],
-    chunks: Mapping[bytes, tuple[bool, bytes]],
-) -> dict[str, DeltaChannelHistory]:
-    """``get_delta_channel_history``'s answer from the rows of ``delta_history``."""
-    try:
-        return _decode_delta(codec, rows, channels, chunks)
-    except PgCheckpointError:
-        raise
-    except _MALFORMED as exc:
-        raise DeserializationError(
-            f"stored delta channel history is malformed: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _decode_delta(
-    codec: Codec,
-    rows: DeltaRows,
-    channels: Sequence[str],
-    chunks: Mapping[bytes, tuple[bool, bytes]],
-) -> dict[str, DeltaChannelHistory]:
-    seeds: dict[str, Any] = {}
-    for row in rows.walk:
-        depth, cid, ch_names, ch_versions, remaining = row[1], row[2], row[7], row[8], row[9]
-        skeleton_values: dict[str, Any] | None = None
-        for channel, version in zip(ch_names, ch_versions, strict=True):
-            if channel not in remaining or channel in seeds:
-                continue
-            if version is None:
-                if skeleton_values is None:
-                    skeleton = codec.unpack(row[13], row[14], f"checkpoint {cid}")
-                    skeleton_values = dict(skeleton.get("channel_values") or {})
-                seeds[channel] = skeleton_values.get(channel)
-            else:
-                blob = rows.blobs.get((depth, channel))
-                if blob is None:
-                    raise DeserializationError(
-                        f"checkpoint {cid}: value of channel {channel!r} is missing"
-                    )
-                if blob[0] != "empty":
-                    seeds[channel] = codec.decode_blob(
-                        blob[0], blob[1], blob[2], chunks, f"channel {channel!r} of {cid}"
-                    )
-    # Oldest checkpoint first; inside one, the order live execution applied them.
-    ordered = sorted(
-        rows.writes,
-        key=lambda r: (-cast(int, r[1]), writes_sort_key(r[11] or "", r[10], r[12])),
-    )
-    history: dict[str, DeltaChannelHistory] = {c: {"writes": []} for c in channels}
-    for r in ordered:
-        channel = r[3]
-        if channel in history:
-            history[channel]["writes"].append(
-                (r[10], channel, codec.unpack(r[4], r[5], f"write to {channel!r} of {r[2]}"))
-            )
-    for channel, value in seeds.items():
-        if channel in history:
-            history[channel]["seed"] = value
-    return history

@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from psycopg import sql
+
 from ._plans import PlanGen, Query
 from ._queries import quote_schema
 from .errors import ConfigurationError, SchemaError
@@ -175,3 +177,71 @@ def distribute_steps(schema: str, distributed: Distributed) -> PlanGen[list[str]
             )
             done.append(f"propagated {function.signature} to the workers")
     return done
+
+
+# `pgcheckpoint migrate apply --print-sql --distributed`: the same steps as
+# distribute_steps, as SQL a DBA runs on the coordinator after the migrations.
+# Each statement checks Citus's catalog itself, so running the text again (or
+# after setup() distributed some of it) changes nothing.
+_PRINT_DISTRIBUTE = (
+    "SELECT pg_catalog.create_distributed_table({table}::regclass, {column}, "
+    "colocate_with => {colocate_with})\n"
+    "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition "
+    "WHERE logicalrelid = {table}::regclass);\n"
+    "SELECT pg_catalog.truncate_local_data_after_distributing_table({table}::regclass);"
+)
+_PRINT_REFERENCE = (
+    "SELECT pg_catalog.create_reference_table({table}::regclass)\n"
+    "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition "
+    "WHERE logicalrelid = {table}::regclass);"
+)
+# The schema's functions, chosen by the rule of _FUNCTION_STATE: routed by their
+# thread id when the first argument is p_thread_id text, else only registered.
+_PRINT_FUNCTIONS = (
+    "SELECT pg_catalog.create_distributed_function(p.oid::pg_catalog.regprocedure, '$1', "
+    "colocate_with => {anchor})\n"
+    "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace\n"
+    "LEFT JOIN pg_catalog.pg_dist_object o\n"
+    "       ON o.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND o.objid = p.oid\n"
+    "WHERE n.nspname = {schema} AND p.pronargs > 0\n"
+    "  AND p.proargtypes[0] = 'pg_catalog.text'::pg_catalog.regtype\n"
+    "  AND (p.proargnames)[1] = {argument}\n"
+    "  AND o.distribution_argument_index IS DISTINCT FROM 0;\n"
+    "SELECT pg_catalog.create_distributed_function(p.oid::pg_catalog.regprocedure)\n"
+    "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace\n"
+    "WHERE n.nspname = {schema}\n"
+    "  AND NOT (p.pronargs > 0 AND p.proargtypes[0] = 'pg_catalog.text'::pg_catalog.regtype\n"
+    "           AND coalesce((p.proargnames)[1] = {argument}, false))\n"
+    "  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_object o\n"
+    "                  WHERE o.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass\n"
+    "                    AND o.objid = p.oid);"
+)
+
+
+def render_sql(schema: str) -> str:
+    """What ``setup()`` does on Citus, as idempotent SQL for the coordinator
+    (names quoted as SQL literals, never spliced in by hand)."""
+
+    def text(template: str, **values: str) -> str:
+        literals = {k: sql.Literal(v) for k, v in values.items()}
+        return sql.SQL(template).format(**literals).as_string(None)
+
+    anchor = qualified(schema, ANCHOR)
+    out = [
+        "-- Citus (docs/scaling.md): on the coordinator, after the migrations above;",
+        "-- each statement skips what is already distributed.",
+    ]
+    for table in TABLES:
+        colocate_with = "none" if table == ANCHOR else anchor
+        out.append(
+            text(
+                _PRINT_DISTRIBUTE,
+                table=qualified(schema, table),
+                column=DISTRIBUTION_COLUMN,
+                colocate_with=colocate_with,
+            )
+        )
+    for table in REFERENCE_TABLES:
+        out.append(text(_PRINT_REFERENCE, table=qualified(schema, table)))
+    out.append(text(_PRINT_FUNCTIONS, anchor=anchor, schema=schema, argument=THREAD_ARGUMENT))
+    return "\n".join(out) + "\n"

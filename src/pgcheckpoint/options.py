@@ -19,6 +19,7 @@ from .allowlist import AllowEntry
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
 from .errors import ConfigurationError
+from .keyring import Keyring
 from .retention import RetentionPolicy
 from .retry import RetryPolicy
 
@@ -32,6 +33,10 @@ class SaverOptions(TypedDict, total=False):
     - ``allow``: more types to rebuild on read, as ``"module:Class"``,
       ``("module", "Class")`` or the class itself (docs/serde.md).
     - ``compression`` / ``chunking``: storage policies (docs/retention.md).
+    - ``encryption``: a :class:`~pgcheckpoint.Keyring`; every stored value is
+      sealed with AES-256-GCM and bound to its row (docs/encryption.md).
+      ``allow_plaintext``: also read unencrypted rows (only while a database is
+      being encrypted; it warns).
     - ``retry``: retry of transient errors (docs/resilience.md).
     - ``transaction_pooler``: ``True`` behind a transaction-mode pooler such as
       PgBouncer (docs/pgbouncer.md): no server-side prepared statements, no
@@ -47,6 +52,8 @@ class SaverOptions(TypedDict, total=False):
     allow: Iterable[AllowEntry]
     compression: CompressionPolicy | None
     chunking: ChunkingPolicy | None
+    encryption: Keyring | None
+    allow_plaintext: bool
     retry: RetryPolicy | None
     transaction_pooler: bool
     prepared_statements: bool  # deprecated: transaction_pooler=not prepared_statements

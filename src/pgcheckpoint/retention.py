@@ -246,6 +246,12 @@ def sweeper_settings_from_env(environ: Mapping[str, str] | None = None) -> dict[
     interval = _env_number(env, ENV_CLEANUP_INTERVAL, float)
     if interval is not None:
         settings["cleanup_interval"] = interval
+    # from_env() also reads the keyring ($PGCHECKPOINT_KEYS; docs/encryption.md).
+    from .keyring import Keyring
+
+    keyring = Keyring.from_env(env)
+    if keyring is not None:
+        settings["encryption"] = keyring
     return settings
 
 

@@ -146,13 +146,16 @@ def list_threads_plan(
     params = {
         "limit": size,
         "offset": _limit(offset, "offset"),
-        "filter": codec.metadata_json(filter, "filter") if filter else None,
+        "filter": core.codec.filter_json(filter) if filter else None,
         "after_at": after.last_at if after else None,
         "after_id": after.thread_id if after else None,
     }
 
     def decode(rows: Rows) -> list[ThreadInfo]:
-        return [ThreadInfo(r[0], int(r[1]), r[2], r[3], dict(r[4] or {})) for r in rows]
+        return [
+            ThreadInfo(r[0], int(r[1]), r[2], r[3], core.codec.listed_metadata(r[4]))
+            for r in rows
+        ]
 
     return fetch_decoded("list_threads", core.queries["threads_list"], params, decode)
 
@@ -213,7 +216,8 @@ def list_versions_plan(
         rows = yield Query(sql, params, fetch="all")
         return [
             VersionInfo(
-                tid, r[0], r[1], r[2], r[3], dict(r[4] or {}), int(r[5]), tuple(r[6] or ())
+                tid, r[0], r[1], r[2], r[3], core.codec.read_metadata(r[4], tid, r[0], r[1], r[2]),
+                int(r[5]), tuple(r[6] or ()),
             )
             for r in rows or []
         ]
@@ -366,7 +370,7 @@ def thread_summaries_plan(
         "limit": size,
         "prefix": prefix or None,
         "thread_id": None if thread_id is None else codec.text_id(thread_id, "thread_id"),
-        "filter": codec.metadata_json(filter, "filter") if filter else None,
+        "filter": core.codec.filter_json(filter) if filter else None,
         "after_at": after[0] if after else None,
         "after_id": after[1] if after else None,
     }
@@ -394,7 +398,7 @@ def thread_summaries_plan(
                     updated,
                     last_write,
                     head,
-                    dict(meta or {}),
+                    core.codec.listed_metadata(meta),
                     bool(pinned),
                     dict(retention) if retention else None,
                     int(size_),

@@ -79,6 +79,7 @@ from .importers.rows import (
     unpack_blob,
     unpack_value,
 )
+from .sealed_rows import open_stored
 from .threads import list_threads_plan
 
 if TYPE_CHECKING:
@@ -248,12 +249,14 @@ class ExportOptions(TypedDict, total=False):
     """What to export (all optional): the given ``thread_ids`` (each must exist), or
     every thread whose latest metadata matches ``filter`` (all when both are None).
     ``on_start(threads, checkpoints)`` gives the totals before the first line,
-    ``on_thread(thread_id, checkpoints)`` reports each thread written."""
+    ``on_thread(thread_id, checkpoints)`` reports each thread written. Encrypted
+    threads are written in clear only with ``decrypt=True`` (docs/encryption.md)."""
 
     thread_ids: Iterable[str] | None
     filter: Mapping[str, Any] | None
     on_start: Callable[[int, int], None] | None
     on_thread: Callable[[str, int], None] | None
+    decrypt: bool
 
 
 def _write(out: IO[str], lines: list[bytes]) -> None:
@@ -268,6 +271,7 @@ def export_job(
     filter: Mapping[str, Any] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_thread: Callable[[str, int], None] | None = None,
+    decrypt: bool = False,
 ) -> Job[ExportReport]:
     """The export to ``out`` as a job (``importers/jobs.py``): one snapshot plan per
     thread, its lines written by a blocking step."""
@@ -288,6 +292,7 @@ def export_job(
         thread = yield _rows_plan(core, tid)
         if not thread.checkpoints:
             continue  # deleted since it was counted
+        thread = open_stored(core.encryption, thread, decrypt=decrypt)
         thread_lines, counts = _thread_lines(thread)
         for data in thread_lines:
             digest.update(data)

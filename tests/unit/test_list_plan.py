@@ -118,3 +118,58 @@ def test_a_page_decodes_each_checkpoint_with_its_parent() -> None:
     )
     assert oldest.parent_config is None
     assert lister.next_plan() is None  # a short page ends the listing
+
+
+class FakeShards:
+    """Answers list(None) on Citus (_Lister._page_by_keys) from rows of several
+    threads: the key page over every thread, then each thread's read, both after
+    the page cursor, at most ``limit``, newest first."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = sorted(rows, key=lambda r: (r[2], r[0], r[1]), reverse=True)
+
+    def _after(self, params: Any, rows: list[Row]) -> list[Row]:
+        if "page_id" in params:
+            cursor = (params["page_id"], params["page_thread"], params["page_ns"])
+            rows = [r for r in rows if (r[2], r[0], r[1]) < cursor]
+        return rows[: params["limit"]]
+
+    def keys(self, issued: Issued) -> list[Row]:
+        return [r[:3] for r in self._after(issued.params, self.rows)]
+
+    def read(self, issued: Issued) -> list[Row]:
+        params = issued.params or {}
+        return self._after(params, [r for r in self.rows if r[0] == params["thread_id"]])
+
+
+def test_list_of_every_thread_on_citus_reads_keys_then_each_thread(page_size: int) -> None:
+    """With the citus extension, a page of list(None) is its keys over every thread,
+    then one read per thread of the page (Citus cannot plan the one-statement read
+    of every thread); the result is the same order as the one statement's."""
+    core = SaverCore()
+    rows = _rows(core, "a", 4) + _rows(core, "b", 4)  # b's are the newer
+    shards = FakeShards(rows)
+    keys_sql = core.queries.list_keys(["where_all"])
+    reads = _reads(core)
+
+    def namer(sql: str) -> str | None:
+        if sql.startswith("SELECT thread_id, checkpoint_ns, checkpoint_id"):
+            return "list_keys"
+        return "citus" if "pg_extension" in sql else reads(sql)
+
+    assert namer(keys_sql) == "list_keys"
+    lister = core._lister(None, None, None, None)
+    driver = Driver(
+        {"citus": [[(True,)]], "list_keys": shards.keys, "read_checkpoints": shards.read},
+        namer=namer,
+    )
+    ids: list[str] = []
+    while (plan := lister.next_plan()) is not None:
+        ids.extend(t.config["configurable"]["checkpoint_id"] for t in driver.run(plan))
+    assert ids == [r[2] for r in shards.rows]
+    names = driver.issued_names
+    assert names[0] == "citus" and names.count("citus") == 1  # checked once per list()
+    assert names.count("list_keys") == 3  # pages of 3, 3 and 2 keys
+    # The second page holds b's oldest and a's two newest: one read per thread.
+    threads = [p["thread_id"] for p in driver.params_of("read_checkpoints") if p]
+    assert threads == ["b", "b", "a", "a"]

@@ -213,12 +213,13 @@ def _say(text: str) -> None:
 def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
     """A saver for one command, after naming its database on stderr (``dsn`` None:
     the project's embedded server, after saying so), with the command's ``--allow``
-    types added to its allowlist.
+    types added to its allowlist and the keyring of ``$PGCHECKPOINT_KEYS``, if set.
 
     The saver (and with it LangGraph, pydantic and psycopg) is imported here, when a
     command runs, so that ``pgcheckpoint --help`` starts in a fraction of the time."""
     from .._conninfo import check, describe
     from ..embedded import default_data_dir, project_root, start_embedded
+    from ..keyring import Keyring
     from ..pooling import PoolSettings
     from ..saver import PostgresSaver
 
@@ -238,7 +239,10 @@ def open_saver(dsn: str | None, schema: str) -> Iterator[PostgresSaver]:
         connect_timeout=int(ctx.meta.get(_META_TIMEOUT, DEFAULT_CONNECT_TIMEOUT)),
     )
     allow = ctx.meta.get(_ALLOW_KEY, [])
-    with PostgresSaver.from_conn_string(dsn, pool=settings, schema=schema, allow=allow) as saver:
+    keyring = Keyring.from_env()  # $PGCHECKPOINT_KEYS: never an option (shell history)
+    with PostgresSaver.from_conn_string(
+        dsn, pool=settings, schema=schema, allow=allow, encryption=keyring
+    ) as saver:
         yield saver
 
 

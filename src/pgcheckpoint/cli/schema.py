@@ -138,22 +138,35 @@ def status(dsn: str | None, schema: str, as_json: bool) -> None:
     is_flag=True,
     help="Print the SQL of the pending migrations instead of applying them.",
 )
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="With --print-sql: add the Citus steps setup() runs on a coordinator "
+    "(distribute the tables and functions; docs/scaling.md).",
+)
 @common_options
 @handle_errors
-def apply(dsn: str | None, schema: str, as_json: bool, print_sql: bool) -> None:
+def apply(dsn: str | None, schema: str, as_json: bool, print_sql: bool, distributed: bool) -> None:
     """Apply pending migrations, or print their SQL for a DBA with --print-sql.
 
     \b
     Example:
         pgcheckpoint migrate apply
         pgcheckpoint migrate apply --print-sql | psql "$DATABASE_URL"
+        pgcheckpoint migrate apply --print-sql --distributed | psql "$COORDINATOR_URL"
     """
+    if distributed and not print_sql:
+        raise click.UsageError("--distributed goes with --print-sql (setup() distributes itself)")
     with open_saver(dsn, schema) as saver:
         applied = saver.migration_status()
         if print_sql:
             from ..migrations import render_pending
 
             click.echo(render_pending(schema, applied), nl=False)
+            if distributed:
+                from ..distribution import render_sql
+
+                click.echo(render_sql(schema), nl=False)
             return
         saver.setup()
         done = sorted(set(saver.migration_status()) - set(applied))

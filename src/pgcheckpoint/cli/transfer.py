@@ -230,6 +230,8 @@ def import_ndjson_cmd(
     help="Write to this file (default: stdout).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--decrypt", is_flag=True,
+              help="Write encrypted threads in clear (needs $PGCHECKPOINT_KEYS).")
 @common_options
 @handle_errors
 def export(
@@ -240,6 +242,7 @@ def export(
     filter_: str | None,
     output: Path | None,
     quiet: bool,
+    decrypt: bool,
 ) -> None:
     """Export threads as NDJSON that proves itself: a trailer with per-thread counts and a
     SHA-256 that `import ndjson` checks. With -o the file appears only once complete.
@@ -257,6 +260,7 @@ def export(
         "filter": parse_filter(filter_),
         "on_start": bar.start,
         "on_thread": lambda _tid, n: bar.thread_done(n),
+        "decrypt": decrypt,
     }
     with open_saver(dsn, schema) as saver, bar.progress:
         if output is not None:

@@ -128,8 +128,18 @@ def _diff(core: SaverCore, thread: StoredThread) -> PlanGen[ThreadDiff]:
     return diff
 
 
+def _refuse_encrypted(core: SaverCore) -> None:
+    if core.encryption is not None:
+        # Rows would be stored in clear, which the saver then refuses (docs/encryption.md).
+        raise TransferError(
+            "imports write rows in clear: import with a saver without encryption=, then run "
+            "`pgcheckpoint encrypt` (docs/encryption.md)"
+        )
+
+
 def check_plan(core: SaverCore, thread: StoredThread) -> Plan[ThreadDiff]:
     """Read only: what the thread would add, raising ImportConflictError on a conflict."""
+    _refuse_encrypted(core)
 
     def make() -> PlanGen[ThreadDiff]:
         diff = yield from _diff(core, thread)
@@ -264,6 +274,7 @@ def _bytes(x: Any) -> Any:
 
 def write_plan(core: SaverCore, thread: StoredThread, *, verify: bool = True) -> Plan[ThreadDiff]:
     """Write what the thread adds, in one transaction, verified before commit (module doc)."""
+    _refuse_encrypted(core)
     q = core.queries
     p = {"thread_id": thread.thread_id}
 

@@ -184,6 +184,11 @@ checkpoint_id = %(checkpoint_id)s
 -- name: where_filter
 metadata @> %(filter)s::jsonb
 
+-- name: where_filter_any
+-- Encrypted metadata: the filter's blind-index tokens under each key id
+-- (encryption.py); a row matches the containment of the key that sealed it.
+metadata @> ANY (%(filters)s::jsonb[])
+
 -- name: where_before
 checkpoint_id < %(before)s
 
