@@ -1,4 +1,4 @@
-"""The savers' methods of the other colour: the only sync/async code written twice.
+"""The savers' methods of the other colour: the only code that differs by colour per method.
 
 ``PostgresSaver`` (sync) also answers LangGraph's ``a*`` contract methods by
 running its sync ones on a worker thread (:class:`ThreadBridges`);
@@ -7,22 +7,22 @@ the event loop it was made in (:class:`LoopBridges`), as the official savers
 do. Everything else each saver does is in :mod:`pgcheckpoint.aio`, from which
 :mod:`pgcheckpoint.saver` is generated; tools/async_to_sync.py maps
 ``LoopBridges`` to ``ThreadBridges``.
+
+A bridge is the same few lines for every method, so each is made by one factory
+from LangGraph's own declaration of the method it stands for
+(``BaseCheckpointSaver.put`` for ``aput``...): the parameters are not written
+again, mypy checks them through the ``ParamSpec``, and ``inspect.signature`` and
+``help()`` show the contract's signature.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-)
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from typing_extensions import Unpack
 
 from ._core import SaverCore
@@ -34,6 +34,94 @@ if TYPE_CHECKING:
     from ._runner_async import AsyncRunner
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+_Contract = BaseCheckpointSaver[Any]
+
+
+def _named(bridge: Any, name: str, doc: str, declared: Callable[..., Any]) -> None:
+    """Give ``bridge`` its name, docstring and the signature LangGraph declares for
+    that name (the parameters of ``declared``, its own colour's return type)."""
+    bridge.__name__ = name
+    bridge.__qualname__ = name
+    bridge.__doc__ = doc
+    bridge.__signature__ = inspect.signature(getattr(_Contract, name))
+    assert inspect.signature(declared).parameters == bridge.__signature__.parameters
+
+
+def _listing(saver: SaverCore, declared: inspect.Signature, args: Any, kwargs: Any) -> Any:
+    """The page-by-page listing for a ``list``/``alist`` call, its arguments bound as
+    LangGraph declares them (defaults filled in)."""
+    bound = declared.bind(saver, *args, **kwargs)
+    bound.apply_defaults()
+    given = bound.arguments
+    return saver._lister(given["config"], given["filter"], given["before"], given["limit"])
+
+
+def _on_thread(
+    declared: Callable[Concatenate[Any, P], T],
+) -> Callable[Concatenate[ThreadBridges, P], Coroutine[Any, Any, T]]:
+    """``a<name>``: the sync method ``declared`` names, run on a worker thread."""
+    name = declared.__name__
+
+    async def bridge(self: ThreadBridges, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = await asyncio.to_thread(getattr(self, name), *args, **kwargs)
+        return result
+
+    _named(bridge, f"a{name}", f":meth:`{name}` on a worker thread.", declared)
+    return bridge
+
+
+def _pages_on_thread(
+    declared: Callable[Concatenate[Any, P], Iterator[CheckpointTuple]],
+) -> Callable[Concatenate[ThreadBridges, P], AsyncIterator[CheckpointTuple]]:
+    """``alist``: each page of the listing fetched on a worker thread."""
+    signature = inspect.signature(declared)
+
+    async def bridge(
+        self: ThreadBridges, /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncIterator[CheckpointTuple]:
+        lister = _listing(self, signature, args, kwargs)
+        while (plan := lister.next_plan()) is not None:
+            for item in await asyncio.to_thread(self.runner.run, plan):
+                yield item
+
+    name = declared.__name__
+    _named(bridge, f"a{name}", f":meth:`{name}`, a page at a time on a worker thread.", declared)
+    return bridge
+
+
+def _on_loop(
+    declared: Callable[Concatenate[Any, P], Awaitable[T]],
+) -> Callable[Concatenate[LoopBridges, P], T]:
+    """``<name>`` without its ``a``: the coroutine ``declared`` names, run on the
+    saver's event loop."""
+    name = declared.__name__
+
+    def bridge(self: LoopBridges, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        coro: Awaitable[T] = getattr(self, name)(*args, **kwargs)
+        return self._bridge(coro)
+
+    _named(bridge, name[1:], f":meth:`{name}`, run on the saver's event loop.", declared)
+    return bridge
+
+
+def _pages_on_loop(
+    declared: Callable[Concatenate[Any, P], AsyncIterator[CheckpointTuple]],
+) -> Callable[Concatenate[LoopBridges, P], Iterator[CheckpointTuple]]:
+    """``list``: each page of the listing fetched on the saver's event loop."""
+    signature = inspect.signature(declared)
+
+    def bridge(
+        self: LoopBridges, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Iterator[CheckpointTuple]:
+        lister = _listing(self, signature, args, kwargs)
+        while (plan := lister.next_plan()) is not None:
+            yield from self._bridge(self.runner.run(plan))
+
+    doc = f":meth:`{declared.__name__}`, a page at a time on the saver's event loop."
+    _named(bridge, declared.__name__[1:], doc, declared)
+    return bridge
 
 
 class ThreadBridges(SaverCore):
@@ -43,67 +131,15 @@ class ThreadBridges(SaverCore):
 
     runner: SyncRunner
 
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """:meth:`get_tuple` on a worker thread."""
-        return await asyncio.to_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """:meth:`list`, a page at a time on a worker thread."""
-        lister = self._lister(config, filter, before, limit)
-        while (plan := lister.next_plan()) is not None:
-            for item in await asyncio.to_thread(self.runner.run, plan):
-                yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """:meth:`put` on a worker thread."""
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """:meth:`put_writes` on a worker thread."""
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """:meth:`delete_thread` on a worker thread."""
-        await asyncio.to_thread(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """:meth:`delete_for_runs` on a worker thread."""
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """:meth:`copy_thread` on a worker thread."""
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """:meth:`prune` on a worker thread."""
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        """:meth:`get_delta_channel_history` on a worker thread."""
-        return await asyncio.to_thread(
-            self.get_delta_channel_history, config=config, channels=channels
-        )
+    aget_tuple = _on_thread(_Contract.get_tuple)
+    alist = _pages_on_thread(_Contract.list)
+    aput = _on_thread(_Contract.put)
+    aput_writes = _on_thread(_Contract.put_writes)
+    adelete_thread = _on_thread(_Contract.delete_thread)
+    adelete_for_runs = _on_thread(_Contract.delete_for_runs)
+    acopy_thread = _on_thread(_Contract.copy_thread)
+    aprune = _on_thread(_Contract.prune)
+    aget_delta_channel_history = _on_thread(_Contract.get_delta_channel_history)
 
 
 class LoopBridges(SaverCore):
@@ -141,61 +177,12 @@ class LoopBridges(SaverCore):
 
         return asyncio.run_coroutine_threadsafe(wrap(), loop).result()
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """:meth:`aget_tuple`, run on the saver's event loop."""
-        return self._bridge(self.aget_tuple(config))
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        """:meth:`alist`, a page at a time on the saver's event loop."""
-        lister = self._lister(config, filter, before, limit)
-        while (plan := lister.next_plan()) is not None:
-            yield from self._bridge(self.runner.run(plan))
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """:meth:`aput`, run on the saver's event loop."""
-        return self._bridge(self.aput(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """:meth:`aput_writes`, run on the saver's event loop."""
-        self._bridge(self.aput_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        """:meth:`adelete_thread`, run on the saver's event loop."""
-        self._bridge(self.adelete_thread(thread_id))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """:meth:`adelete_for_runs`, run on the saver's event loop."""
-        self._bridge(self.adelete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """:meth:`acopy_thread`, run on the saver's event loop."""
-        self._bridge(self.acopy_thread(source_thread_id, target_thread_id))
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """:meth:`aprune`, run on the saver's event loop."""
-        self._bridge(self.aprune(thread_ids, strategy=strategy))
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        """:meth:`aget_delta_channel_history`, run on the saver's event loop."""
-        return self._bridge(self.aget_delta_channel_history(config=config, channels=channels))
+    get_tuple = _on_loop(_Contract.aget_tuple)
+    list = _pages_on_loop(_Contract.alist)
+    put = _on_loop(_Contract.aput)
+    put_writes = _on_loop(_Contract.aput_writes)
+    delete_thread = _on_loop(_Contract.adelete_thread)
+    delete_for_runs = _on_loop(_Contract.adelete_for_runs)
+    copy_thread = _on_loop(_Contract.acopy_thread)
+    prune = _on_loop(_Contract.aprune)
+    get_delta_channel_history = _on_loop(_Contract.aget_delta_channel_history)

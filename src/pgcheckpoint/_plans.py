@@ -91,11 +91,18 @@ def execute_plan(name: str, sql: str, params: Mapping[str, Any]) -> Plan[None]:
     return Plan(name, make)
 
 
-def fetch_all(name: str, sql: str, params: Mapping[str, Any]) -> Plan[Rows]:
-    """A plan of one statement returning its rows."""
+def fetch_decoded(
+    name: str, sql: str, params: Mapping[str, Any], decode: Callable[[Rows], T]
+) -> Plan[T]:
+    """A plan of one statement whose rows ``decode`` turns into the result."""
 
-    def make() -> PlanGen[Rows]:
+    def make() -> PlanGen[T]:
         rows = yield Query(sql, params, fetch="all")
-        return rows or []
+        return decode(rows or [])
 
     return Plan(name, make)
+
+
+def fetch_all(name: str, sql: str, params: Mapping[str, Any]) -> Plan[Rows]:
+    """A plan of one statement returning its rows."""
+    return fetch_decoded(name, sql, params, list)

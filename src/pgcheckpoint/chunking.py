@@ -115,8 +115,12 @@ def join(
             f"{where} names {count} chunks, more than a value of at most {limit} bytes "
             "(CompressionPolicy.max_value_size) can be cut into"
         )
-    total = len(head)
-    parts = [head]
+    out = compression.BoundedJoin(
+        limit,
+        f"{where} grows beyond {limit} bytes (CompressionPolicy.max_value_size) "
+        "as its chunks are joined; refusing to read it",
+    )
+    out.add(head)
     seen: dict[bytes, bytes] = {}
     for h in split_refs(refs):
         piece = seen.get(h)
@@ -128,7 +132,7 @@ def join(
                 )
             compressed, data = found
             piece = (
-                compression.decompress(data, max(limit - total, 0), f"chunk {h.hex()} of {where}")
+                compression.decompress(data, out.room, f"chunk {h.hex()} of {where}")
                 if compressed
                 else data
             )
@@ -138,11 +142,5 @@ def join(
                     "(the stored chunk was altered or damaged)"
                 )
             seen[h] = piece
-        total += len(piece)
-        if total > limit:
-            raise DeserializationError(
-                f"{where} grows beyond {limit} bytes (CompressionPolicy.max_value_size) "
-                "as its chunks are joined; refusing to read it"
-            )
-        parts.append(piece)
-    return b"".join(parts)
+        out.add(piece)
+    return out.join()

@@ -129,21 +129,42 @@ def decompress(
     return out
 
 
+class BoundedJoin:
+    """The pieces of one value, joined under a size limit that is checked before
+    each piece is kept, so an oversized value fails at ``limit`` bytes instead of
+    being held whole first (used by :func:`_stream` and by chunk reassembly)."""
+
+    __slots__ = ("limit", "message", "parts", "total")
+
+    def __init__(self, limit: int, message: str) -> None:
+        self.limit, self.message = limit, message
+        self.parts: list[bytes] = []
+        self.total = 0
+
+    @property
+    def room(self) -> int:
+        """Bytes still allowed."""
+        return max(self.limit - self.total, 0)
+
+    def add(self, piece: bytes) -> None:
+        self.total += len(piece)
+        if self.total > self.limit:
+            raise DeserializationError(self.message)
+        self.parts.append(piece)
+
+    def join(self) -> bytes:
+        return b"".join(self.parts)
+
+
 def _stream(data: bytes, limit: int, where: str) -> bytes:
     """Decompress a frame of unknown size, stopping as soon as it passes ``limit``."""
-    parts: list[bytes] = []
-    total = 0
+    out = BoundedJoin(
+        limit,
+        f"{where} decompresses to more than {limit} bytes "
+        "(CompressionPolicy.max_value_size); refusing to read it",
+    )
     reader = _decompressor().stream_reader(data, read_across_frames=False)
     with reader:
-        while True:
-            piece = reader.read(_STREAM_PIECE)
-            if not piece:
-                break
-            total += len(piece)
-            if total > limit:
-                raise DeserializationError(
-                    f"{where} decompresses to more than {limit} bytes "
-                    "(CompressionPolicy.max_value_size); refusing to read it"
-                )
-            parts.append(piece)
-    return b"".join(parts)
+        while piece := reader.read(_STREAM_PIECE):
+            out.add(piece)
+    return out.join()

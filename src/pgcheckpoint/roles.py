@@ -222,22 +222,13 @@ def plan_statements(
         # before the default privileges: the runtime role must only read it.
         out.append(("create_migrations_table", migrations_table_ddl(schema)))
         tables[MIGRATIONS_TABLE] = state.current_user
-    for table, table_owner in sorted(tables.items()):
-        if table_owner != names.owner:
-            add(
-                f"own_{table}",
-                "ALTER TABLE {t} OWNER TO {owner}",
-                t=_ident(schema, table),
-                owner=owner,
-            )
-    for routine, routine_owner in state.routines.items():
-        if routine_owner != names.owner:
-            add(
-                f"own_{routine}",
-                "ALTER ROUTINE {r} OWNER TO {owner}",
-                r=_ident(schema, routine),
-                owner=owner,
-            )
+    for template, objects in (
+        ("ALTER TABLE {x} OWNER TO {owner}", sorted(tables.items())),
+        ("ALTER ROUTINE {x} OWNER TO {owner}", list(state.routines.items())),
+    ):
+        for name, current_owner in objects:
+            if current_owner != names.owner:
+                add(f"own_{name}", template, x=_ident(schema, name), owner=owner)
     for kind, grantee in (("runtime", runtime), ("readonly", readonly)):
         add(f"usage_{kind}", "GRANT USAGE ON SCHEMA {s} TO {role}", s=s, role=grantee)
     for table in sorted(tables):

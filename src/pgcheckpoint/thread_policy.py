@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.runnables import RunnableConfig
 
 from . import codec
-from ._plans import Plan, PlanGen, Query
+from ._plans import Plan, PlanGen, Query, Rows, execute_plan, fetch_decoded
 from .errors import InvalidInputError
 from .retention import RetentionPolicy
 
@@ -30,35 +30,26 @@ def set_retention_plan(
             f"policy must be a RetentionPolicy or None, got {type(policy).__name__}"
         )
     params = {"thread_id": tid, "retention": None if policy is None else policy.to_json()}
-    sql = core.queries["retention_set_thread"]
-
-    def make() -> PlanGen[None]:
-        yield Query(sql, params)
-
-    return Plan("set_thread_retention", make)
+    return execute_plan("set_thread_retention", core.queries["retention_set_thread"], params)
 
 
 def get_retention_plan(core: SaverCore, thread_id: Any) -> Plan[RetentionPolicy | None]:
     tid = codec.text_id(thread_id, "thread_id")
-    sql = core.queries["retention_get_thread"]
 
-    def make() -> PlanGen[RetentionPolicy | None]:
-        rows = yield Query(sql, {"thread_id": tid}, fetch="all")
+    def decode(rows: Rows) -> RetentionPolicy | None:
         if not rows or rows[0][0] is None:
             return None
         return RetentionPolicy.from_json(rows[0][0])
 
-    return Plan("get_thread_retention", make)
+    return fetch_decoded(
+        "get_thread_retention", core.queries["retention_get_thread"], {"thread_id": tid}, decode
+    )
 
 
 def pin_thread_plan(core: SaverCore, thread_id: Any, pinned: bool) -> Plan[None]:
     params = {"thread_id": codec.text_id(thread_id, "thread_id"), "pinned": pinned}
-    sql = core.queries["retention_pin_thread"]
-
-    def make() -> PlanGen[None]:
-        yield Query(sql, params)
-
-    return Plan("pin_thread" if pinned else "unpin_thread", make)
+    name = "pin_thread" if pinned else "unpin_thread"
+    return execute_plan(name, core.queries["retention_pin_thread"], params)
 
 
 def pin_checkpoint_plan(core: SaverCore, config: RunnableConfig, pinned: bool) -> Plan[None]:

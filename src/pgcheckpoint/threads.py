@@ -35,7 +35,7 @@ from langgraph.checkpoint.base.id import uuid6
 
 from . import codec, encryption
 from ._core import SaverCore
-from ._plans import Plan, PlanGen, Query
+from ._plans import Plan, PlanGen, Query, Rows, fetch_decoded
 from .errors import ConcurrentUpdateError, DeserializationError, InvalidInputError
 
 __all__ = [
@@ -160,43 +160,31 @@ def list_threads_plan(
         "after_at": after.last_at if after else None,
         "after_id": after.thread_id if after else None,
     }
-    sql = core.queries["threads_list"]
 
-    def make() -> PlanGen[list[ThreadInfo]]:
-        rows = yield Query(sql, params, fetch="all")
+    def decode(rows: Rows) -> list[ThreadInfo]:
         return [
             ThreadInfo(
                 tid, int(n), first, last, core.codec.listed_metadata(meta, tid, ns, cid, parent)
             )
-            for tid, n, first, last, meta, ns, cid, parent in rows or []
+            for tid, n, first, last, meta, ns, cid, parent in rows
         ]
 
-    return Plan("list_threads", make)
+    return fetch_decoded("list_threads", core.queries["threads_list"], params, decode)
 
 
 def thread_stats_plan(core: SaverCore, thread_id: Any) -> Plan[ThreadStats | None]:
     tid = codec.text_id(thread_id, "thread_id")
-    sql = core.queries["thread_stats"]
 
-    def make() -> PlanGen[ThreadStats | None]:
-        rows = yield Query(sql, {"thread_id": tid}, fetch="all")
-        n, ns, writes, blobs, chunks, size, first, last, head = (rows or [])[0]
+    def decode(rows: Rows) -> ThreadStats | None:
+        n, ns, writes, blobs, chunks, size, first, last, head = rows[0]
         if not n and not writes:
             return None
         return ThreadStats(
-            tid,
-            int(n),
-            int(ns),
-            int(writes),
-            int(blobs),
-            int(chunks),
-            int(size),
-            first,
-            last,
-            head,
+            tid, int(n), int(ns), int(writes), int(blobs), int(chunks), int(size),
+            first, last, head,
         )
 
-    return Plan("thread_stats", make)
+    return fetch_decoded("thread_stats", core.queries["thread_stats"], {"thread_id": tid}, decode)
 
 
 def _select_one(core: SaverCore, tid: str, ns: str, cid: str) -> PlanGen[CheckpointTuple | None]:

@@ -60,7 +60,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, TypedDict
@@ -115,13 +115,7 @@ class ExportReport:
     sha256: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "threads": self.threads,
-            "checkpoints": self.checkpoints,
-            "values": self.values,
-            "writes": self.writes,
-            "sha256": self.sha256,
-        }
+        return asdict(self)
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -21,7 +21,8 @@ __all__ = ["COMMAND_MODULES", "cli", "main"]
 
 # Registration order is irrelevant: click lists commands alphabetically.
 COMMAND_MODULES: tuple[str, ...] = (
-    "schema", "threads", "transfer", "docs", "retention", "ui", "health", "roles", "keys",
+    "schema", "threads", "changes", "transfer", "docs", "retention", "ui", "health", "roles",
+    "keys",
 )
 
 for _name in COMMAND_MODULES:

@@ -21,40 +21,48 @@ if TYPE_CHECKING:
     from ..importers import ImportReport, ThreadResult
 
 
+class _Bar:
+    """A progress bar on stderr counting threads done and the checkpoints they held."""
+
+    def __init__(self, label: str, disable: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[checkpoints]:,}{task.fields[of]} checkpoints"),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            disable=disable,
+        )
+        self.task = self.progress.add_task(label, total=None, checkpoints=0, of="")
+        self.checkpoints = 0
+
+    def start(self, threads: int, checkpoints: int | None = None) -> None:
+        """The totals, once known (``checkpoints`` too when the source can tell)."""
+        of = "" if checkpoints is None else f"/{checkpoints:,}"
+        self.progress.update(self.task, total=threads, of=of)
+
+    def thread_done(self, checkpoints: int) -> None:
+        self.checkpoints += checkpoints
+        self.progress.update(self.task, advance=1, checkpoints=self.checkpoints)
+
+
 @contextmanager
 def _progress(
     label: str, quiet: bool
 ) -> Iterator[tuple[Callable[[int], None], Callable[[ThreadResult], None]]]:
-    """on_start/on_thread callbacks drawing a progress bar on stderr."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    progress = Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[checkpoints]:,} checkpoints"),
-        TimeElapsedColumn(),
-        console=console(stderr=True),
-        disable=quiet,
-    )
-    task = progress.add_task(label, total=None, checkpoints=0)
-    done = {"checkpoints": 0}
-
-    def on_start(total: int) -> None:
-        progress.update(task, total=total)
-
-    def on_thread(result: ThreadResult) -> None:
-        done["checkpoints"] += result.checkpoints
-        progress.update(task, advance=1, checkpoints=done["checkpoints"])
-
-    with progress:
-        yield on_start, on_thread
+    """An importer's on_start/on_thread callbacks drawing a :class:`_Bar`."""
+    bar = _Bar(label, quiet)
+    with bar.progress:
+        yield bar.start, lambda result: bar.thread_done(result.checkpoints)
 
 
 def _report(as_json: bool, report: ImportReport) -> None:
@@ -244,43 +252,17 @@ def export(
         pgcheckpoint export --filter '{"user": "alice"}' -o alice.ndjson
         pgcheckpoint export --thread user-42 > user-42.ndjson
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from ..transfer import export_file, export_ndjson
 
-    progress = Progress(
-        TextColumn("exporting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[checkpoints]:,}/{task.fields[all]:,} checkpoints"),
-        TimeElapsedColumn(),
-        console=console(stderr=True),
-        disable=quiet or output is None,
-    )
-    task = progress.add_task("export", total=None, checkpoints=0, all=0)
-    done = {"checkpoints": 0}
-
-    def on_start(threads: int, checkpoints: int) -> None:
-        progress.update(task, total=threads, all=checkpoints)
-
-    def on_thread(_tid: str, n: int) -> None:
-        done["checkpoints"] += n
-        progress.update(task, advance=1, checkpoints=done["checkpoints"])
-
+    bar = _Bar("exporting", quiet or output is None)
     options: dict[str, Any] = {
         "thread_ids": thread_ids or None,
         "filter": parse_filter(filter_),
-        "on_start": on_start,
-        "on_thread": on_thread,
+        "on_start": bar.start,
+        "on_thread": lambda _tid, n: bar.thread_done(n),
         "decrypt": decrypt,
     }
-    with open_saver(dsn, schema) as saver, progress:
+    with open_saver(dsn, schema) as saver, bar.progress:
         if output is not None:
             report = export_file(saver, output, **options)
         else:

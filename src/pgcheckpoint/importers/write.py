@@ -13,6 +13,7 @@ a keyring both compare rows in clear and the write seals what it adds
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +160,24 @@ def check_plan(core: SaverCore, thread: StoredThread) -> Plan[ThreadDiff]:
     return Plan("import_check", make)
 
 
+def _columns(
+    tid: str,
+    rows: Mapping[tuple[Any, ...], Any],
+    *,
+    keys: Sequence[tuple[str, Callable[[Iterable[Any]], Any]]],
+    fields: Sequence[tuple[str, str, Callable[[Iterable[Any]], Any]]],
+) -> dict[str, Any]:
+    """The parameters of one multi-row insert (one array per column, unnested by the
+    statement): part ``i`` of every row's key as ``keys[i]``'s array, and each
+    ``(param, attribute, array)`` of ``fields`` from the rows' values."""
+    params: dict[str, Any] = {"thread_id": tid}
+    for i, (name, array) in enumerate(keys):
+        params[name] = array(k[i] for k in rows)
+    for name, attribute, array in fields:
+        params[name] = array(getattr(v, attribute) for v in rows.values())
+    return params
+
+
 def _insert_params(
     thread: StoredThread, diff: ThreadDiff
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -178,15 +197,13 @@ def _insert_params(
         }
         for cp in diff.checkpoints
     ]
-    blobs = {
-        "thread_id": tid,
-        "namespaces": TextArray(k[0] for k in diff.blobs),
-        "channels": TextArray(k[1] for k in diff.blobs),
-        "versions": TextArray(k[2] for k in diff.blobs),
-        "types": TextArray(b.type for b in diff.blobs.values()),
-        "values": ByteaArray(b.value for b in diff.blobs.values()),
-        "refs": ByteaArray(b.refs for b in diff.blobs.values()),
-    }
+    blobs = _columns(
+        tid,
+        diff.blobs,
+        keys=(("namespaces", TextArray), ("channels", TextArray), ("versions", TextArray)),
+        fields=(("types", "type", TextArray), ("values", "value", ByteaArray),
+                ("refs", "refs", ByteaArray)),
+    )
     wanted = set(chunk_refs_of(diff.blobs.values()))
     chunks = {h: c for h, c in thread.chunks.items() if h in wanted}
     chunk_params = {
@@ -195,17 +212,14 @@ def _insert_params(
         "compressed": BoolArray(c for c, _ in chunks.values()),
         "datas": ByteaArray(d for _, d in chunks.values()),
     }
-    writes = {
-        "thread_id": tid,
-        "namespaces": TextArray(k[0] for k in diff.writes),
-        "checkpoint_ids": TextArray(k[1] for k in diff.writes),
-        "task_ids": TextArray(k[2] for k in diff.writes),
-        "idx": Int4Array(k[3] for k in diff.writes),
-        "channels": TextArray(w.channel for w in diff.writes.values()),
-        "types": TextArray(w.type for w in diff.writes.values()),
-        "values": ByteaArray(w.value for w in diff.writes.values()),
-        "task_paths": TextArray(w.task_path for w in diff.writes.values()),
-    }
+    writes = _columns(
+        tid,
+        diff.writes,
+        keys=(("namespaces", TextArray), ("checkpoint_ids", TextArray), ("task_ids", TextArray),
+              ("idx", Int4Array)),
+        fields=(("channels", "channel", TextArray), ("types", "type", TextArray),
+                ("values", "value", ByteaArray), ("task_paths", "task_path", TextArray)),
+    )
     return puts, blobs, chunk_params, writes
 
 

@@ -216,43 +216,31 @@ def create_app(
         )
         return render(request, "threads.html", **data)
 
+    async def thread_view(
+        request: Request, fn: Callable[..., dict[str, Any]], template: str, *rest: Any
+    ) -> Response:
+        """A page about one thread: ``fn(saver, thread_id, ns, *rest)`` rendered."""
+        q = request.query_params
+        data = await call(fn, saver, _required(q, "thread_id"), q.get("ns", ""), *rest)
+        return render(request, template, **data)
+
     @page
     async def thread(request: Request) -> Response:
         q = request.query_params
-        data = await call(
-            _pages.thread_page,
-            saver,
-            _required(q, "thread_id"),
-            q.get("ns", ""),
-            q.get("before") or None,
-            _int(q.get("limit"), _pages.TIMELINE_PAGE, "limit"),
-        )
-        return render(request, "thread.html", **data)
+        limit = _int(q.get("limit"), _pages.TIMELINE_PAGE, "limit")
+        before = q.get("before") or None
+        return await thread_view(request, _pages.thread_page, "thread.html", before, limit)
 
     @page
     async def checkpoint(request: Request) -> Response:
-        q = request.query_params
-        data = await call(
-            _pages.checkpoint_page,
-            saver,
-            _required(q, "thread_id"),
-            q.get("ns", ""),
-            _required(q, "checkpoint_id"),
-        )
-        return render(request, "checkpoint.html", **data)
+        checkpoint_id = _required(request.query_params, "checkpoint_id")
+        return await thread_view(request, _pages.checkpoint_page, "checkpoint.html", checkpoint_id)
 
     @page
     async def diff(request: Request) -> Response:
         q = request.query_params
-        data = await call(
-            _pages.diff_page,
-            saver,
-            _required(q, "thread_id"),
-            q.get("ns", ""),
-            _required(q, "checkpoint_id"),
-            q.get("against") or None,
-        )
-        return render(request, "diff.html", **data)
+        checkpoint_id, against = _required(q, "checkpoint_id"), q.get("against") or None
+        return await thread_view(request, _pages.diff_page, "diff.html", checkpoint_id, against)
 
     async def head(request: Request) -> Response:
         q = request.query_params
