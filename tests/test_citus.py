@@ -472,11 +472,6 @@ NOT_ROUTED_YET: dict[str, str] = {
         "distributed query from a query on a shard (tests/test_threads.py's rollback passes "
         "on the cluster)"
     ),
-    "put_writes": (
-        "INSERT ... SELECT FROM unnest(...): `INSERT/SELECT method: pull to coordinator` "
-        "(right rows, two hops); multi-row VALUES or a function distributed by thread id routes"
-    ),
-    "put_writes_special": "same statement shape as put_writes (upsert variant)",
     "prune": (
         "runs (conformance 8/8), not one task: pgcheckpoint_lock_threads, pgcheckpoint_trim "
         "and pgcheckpoint_gc take a thread list, so they run on the coordinator (each "

@@ -200,6 +200,27 @@ async def test_pending_writes_order(api: Api) -> None:
     assert (await api.call("get_tuple", saved)).pending_writes == expected
 
 
+@pytest.mark.parametrize("count", [1, 8, 9, 40])
+async def test_put_writes_as_rows_or_arrays(api: Api, count: int) -> None:
+    """Up to PUT_WRITES_ROWS writes go as VALUES rows (routed on Citus), more as
+    arrays: both save every write in order, a retry of regular writes changes
+    nothing and special writes (upsert) replace the task's earlier outcome."""
+    from pgcheckpoint._core import PUT_WRITES_ROWS
+
+    assert PUT_WRITES_ROWS == 8  # the parameters straddle it
+    saved = await api.put(f"rows{count}", {"v": 1})
+    writes = [(f"c{i}", {"i": i, "b": bytes([i % 256]) * i}) for i in range(count)]
+    await api.call("put_writes", saved, writes, "task", "~p")
+    await api.call("put_writes", saved, [(c, "again") for c, _ in writes], "task", "~p")
+    specials = [("__error__", f"boom {count}"), ("__interrupt__", ["wait"])]
+    await api.call("put_writes", saved, specials, "err", "~q")
+    await api.call("put_writes", saved, [("__error__", "later")], "err", "~q")
+    got = await api.call("get_tuple", saved)
+    assert got.pending_writes == [
+        ("task", c, v) for c, v in writes
+    ] + [("err", "__interrupt__", ["wait"]), ("err", "__error__", "later")]
+
+
 @pytest.mark.parametrize("size", [9_000, 70_000, 5 * 1024 * 1024])
 async def test_large_values_round_trip(api: Api, size: int) -> None:
     rnd = random.Random(size)

@@ -67,6 +67,35 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
 -- name: put_writes_upsert
 -- Used when every write is a special channel (error, interrupt, resume...):
 -- a retried task replaces its earlier outcome.
+-- `{rows}` is one put_writes_row per write (Queries.put_writes): a VALUES list
+-- with the thread id parameter in every row is routed by Citus to the thread's
+-- shard, where INSERT ... SELECT FROM unnest(...) was pulled to the coordinator
+-- (docs/scaling.md). Calls with more than PUT_WRITES_ROWS writes use the
+-- unnest form below (put_writes_upsert_arrays).
+INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
+                             type, value, task_path)
+VALUES {rows}
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+    channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value,
+    task_path = EXCLUDED.task_path;
+
+-- name: put_writes_insert
+-- Regular writes are immutable once saved: a repeated call (a retry after an
+-- in-doubt commit) changes nothing. `{rows}`: as put_writes_upsert.
+INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
+                             type, value, task_path)
+VALUES {rows}
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING;
+
+-- name: put_writes_row
+-- One row of put_writes_insert / _upsert (a fragment); `{n}` is the write's
+-- position, so the parameters of a row are idx{n}, channel{n}, type{n}, value{n}.
+(%(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, %(idx{n})s::integer,
+ %(channel{n})s::text, %(type{n})s::text, %(value{n})b::bytea, %(task_path)s)
+
+-- name: put_writes_upsert_arrays
+-- put_writes_upsert for many writes: one array parameter per column, unnested
+-- (runs on Citus through the coordinator: INSERT ... SELECT is pulled there).
 INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
                              type, value, task_path)
 SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, u.idx, u.channel,
@@ -77,9 +106,8 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SE
     channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value,
     task_path = EXCLUDED.task_path;
 
--- name: put_writes_insert
--- Regular writes are immutable once saved: a repeated call (a retry after an
--- in-doubt commit) changes nothing.
+-- name: put_writes_insert_arrays
+-- put_writes_insert for many writes (see put_writes_upsert_arrays).
 INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
                              type, value, task_path)
 SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, u.idx, u.channel,
