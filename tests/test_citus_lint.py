@@ -50,7 +50,7 @@ PER_THREAD = {
     # runs through the coordinator on Citus (docs/scaling.md).
     "put_writes_upsert_arrays", "put_writes_insert_arrays",
     "delta_history", "fetch_chunks", "delete_thread", "thread_exists", "latest_id",
-    "thread_stats", "checkpoint_at_time", "list_versions", "checkpoint_children",
+    "thread_stats", "checkpoint_at_time", "list_versions", "lock_thread", "prune_thread",
     "delete_checkpoint", "import_writes", "import_lock_thread", "import_checkpoint",
     "import_blobs", "import_chunks", "rows_checkpoints", "rows_blobs", "rows_chunk_hashes",
     "rows_writes", "verify_checkpoints", "verify_blobs", "verify_writes",
@@ -61,7 +61,7 @@ PER_THREAD = {
 }  # fmt: skip
 MULTI_THREAD = {
     # A list of threads (thread_id = ANY (...)): one task per shard holding one of them.
-    "lock_threads", "delete_threads", "prune_keep_latest", "gc", "delete_runs",
+    "lock_threads", "delete_threads", "gc", "delete_runs",
 }  # fmt: skip
 CROSS_THREAD = {
     # Every shard, by design: list(None), list_threads, delete_for_runs, sweeper, reports.

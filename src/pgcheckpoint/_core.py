@@ -428,9 +428,10 @@ class SaverCore(BaseCheckpointSaver[str]):
             if strategy == "delete":
                 yield Query(q["delete_threads"], params)
                 return
-            yield Query(q["lock_threads"], params, fetch="all")
-            yield Query(q["prune_keep_latest"], params, prepare=False)
-            yield from self.gc_statements(threads)
+            # One call per thread, in id order (the lock order of lock_threads): each
+            # runs whole on the thread's node on Citus (pgcheckpoint_prune_thread).
+            for thread in threads:
+                yield Query(q["prune_thread"], {"thread_id": thread}, fetch="all")
 
         return Plan("prune", make, transaction=True)
 
