@@ -129,7 +129,7 @@ def test_setup_distributes_every_table_in_one_colocation_group(citus_url: str) -
         functions = routed_functions(citus_url)
         assert functions["pgcheckpoint_fork_guard"] == (0, False), functions
         for name in ("pgcheckpoint_prune_thread", "pgcheckpoint_delete_checkpoint",
-                     "pgcheckpoint_lock_thread"):  # fmt: skip
+                     "pgcheckpoint_lock_thread", "pgcheckpoint_put"):  # fmt: skip
             assert functions[name] == (0, True), functions
         before = (layout, functions)
         saver.setup()  # a no-op: nothing re-distributed, no new colocation group
@@ -464,19 +464,6 @@ OPERATIONS: dict[str, Callable[[PostgresSaver, list[str]], Any]] = {
 # Operations not yet answered by one shard, with what Citus 13.2 says. Strict
 # xfails: an entry must go once its statements are fixed (docs/scaling.md).
 NOT_ROUTED_YET: dict[str, str] = {
-    "put": (
-        "runs (conformance 81/81), not routed: its data-modifying CTEs become subplans "
-        "(EXPLAIN: 0A000 could not create distributed plan; execution: the thread upsert "
-        "routed, the chunk/blob/checkpoint INSERT ... SELECT FROM t/unnest pulled to the "
-        "coordinator). Routes whole as one function distributed by thread id"
-    ),
-    "rollback": (
-        "lock_threads is pgcheckpoint_lock_threads(text[]) (runs on the coordinator) and the "
-        "new head is written with put_checkpoint (see put); under this test's EXPLAINing "
-        "cursor the put then fails in pgcheckpoint_put_guard: XX000 cannot execute a "
-        "distributed query from a query on a shard (tests/test_threads.py's rollback passes "
-        "on the cluster)"
-    ),
     "copy_thread": (
         "two threads: source and target hash to different shards; runs (EXPLAIN: could not "
         "create distributed plan; execution: INSERT ... SELECT through the coordinator)"

@@ -51,6 +51,7 @@ PER_THREAD = {
     "put_writes_upsert_arrays", "put_writes_insert_arrays",
     "delta_history", "fetch_chunks", "delete_thread", "thread_exists", "latest_id",
     "thread_stats", "checkpoint_at_time", "list_versions", "lock_thread", "prune_thread",
+    "put_function",
     "delete_checkpoint", "import_writes", "import_lock_thread", "import_checkpoint",
     "import_blobs", "import_chunks", "rows_checkpoints", "rows_blobs", "rows_chunk_hashes",
     "rows_writes", "verify_checkpoints", "verify_blobs", "verify_writes",

@@ -35,6 +35,7 @@ from ._queries import Queries
 from .allowlist import AllowEntry, PlainDataSerializer, parse_allow
 from .chunking import ChunkingPolicy
 from .compression import CompressionPolicy
+from .distribution import HAS_CITUS
 from .encryption import Encryption
 from .errors import ConfigurationError, InvalidInputError
 from .keyring import Keyring
@@ -152,6 +153,10 @@ class SaverCore(BaseCheckpointSaver[str]):
         # What this saver read and wrote, for the one-writer rule (_guard.py).
         # Shared by with_allowlist clones (a shallow copy), as it should be.
         self.guard_memory = GuardMemory()
+        # Whether put calls pgcheckpoint_put (the citus extension is installed:
+        # docs/scaling.md) instead of the put_checkpoint statement; asked once, by
+        # the first put.
+        self.put_by_function: bool | None = None
         # What the runner needs; the savers build theirs from these.
         self.retry_policy: RetryPolicy = opts.get("retry") or RetryPolicy()
         self.transaction_pooler = bool(opts.get("transaction_pooler", False))
@@ -216,7 +221,13 @@ class SaverCore(BaseCheckpointSaver[str]):
         )
 
         def make() -> PlanGen[RunnableConfig]:
-            yield Query(sql, params, reuse_cursor=small)
+            if self.put_by_function is None:
+                found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+                self.put_by_function = bool(found and found[0][0])
+            if self.put_by_function:
+                yield Query(self.queries["put_function"], params, fetch="all", reuse_cursor=small)
+            else:
+                yield Query(sql, params, reuse_cursor=small)
             memory.saved(params)
             return out
 

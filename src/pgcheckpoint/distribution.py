@@ -44,8 +44,8 @@ REFERENCE_TABLES = ("pgcheckpoint_migrations",)
 # A schema function whose first argument has this name (and type text) carries
 # one thread id: Citus delegates its calls to the node holding that thread.
 THREAD_ARGUMENT = "p_thread_id"
-# Functions of one thread called on their own by the saver, inside its
-# transactions (prune, delete_checkpoint, rollback): distributed with
+# Functions of one thread called on their own by the saver, also inside its
+# transactions (put, prune, delete_checkpoint, rollback): distributed with
 # force_delegation, so Citus sends each call whole to the thread's node even in
 # a transaction block. Each touches only rows of p_thread_id (Citus checks it on
 # the worker). The other thread-id functions (the put guard, the sweep's) are
@@ -53,6 +53,7 @@ THREAD_ARGUMENT = "p_thread_id"
 # apply, and keep the plain distribution.
 FORCE_DELEGATED = (
     "pgcheckpoint_delete_checkpoint", "pgcheckpoint_lock_thread", "pgcheckpoint_prune_thread",
+    "pgcheckpoint_put",
 )  # fmt: skip
 
 NO_CITUS = (

@@ -16,6 +16,9 @@
 -- CTE costs its executor set-up (opening the table, its indexes, the ON CONFLICT
 -- arbiter) even for an empty array; leaving out the empty chunks CTE took 0.26
 -- to 0.23 ms off a 1 KB put statement (synchronous_commit=off A/B, PostgreSQL 15).
+-- KEEP IN STEP WITH sql/functions/pgcheckpoint_put.sql, the same put as a
+-- function of one thread that the saver calls instead when the citus extension
+-- is installed (put_function below): a change to one is a change to both.
 WITH t AS (
     -- The time is computed in VALUES and taken from EXCLUDED: Citus accepts only
     -- IMMUTABLE functions in DO UPDATE SET (tests/test_citus_lint.py).
@@ -63,6 +66,19 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
          AS u(channel, version, type, value, chunk_refs)
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
+
+-- name: put_function
+-- put_checkpoint on Citus: pgcheckpoint_put, distributed by its thread id with
+-- force_delegation, is sent whole to the thread's node (one hop), where
+-- put_checkpoint's data-modifying CTEs went through the coordinator as
+-- subplans. Same parameters as put_checkpoint.
+SELECT {schema}.pgcheckpoint_put(
+    %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(parent_checkpoint_id)s,
+    %(guard)s::text, %(type)s, %(checkpoint)b::bytea, %(metadata)s::jsonb,
+    %(created_at)s::timestamptz, %(channels)b::text[], %(versions)b::text[],
+    %(chunk_hashes)b::bytea[], %(chunk_compressed)b::boolean[], %(chunk_data)b::bytea[],
+    %(blob_channels)b::text[], %(blob_versions)b::text[], %(blob_types)b::text[],
+    %(blob_values)b::bytea[], %(blob_refs)b::bytea[]);
 
 -- name: put_writes_upsert
 -- Used when every write is a special channel (error, interrupt, resume...):
