@@ -11,7 +11,10 @@ making the schema a distributed one:
 * every function of the schema is registered with Citus, so a later
   ``CREATE OR REPLACE`` reaches the workers; a function whose first argument is
   ``p_thread_id text`` is distributed by that argument and colocated with the
-  tables, so a call is delegated to the node holding the thread.
+  tables, so a call is delegated to the node holding the thread; the ones the
+  saver calls inside its transactions (``FORCE_DELEGATED``: put on Citus,
+  prune, delete_checkpoint, rollback's lock) carry ``force_delegation``, without
+  which Citus runs a call in a transaction block on the coordinator.
 
 Each step first reads Citus's catalog (``pg_dist_partition``, ``pg_dist_object``)
 and runs only what is missing, so re-running is a no-op. Tables that already
