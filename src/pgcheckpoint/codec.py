@@ -181,6 +181,12 @@ class Codec:
         self, stored: Any, thread_id: str, ns: str, checkpoint_id: str, parent: str | None
     ) -> dict[str, Any]:
         """Stored metadata as the dict LangGraph wrote (opened under a keyring)."""
+        if (
+            self.encryption is None
+            and type(stored) is dict
+            and encryption.META_SEALED not in stored
+        ):
+            return stored  # the common case, without building the message text
         where = f"checkpoint {checkpoint_id!r} of thread {thread_id!r}"
         if self.encryption is None:
             encryption.refuse_sealed_metadata(stored, where)
