@@ -19,8 +19,10 @@ from pgcheckpoint import (
     IntegrityError,
     InvalidInputError,
     SerializationError,
+    _strict,
+    _validate,
+    compression,
 )
-from pgcheckpoint import _strict, _validate, compression
 from pgcheckpoint import codec as c
 from pgcheckpoint._core import SaverCore, default_serde
 

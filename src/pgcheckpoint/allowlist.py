@@ -270,7 +270,7 @@ class PlainDataSerializer(jsonplus.JsonPlusSerializer):
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
         # The check decodes the packed bytes again (TypePolicy.refused_in). Checking
         # in the packer's ``default`` hook instead was tried and measured slower
-        # (2026-12-01, /tmp/codec16/ab4.py, the bench's message lists, 10th
+        # (2026-12-01, a prototype not kept; the bench's message lists, 10th
         # percentile of 101 interleaved rounds): over packing alone (11.5 us for 3
         # messages, 426 us for 119) the hook added 6.8 and 266 us, decoding again
         # 7.4 and 217 us. The hook runs Python for every object (LangGraph's hook,

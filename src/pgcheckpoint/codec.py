@@ -100,15 +100,16 @@ class Codec:
         """Compress serialized bytes when the policy says so.
 
         A checkpoint's own bytes (its "skeleton") follow the same policy as any
-        value. They used to be compressed from 128 bytes: mostly channel version
-        strings, which zstd shrinks (389 -> 223 bytes on the bench's 1 KB and tiny
-        states). Measured 2026-12-01 (/tmp/codec16/skeleton.py, 10th percentile of
-        51 x 500 calls): compressing took 9 us a put and decompressing 3.7 us a row
-        read (frame_content_size + decompress; msgpack's own decode of the skeleton is
-        1.3 us), for 166 bytes a checkpoint row. On a list(limit=10) page of tiny
-        states (~77 us of client CPU a row, 0.90x the official saver's) the
-        decompression alone was ~5 % of the page; the bytes are better won by shorter
-        version strings. Rows stored compressed still read (``unpack``).
+        value. They used to be compressed from 128 bytes: they are mostly channel
+        version strings, which zstd shrinks (389 -> 223 bytes on the bench's tiny
+        and 1 KB states). Measured 2026-12-01 (``python -m bench.codec_cpu``, its
+        skeleton line, 10th percentile of 51 x 500 calls): compressing took 9 us a
+        put and decompressing 3.7 us a row read (``frame_content_size`` plus
+        ``decompress``, where msgpack's own decode of it takes 1.3 us), to save 166
+        bytes a checkpoint row. On a ``list(limit=10)`` page of tiny states (~77 us
+        of client CPU a row, 0.90x the official saver) that is ~5 % of the page;
+        shorter version strings are the better way to the bytes. Rows stored
+        compressed still read (``unpack``).
         """
         self._check_size(data)
         packed = compression.maybe_compress(data, self.compression)
