@@ -7,6 +7,9 @@ file per owner (``put``, ``read``, ``delete``, ``threads``, ``transfer``,
 ``-- name: NAME`` line and runs to the next one; names are unique across the
 files. Blocks named ``where_*``, ``put_chunks`` and ``put_blobs`` are
 fragments that ``read_checkpoints`` and ``put_checkpoint`` are assembled from.
+A block named ``part_*`` is text several statements share: each ``{part_*}``
+in another block is replaced by it when the files are read, and it is not a
+statement of its own.
 
 :class:`Queries` binds the statements to one PostgreSQL schema: ``{schema}``
 is replaced by the schema name quoted with :class:`psycopg.sql.Identifier`.
@@ -63,6 +66,13 @@ def _raw_statements() -> dict[str, str]:
                 raise ValueError(f"statement {name!r} is named twice in sql/queries/")
             lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
             statements[name] = "\n".join(lines).strip().rstrip(";")
+    shared = {name: statements.pop(name) for name in list(statements) if name.startswith("part_")}
+    for name, text in statements.items():
+        for part, part_text in shared.items():
+            text = text.replace(f"{{{part}}}", part_text)
+        if "{part_" in text:
+            raise ValueError(f"statement {name!r} names a part that sql/queries/ lacks")
+        statements[name] = text
     return statements
 
 
