@@ -168,6 +168,7 @@ class AsyncPostgresSaver(LoopBridges):
         (docs/scaling.md). ``"auto"`` (the default) does when the ``citus`` extension
         is installed in the database, ``True`` requires it, ``False`` never does."""
         await self.runner.run(setup_plan(self.schema, check_option(distributed)))
+        self.has_citus = None  # list() asks again: the schema may be distributed now
 
     async def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""
