@@ -169,7 +169,7 @@ def test_list_of_every_thread_on_citus_reads_keys_then_each_thread(page_size: in
         ids.extend(t.config["configurable"]["checkpoint_id"] for t in driver.run(plan))
     assert ids == [r[2] for r in shards.rows]
     names = driver.issued_names
-    assert names[0] == "has_citus" and names.count("has_citus") == 1  # once per list()
+    assert names[0] == "has_citus" and names.count("has_citus") == 1  # once per saver
     assert names.count("list_keys") == 3  # pages of 3, 3 and 2 keys
     # The second page holds b's oldest and a's two newest: one read per thread.
     threads = [p["thread_id"] for p in driver.params_of("read_checkpoints") if p]
