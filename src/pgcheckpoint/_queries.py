@@ -2,8 +2,8 @@
 
 ``sql/queries/`` is the one home of every statement pgcheckpoint runs, one
 file per owner (``put``, ``read``, ``delete``, ``threads``, ``transfer``,
-``retention``, ``maintenance``, ``migrations``, ``distribution``, and the
-``official`` importer's source tables). A block starts with a
+``retention``, ``maintenance``, ``migrations``, ``distribution``, ``roles``,
+and the ``official`` importer's source tables). A block starts with a
 ``-- name: NAME`` line and runs to the next one; names are unique across the
 files. Blocks named ``where_*``, ``put_chunks`` and ``put_blobs`` are
 fragments that ``read_checkpoints`` and ``put_checkpoint`` are assembled from.
@@ -100,11 +100,16 @@ def statement(name: str, schema: str) -> str:
     return _raw_statements()[name].replace("{schema}", quote_schema(schema))
 
 
-def compose(name: str, schema: str, **parts: sql.Composable) -> str:
+def composed(name: str, schema: str, **parts: sql.Composable) -> sql.Composed:
     """A named statement whose other placeholders (``{table}``, ``{comment}``...) are
     psycopg.sql objects (``Identifier``, ``Literal``)."""
     template = sql.SQL(_raw_statements()[name])
-    return template.format(schema=sql.Identifier(check_schema(schema)), **parts).as_string(None)
+    return template.format(schema=sql.Identifier(check_schema(schema)), **parts)
+
+
+def compose(name: str, schema: str, **parts: sql.Composable) -> str:
+    """:func:`composed` as text."""
+    return composed(name, schema, **parts).as_string(None)
 
 
 def with_literals(name: str, schema: str, params: dict[str, object]) -> str:
