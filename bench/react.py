@@ -171,14 +171,20 @@ async def adatabase_oid(conn: psycopg.AsyncConnection[Any], dsn: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def awal_own_since(conn: psycopg.AsyncConnection[Any], start: str, database_oid: int) -> int:
-    """WAL bytes since ``start`` of the database ``database_oid`` (see WAL_OWN_SQL)."""
+async def awal_own_since(
+    conn: psycopg.AsyncConnection[Any], start: str, database_oid: int
+) -> int | None:
+    """WAL bytes since ``start`` of the database ``database_oid`` (see WAL_OWN_SQL);
+    None if the server has already recycled the segments (a busy shared server)."""
     params = {
         "blocks": f"rel [0-9]+/{database_oid}/",
         "start": start,
         "stop": await awal_lsn(conn),
     }
-    cur = await conn.execute(WAL_OWN_SQL, params)
+    try:
+        cur = await conn.execute(WAL_OWN_SQL, params)
+    except psycopg.Error:
+        return None
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
