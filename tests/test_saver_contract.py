@@ -274,7 +274,7 @@ def test_put_function_writes_what_the_statement_does(databases: Any, template_db
         try:
             url = databases.url(name)
             with PostgresSaver.from_conn_string(url) as saver:
-                saver.put_by_function = by_function  # what the citus probe would set
+                saver.has_citus = by_function  # what the citus probe would set
                 parent: str | None = None
                 for step, values in enumerate(
                     [{"n": 1}, {"n": 2, "text": "t" * 5000}, {"n": 3, "big": big}, {"n": 4}]

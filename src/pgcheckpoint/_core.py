@@ -153,10 +153,13 @@ class SaverCore(BaseCheckpointSaver[str]):
         # What this saver read and wrote, for the one-writer rule (_guard.py).
         # Shared by with_allowlist clones (a shallow copy), as it should be.
         self.guard_memory = GuardMemory()
-        # Whether put calls pgcheckpoint_put (the citus extension is installed:
-        # docs/scaling.md) instead of the put_checkpoint statement; asked once, by
-        # the first put.
-        self.put_by_function: bool | None = None
+        # Whether the database has the citus extension (a list of every thread then
+        # reads keys first, listing.py; put calls pgcheckpoint_put instead of the
+        # put_checkpoint statement, docs/scaling.md): asked by the first such list()
+        # or put and kept,
+        # so later ones cost no extra round trip; None again after setup(), which
+        # may have distributed the schema.
+        self.has_citus: bool | None = None
         # What the runner needs; the savers build theirs from these.
         self.retry_policy: RetryPolicy = opts.get("retry") or RetryPolicy()
         self.transaction_pooler = bool(opts.get("transaction_pooler", False))
@@ -221,10 +224,10 @@ class SaverCore(BaseCheckpointSaver[str]):
         )
 
         def make() -> PlanGen[RunnableConfig]:
-            if self.put_by_function is None:
+            if self.has_citus is None:
                 found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
-                self.put_by_function = bool(found and found[0][0])
-            if self.put_by_function:
+                self.has_citus = bool(found and found[0][0])
+            if self.has_citus:
                 yield Query(self.queries["put_function"], params, fetch="all", reuse_cursor=small)
             else:
                 yield Query(sql, params, reuse_cursor=small)

@@ -80,28 +80,28 @@ SELECT {schema}.pgcheckpoint_put(
     %(blob_channels)b::text[], %(blob_versions)b::text[], %(blob_types)b::text[],
     %(blob_values)b::bytea[], %(blob_refs)b::bytea[]);
 
--- name: put_writes_upsert
--- Used when every write is a special channel (error, interrupt, resume...):
--- a retried task replaces its earlier outcome.
--- `{rows}` is one put_writes_row per write (Queries.put_writes): a VALUES list
--- with the thread id parameter in every row is routed by Citus to the thread's
--- shard, where INSERT ... SELECT FROM unnest(...) was pulled to the coordinator
--- (docs/scaling.md). Calls with more than PUT_WRITES_ROWS writes use the
--- unnest form below (put_writes_upsert_arrays).
+-- name: part_put_writes_rows
+-- A put_writes call's rows as a VALUES list, `{rows}` being one put_writes_row
+-- per write (Queries.put_writes): with the thread id parameter in every row,
+-- Citus routes it to the thread's shard, where INSERT ... SELECT FROM unnest(...)
+-- was pulled to the coordinator (docs/scaling.md). Calls with more than
+-- PUT_WRITES_ROWS writes use the unnest form (put_writes_*_arrays).
 INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
                              type, value, task_path)
 VALUES {rows}
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+
+-- name: put_writes_upsert
+-- Used when every write is a special channel (error, interrupt, resume...):
+-- a retried task replaces its earlier outcome.
+{part_put_writes_rows} DO UPDATE SET
     channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value,
     task_path = EXCLUDED.task_path;
 
 -- name: put_writes_insert
 -- Regular writes are immutable once saved: a repeated call (a retry after an
--- in-doubt commit) changes nothing. `{rows}`: as put_writes_upsert.
-INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
-                             type, value, task_path)
-VALUES {rows}
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING;
+-- in-doubt commit) changes nothing.
+{part_put_writes_rows} DO NOTHING;
 
 -- name: put_writes_row
 -- One row of put_writes_insert / _upsert (a fragment); `{n}` is the write's
@@ -109,25 +109,23 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING;
 (%(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, %(idx{n})s::integer,
  %(channel{n})s::text, %(type{n})s::text, %(value{n})b::bytea, %(task_path)s)
 
--- name: put_writes_upsert_arrays
--- put_writes_upsert for many writes: one array parameter per column, unnested
--- (runs on Citus through the coordinator: INSERT ... SELECT is pulled there).
+-- name: part_put_writes
+-- A put_writes call's rows as arrays, unnested (runs on Citus through the
+-- coordinator: INSERT ... SELECT is pulled there).
 INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
                              type, value, task_path)
 SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, u.idx, u.channel,
        u.type, u.value, %(task_path)s
 FROM unnest(%(idx)b::integer[], %(channels)b::text[], %(types)b::text[], %(values)b::bytea[])
      AS u(idx, channel, type, value)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+
+-- name: put_writes_upsert_arrays
+-- put_writes_upsert for more than PUT_WRITES_ROWS writes.
+{part_put_writes} DO UPDATE SET
     channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value,
     task_path = EXCLUDED.task_path;
 
 -- name: put_writes_insert_arrays
--- put_writes_insert for many writes (see put_writes_upsert_arrays).
-INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
-                             type, value, task_path)
-SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, u.idx, u.channel,
-       u.type, u.value, %(task_path)s
-FROM unnest(%(idx)b::integer[], %(channels)b::text[], %(types)b::text[], %(values)b::bytea[])
-     AS u(idx, channel, type, value)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING;
+-- put_writes_insert for more than PUT_WRITES_ROWS writes.
+{part_put_writes} DO NOTHING;
