@@ -46,8 +46,12 @@ FUNCTION_PIN = r"\b(?:p_thread_id|v_thread)\b"
 PER_THREAD = {
     # One thread, named by a scalar parameter: must route to one shard.
     "put_checkpoint", "put_writes_upsert", "put_writes_insert",
+    # More writes than PUT_WRITES_ROWS: one thread, but INSERT ... SELECT FROM unnest
+    # runs through the coordinator on Citus (docs/scaling.md).
+    "put_writes_upsert_arrays", "put_writes_insert_arrays",
     "delta_history", "fetch_chunks", "delete_thread", "thread_exists", "latest_id",
-    "thread_stats", "checkpoint_at_time", "list_versions", "checkpoint_children",
+    "thread_stats", "checkpoint_at_time", "list_versions", "lock_thread", "prune_thread",
+    "put_function",
     "delete_checkpoint", "import_writes", "import_lock_thread", "import_checkpoint",
     "import_blobs", "import_chunks", "rows_checkpoints", "rows_blobs", "rows_chunk_hashes",
     "rows_writes", "verify_checkpoints", "verify_blobs", "verify_writes",
@@ -58,7 +62,7 @@ PER_THREAD = {
 }  # fmt: skip
 MULTI_THREAD = {
     # A list of threads (thread_id = ANY (...)): one task per shard holding one of them.
-    "lock_threads", "delete_threads", "prune_keep_latest", "gc", "delete_runs",
+    "lock_threads", "delete_threads", "gc", "delete_runs",
 }  # fmt: skip
 CROSS_THREAD = {
     # Every shard, by design: list(None), list_threads, delete_for_runs, sweeper, reports.
@@ -85,7 +89,9 @@ CROSS_THREAD = {
     "security_probe",
 }  # fmt: skip
 # Pieces assembled into other statements (checked as part of those).
-FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chunks", "put_blobs"}
+FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {
+    "put_chunks", "put_blobs", "put_writes_row",
+}  # fmt: skip
 
 # Functions of the schema that read per-thread tables without one thread id.
 MULTI_THREAD_FUNCTIONS = {
@@ -207,6 +213,8 @@ def _all_violations(catalog: psycopg.Connection[object]) -> dict[tuple[str, str]
         .replace("{put_chunks}", statements["put_chunks"])
         .replace("{put_blobs}", statements["put_blobs"])
     )
+    for name in ("put_writes_insert", "put_writes_upsert"):
+        statements[name] = Queries("public").put_writes(upsert=name.endswith("upsert"), rows=2)
     statements["read_checkpoints[where_thread]"] = Queries("public").read_checkpoints(
         ["where_thread"]
     )

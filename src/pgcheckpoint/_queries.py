@@ -5,8 +5,9 @@ file per owner (``put``, ``read``, ``delete``, ``threads``, ``transfer``,
 ``retention``, ``maintenance``, ``migrations``, ``distribution``, ``roles``,
 and the ``official`` importer's source tables). A block starts with a
 ``-- name: NAME`` line and runs to the next one; names are unique across the
-files. Blocks named ``where_*``, ``put_chunks`` and ``put_blobs`` are
-fragments that ``read_checkpoints`` and ``put_checkpoint`` are assembled from.
+files. Blocks named ``where_*``, ``put_chunks``, ``put_blobs`` and
+``put_writes_row`` are fragments that ``read_checkpoints``, ``put_checkpoint``
+and ``put_writes_*`` are assembled from.
 A block named ``part_*`` is text several statements share: each ``{part_*}``
 in another block is replaced by it when the files are read, and it is not a
 statement of its own.
@@ -131,6 +132,7 @@ class Queries:
             name: text.replace("{schema}", quoted) for name, text in _raw_statements().items()
         }
         self._read_cache: dict[tuple[str, ...], str] = {}
+        self._writes: dict[tuple[bool, int], str] = {}
         template = self._sql["put_checkpoint"]
         self._puts = {
             (chunks, blobs): template.replace(
@@ -141,6 +143,20 @@ class Queries:
         }
         # The whole statement, for callers whose rows may hold anything (batches, imports).
         self._sql["put_checkpoint"] = self._puts[(True, True)]
+
+    def put_writes(self, *, upsert: bool, rows: int) -> str:
+        """``put_writes_insert`` / ``_upsert`` with ``rows`` VALUES rows (1 to
+        PUT_WRITES_ROWS); the parameters of row ``n`` are ``idx<n>``, ``channel<n>``,
+        ``type<n>`` and ``value<n>`` (put_writes_params)."""
+        key = (upsert, rows)
+        text = self._writes.get(key)
+        if text is None:
+            row = self._sql["put_writes_row"]
+            values = ",\n".join(row.replace("{n}", str(n)) for n in range(rows))
+            name = "put_writes_upsert" if upsert else "put_writes_insert"
+            text = self._sql[name].replace("{rows}", values)
+            self._writes[key] = text
+        return text
 
     def put_checkpoint(self, *, chunks: bool, blobs: bool) -> str:
         """``put_checkpoint`` with only the CTEs a put needs: the chunks one when it

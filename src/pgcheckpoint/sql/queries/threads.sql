@@ -89,15 +89,6 @@ WHERE c.thread_id = %(thread_id)s
 ORDER BY c.checkpoint_id DESC, c.checkpoint_ns DESC
 LIMIT %(limit)s;
 
--- name: checkpoint_children
--- Whether a checkpoint exists, and how many checkpoints name it as parent.
-SELECT EXISTS (SELECT 1 FROM {schema}.checkpoints
-               WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
-                 AND checkpoint_id = %(checkpoint_id)s),
-       (SELECT pg_catalog.count(*) FROM {schema}.checkpoints
-        WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
-          AND parent_checkpoint_id = %(checkpoint_id)s);
-
 -- name: thread_summaries
 -- One page of the inspector's thread list (issue 15), most recently written
 -- first. The page is chosen from the threads table alone, ordered by
