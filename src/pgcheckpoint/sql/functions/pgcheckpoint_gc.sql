@@ -1,4 +1,4 @@
--- pgcheckpoint: revision 1
+-- pgcheckpoint: revision 2
 -- Blobs of the given threads that no remaining checkpoint references, then
 -- chunks no remaining blob references. Call it only while holding the threads'
 -- row locks (lock_threads): writers take the same lock in put_checkpoint, so
@@ -23,15 +23,31 @@ BEGIN
     ) AS u
     WHERE b.thread_id = u.thread_id AND b.checkpoint_ns = u.checkpoint_ns
       AND b.channel = u.channel AND b.version = u.version;
+    -- A chunk_refs value is a flat list of 16-byte addresses, or a tree: a tag
+    -- byte, its depth, its top nodes, each node a chunk (stored under its
+    -- address and the byte 'n') listing the addresses of the level below
+    -- (chunking.py); the nodes are followed level by level.
     DELETE FROM {schema}.chunks k
     USING (
+        WITH RECURSIVE e(thread_id, hash, depth) AS (
+            SELECT b.thread_id, substring(b.chunk_refs FROM g.i * 16 + 1 + mod(length(b.chunk_refs), 16) FOR 16),
+                   CASE WHEN mod(length(b.chunk_refs), 16) = 2 THEN get_byte(b.chunk_refs, 1) ELSE 0 END
+            FROM {schema}.blobs b, generate_series(0, length(b.chunk_refs) / 16 - 1) AS g(i)
+            WHERE b.thread_id = ANY (p_thread_ids) AND b.chunk_refs IS NOT NULL
+          UNION
+            SELECT e.thread_id, substring(n.data FROM g.i * 16 + 1 FOR 16), e.depth - 1
+            FROM e
+            JOIN {schema}.chunks n
+              ON n.thread_id = e.thread_id AND n.hash = e.hash || '\x6e'::bytea,
+                 generate_series(0, length(n.data) / 16 - 1) AS g(i)
+            WHERE e.depth > 0
+        )
         SELECT x.thread_id, x.hash
         FROM {schema}.chunks x
         WHERE x.thread_id = ANY (p_thread_ids)
         EXCEPT
-        SELECT b.thread_id, substring(b.chunk_refs FROM g.i * 16 + 1 FOR 16)
-        FROM {schema}.blobs b, generate_series(0, length(b.chunk_refs) / 16 - 1) AS g(i)
-        WHERE b.thread_id = ANY (p_thread_ids) AND b.chunk_refs IS NOT NULL
+        SELECT e.thread_id, CASE WHEN e.depth > 0 THEN e.hash || '\x6e'::bytea ELSE e.hash END
+        FROM e
     ) AS u
     WHERE k.thread_id = u.thread_id AND k.hash = u.hash;
 END
