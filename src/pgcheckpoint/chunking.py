@@ -131,7 +131,10 @@ class ChunkCache:
     every read, and all but its tail chunks were compressed (or decompressed
     and checked) by an earlier one. ``stored`` maps an address to the form a
     write stores (compressed flag, bytes), as ``maybe_compress`` gives it;
-    ``pieces`` an unkeyed address to content already checked against it. Both
+    ``pieces`` an unkeyed address to (stored form, content already checked
+    against it): a read uses the content only when the row it fetched holds
+    the same stored form, so a chunk damaged in the database since is still
+    checked, and refused, like any other. Both
     together hold at most ``budget`` bytes and are emptied when full (one dict
     operation each, safe across threads under the GIL).
 
@@ -146,7 +149,7 @@ class ChunkCache:
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.stored: dict[bytes, tuple[bool, bytes]] = {}
-        self.pieces: dict[bytes, bytes] = {}
+        self.pieces: dict[bytes, tuple[tuple[bool, bytes], bytes]] = {}
         self.size = 0
 
     def _room(self, n: int) -> bool:
@@ -161,9 +164,9 @@ class ChunkCache:
         if self._room(len(form[1])):
             self.stored[h] = form
 
-    def keep_piece(self, h: bytes, piece: bytes) -> None:
-        if self._room(len(piece)):
-            self.pieces[h] = piece
+    def keep_piece(self, h: bytes, stored: tuple[bool, bytes], piece: bytes) -> None:
+        if self._room(len(stored[1]) + len(piece)):
+            self.pieces[h] = (stored, piece)
 
 
 def digest(chunk: bytes) -> bytes:
@@ -329,8 +332,8 @@ def join(
     at ``limit`` bytes rather than growing without end. Chunks in ``verified``
     (sealed ones, whose tag already proved them; their ids are keyed) skip the check.
     A tree of references is expanded first (:func:`leaf_refs`). With ``cache``
-    (unkeyed addresses only), a chunk already checked is taken from it, and the
-    ones checked here are kept in it.
+    (unkeyed addresses only), a chunk whose stored form is the one already
+    checked is taken from it, and the ones checked here are kept in it.
     """
     refs = leaf_refs(refs, chunks, limit, where)
     count = len(refs) // HASH_SIZE
@@ -348,10 +351,14 @@ def join(
     seen: dict[bytes, bytes] = {}
     for h in split_refs(refs):
         piece = seen.get(h)
+        found = None
         if piece is None and cache is not None:
-            piece = cache.pieces.get(h)
-        if piece is None:
             found = chunks.get(h)
+            hit = cache.pieces.get(h)
+            if hit is not None and found is not None and hit[0] == found:
+                piece = seen[h] = hit[1]
+        if piece is None:
+            found = found or chunks.get(h)
             if found is None:
                 raise DeserializationError(
                     f"cannot read {where}: chunk {h.hex()} is missing from the database"
@@ -368,7 +375,7 @@ def join(
                     "(the stored chunk was altered or damaged)"
                 )
             if cache is not None and h not in verified:
-                cache.keep_piece(h, piece)
+                cache.keep_piece(h, found, piece)
             seen[h] = piece
         out.add(piece)
     return out.join()
