@@ -80,6 +80,10 @@ CROSS_THREAD = {
     "has_citus", "citus_table_state", "citus_function_state", "citus_distribute",
     "citus_truncate_local", "citus_reference", "citus_route_function",
     "citus_register_function", "count_rows", "vacuum", "vacuum_full",
+    # The roles (roles.py, sql/queries/roles.sql) and health_check's security probe:
+    # catalog reads and GRANTs, run by an administrator, no table rows.
+    *(n for n in _raw_statements() if n.startswith(("role_", "roles_state_"))),
+    "security_probe",
 }  # fmt: skip
 # Pieces assembled into other statements (checked as part of those).
 FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {"put_chunks", "put_blobs"}

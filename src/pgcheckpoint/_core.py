@@ -130,6 +130,11 @@ class SaverCore(BaseCheckpointSaver[str]):
         # What this saver read and wrote, for the one-writer rule (_guard.py).
         # Shared by with_allowlist clones (a shallow copy), as it should be.
         self.guard_memory = GuardMemory()
+        # Whether the database has the citus extension (a list of every thread then
+        # reads keys first, listing.py): asked by the first such list() and kept,
+        # so later ones cost no extra round trip; None again after setup(), which
+        # may have distributed the schema.
+        self.has_citus: bool | None = None
         # What the runner needs; the savers build theirs from these.
         self.retry_policy: RetryPolicy = opts.get("retry") or RetryPolicy()
         self.transaction_pooler = bool(opts.get("transaction_pooler", False))

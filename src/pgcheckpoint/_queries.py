@@ -2,11 +2,14 @@
 
 ``sql/queries/`` is the one home of every statement pgcheckpoint runs, one
 file per owner (``put``, ``read``, ``delete``, ``threads``, ``transfer``,
-``retention``, ``maintenance``, ``migrations``, ``distribution``, and the
-``official`` importer's source tables). A block starts with a
+``retention``, ``maintenance``, ``migrations``, ``distribution``, ``roles``,
+and the ``official`` importer's source tables). A block starts with a
 ``-- name: NAME`` line and runs to the next one; names are unique across the
 files. Blocks named ``where_*``, ``put_chunks`` and ``put_blobs`` are
 fragments that ``read_checkpoints`` and ``put_checkpoint`` are assembled from.
+A block named ``part_*`` is text several statements share: each ``{part_*}``
+in another block is replaced by it when the files are read, and it is not a
+statement of its own.
 
 :class:`Queries` binds the statements to one PostgreSQL schema: ``{schema}``
 is replaced by the schema name quoted with :class:`psycopg.sql.Identifier`.
@@ -63,6 +66,13 @@ def _raw_statements() -> dict[str, str]:
                 raise ValueError(f"statement {name!r} is named twice in sql/queries/")
             lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
             statements[name] = "\n".join(lines).strip().rstrip(";")
+    shared = {name: statements.pop(name) for name in list(statements) if name.startswith("part_")}
+    for name, text in statements.items():
+        for part, part_text in shared.items():
+            text = text.replace(f"{{{part}}}", part_text)
+        if "{part_" in text:
+            raise ValueError(f"statement {name!r} names a part that sql/queries/ lacks")
+        statements[name] = text
     return statements
 
 
@@ -90,11 +100,16 @@ def statement(name: str, schema: str) -> str:
     return _raw_statements()[name].replace("{schema}", quote_schema(schema))
 
 
-def compose(name: str, schema: str, **parts: sql.Composable) -> str:
+def composed(name: str, schema: str, **parts: sql.Composable) -> sql.Composed:
     """A named statement whose other placeholders (``{table}``, ``{comment}``...) are
     psycopg.sql objects (``Identifier``, ``Literal``)."""
     template = sql.SQL(_raw_statements()[name])
-    return template.format(schema=sql.Identifier(check_schema(schema)), **parts).as_string(None)
+    return template.format(schema=sql.Identifier(check_schema(schema)), **parts)
+
+
+def compose(name: str, schema: str, **parts: sql.Composable) -> str:
+    """:func:`composed` as text."""
+    return composed(name, schema, **parts).as_string(None)
 
 
 def with_literals(name: str, schema: str, params: dict[str, object]) -> str:

@@ -150,13 +150,11 @@ def pack_blob(
     return StoredBlob(type_, data, refs)
 
 
-def pack_value(
-    target: codec.Codec, value: Value, *, skeleton: bool = False
-) -> tuple[str, bytes | None]:
+def pack_value(target: codec.Codec, value: Value) -> tuple[str, bytes | None]:
     """A checkpoint's or a write's bytes in the target's storage form."""
     if value.data is None:
         return value.type, None
-    return target.pack(value.type, value.data, skeleton=skeleton)
+    return target.pack(value.type, value.data)
 
 
 # --- comparison ----------------------------------------------------------------

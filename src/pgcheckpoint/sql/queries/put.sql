@@ -64,26 +64,24 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
 
--- name: put_writes_upsert
--- Used when every write is a special channel (error, interrupt, resume...):
--- a retried task replaces its earlier outcome.
+-- name: part_put_writes
+-- A put_writes call's rows; each statement below adds what a conflict does.
 INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
                              type, value, task_path)
 SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, u.idx, u.channel,
        u.type, u.value, %(task_path)s
 FROM unnest(%(idx)b::integer[], %(channels)b::text[], %(types)b::text[], %(values)b::bytea[])
      AS u(idx, channel, type, value)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+
+-- name: put_writes_upsert
+-- Used when every write is a special channel (error, interrupt, resume...):
+-- a retried task replaces its earlier outcome.
+{part_put_writes} DO UPDATE SET
     channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value,
     task_path = EXCLUDED.task_path;
 
 -- name: put_writes_insert
 -- Regular writes are immutable once saved: a repeated call (a retry after an
 -- in-doubt commit) changes nothing.
-INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
-                             type, value, task_path)
-SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, u.idx, u.channel,
-       u.type, u.value, %(task_path)s
-FROM unnest(%(idx)b::integer[], %(channels)b::text[], %(types)b::text[], %(values)b::bytea[])
-     AS u(idx, channel, type, value)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING;
+{part_put_writes} DO NOTHING;
