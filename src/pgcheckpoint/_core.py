@@ -353,11 +353,11 @@ class SaverCore(BaseCheckpointSaver[str]):
             rows = yield Query(queries["delta_history"], params, fetch="all", prepare=False)
             delta = codec.split_delta(rows or [])
             chunks: dict[bytes, tuple[bool, bytes]] = {}
-            hashes = delta.chunk_hashes()
-            if hashes:
+            refs = delta.chunk_refs()
+            if refs:
                 found = yield Query(
-                    queries["fetch_chunks"],
-                    {"thread_id": where.thread_id, "hashes": hashes},
+                    queries["fetch_value_chunks"],
+                    {"thread_id": where.thread_id, "refs": refs},
                     fetch="all",
                 )
                 chunks = {bytes(h): (z, bytes(d)) for h, z, d in found or []}

@@ -35,7 +35,7 @@ from . import chunking, compression, encryption
 from ._arrays import BoolArray, ByteaArray, Int4Array, TextArray
 from ._strict import Unloadable, dumps, loads, show_unloadable
 from ._validate import Target, metadata_json, parse_ts, target, text_id
-from .chunking import ChunkingPolicy
+from .chunking import ChunkCache, ChunkingPolicy
 from .compression import ZSTD_SUFFIX, CompressionPolicy
 from .decoding import (
     CheckpointRow,
@@ -94,6 +94,12 @@ class Codec:
     compression: CompressionPolicy = field(default_factory=CompressionPolicy)
     chunking: ChunkingPolicy = field(default_factory=ChunkingPolicy)
     encryption: Encryption | None = None
+    # Recent chunks by address (chunking.ChunkCache), sized by the policy.
+    cache: ChunkCache | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cache is None:
+            object.__setattr__(self, "cache", ChunkCache(self.chunking.cache_bytes))
 
     # values -----------------------------------------------------------------
     def pack(self, type_: str, data: bytes) -> tuple[str, bytes]:
@@ -163,7 +169,8 @@ class Codec:
             return
         ring = self.encryption.keyring
         for h, (flag, data) in chunks.items():
-            chunks[h] = (flag, ring.seal(data, encryption.chunk_aad(thread_id, h, flag)))
+            if not chunking.is_node_key(h):  # nodes stay in clear (chunking.NODE_SUFFIX)
+                chunks[h] = (flag, ring.seal(data, encryption.chunk_aad(thread_id, h, flag)))
 
     def metadata_json(
         self, metadata: Mapping[str, Any], thread_id: str, ns: str, checkpoint_id: str,
@@ -245,14 +252,29 @@ class Codec:
         # chunk shared between versions (measured on a 100-turn chat: -0.6 KB
         # per superstep).
         head, data = data[: chunking.HEAD_SIZE], data[chunking.HEAD_SIZE :]
-        refs = bytearray()
-        for piece in chunking.split(data, policy):
+        # In clear: chunks of a bounded size and a tree of references (chunking.py);
+        # sealed: the flat list its keyed chunk ids are bound to.
+        bounded = self.encryption is None
+        ids: list[bytes] = []
+        for piece in chunking.split(data, policy, bounded=bounded):
             h = self.chunk_id(thread_id, piece)
-            refs += h
+            ids.append(h)
             if h not in chunks_out:
-                packed = compression.maybe_compress(piece, self.compression)
-                chunks_out[h] = (True, packed) if packed is not None else (False, piece)
-        return type_ + CDC_SUFFIX, head, bytes(refs)
+                cache = self.cache
+                stored = cache.stored.get(h) if cache is not None else None
+                if stored is None:
+                    packed = compression.maybe_compress(piece, self.compression)
+                    stored = (True, packed) if packed is not None else (False, piece)
+                    if cache is not None:
+                        cache.keep_stored(h, stored)
+                chunks_out[h] = stored
+        if not bounded:
+            return type_ + CDC_SUFFIX, head, b"".join(ids)
+        nodes: dict[bytes, bytes] = {}
+        refs = chunking.build_tree(ids, policy.fanout, nodes)
+        for key, node in nodes.items():
+            chunks_out[key] = (False, node)
+        return type_ + CDC_SUFFIX, head, refs
 
     def decode_blob(
         self,
@@ -269,10 +291,17 @@ class Codec:
         if type_.endswith(CDC_SUFFIX):
             limit = self.compression.max_value_size
             opened: set[bytes] = set()
+            # The piece cache holds content by unkeyed address: not for keyed ids.
+            cache = self.cache
+            refs = refs or b""
             if self.encryption is not None:
-                chunks = self._open_chunks(thread_id, refs or b"", chunks, where, opened)
+                # A tree's nodes are in clear (checked against their addresses);
+                # the data chunks it leads to are opened like a flat list's.
+                refs = chunking.leaf_refs(refs, chunks, limit, where)
+                chunks = self._open_chunks(thread_id, refs, chunks, where, opened)
+                cache = None
             data = chunking.join(
-                value or b"", refs or b"", chunks, limit, where, verified=opened
+                value or b"", refs, chunks, limit, where, verified=opened, cache=cache
             )
             return loads(self.serde, type_[: -len(CDC_SUFFIX)], data, where)
         return self.unpack(type_, value, where)

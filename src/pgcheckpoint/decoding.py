@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from . import chunking, encryption
+from . import encryption
 from ._strict import loading
 from .errors import DeserializationError, IntegrityError, PgCheckpointError
 
@@ -206,12 +206,10 @@ class DeltaRows:
     writes: list[DeltaRow]
     blobs: dict[tuple[int, str], tuple[str, bytes | None, bytes | None]]
 
-    def chunk_hashes(self) -> list[bytes]:
-        hashes: set[bytes] = set()
-        for _, _, refs in self.blobs.values():
-            if refs:
-                hashes.update(chunking.split_refs(refs))
-        return sorted(hashes)
+    def chunk_refs(self) -> list[bytes]:
+        """The distinct chunk_refs of these blobs (fetch_value_chunks follows
+        their reference trees)."""
+        return sorted({refs for _, _, refs in self.blobs.values() if refs})
 
 
 def split_delta(rows: Iterable[Sequence[Any]]) -> DeltaRows:
