@@ -105,11 +105,6 @@ CROSS_THREAD_FUNCTIONS = {
 
 # (rule, statement or function): what Citus 13.2 says, and the shape that passes.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # Issue 16's reference trees. The function's recursive statement names one thread
-    # (v_thread, one statement per thread of the list); the lint's text match also
-    # sees the blobs delete's `thread_id = ANY` in the same body.
-    ("recursive_cte_one_thread", "pgcheckpoint_gc"):
-        "recursive chunk walk pinned per thread by a loop; lint matches the whole body",
     # Not yet routable: a list across threads (list(None), filters only) expands
     # reference trees with a recursive query per row naming c.thread_id. To do:
     # expand one level here and fetch deeper nodes per thread with
