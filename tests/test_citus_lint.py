@@ -45,7 +45,7 @@ FUNCTION_PIN = r"\b(?:p_thread_id|v_thread)\b"
 # Every statement of queries.sql, by how many threads it touches.
 PER_THREAD = {
     # One thread, named by a scalar parameter: must route to one shard.
-    "put_checkpoint", "put_writes_upsert", "put_writes_insert",
+    "put_checkpoint", "put_head", "put_writes_upsert", "put_writes_insert",
     "delta_history", "fetch_chunks", "delete_thread", "thread_exists", "latest_id",
     "thread_stats", "checkpoint_at_time", "list_versions", "checkpoint_children",
     "delete_checkpoint", "import_writes", "import_lock_thread", "import_checkpoint",
