@@ -37,9 +37,9 @@ from typing import Any
 import psycopg
 
 from bench.db import default_dsn, recreate_databases
-from pgcheckpoint._queries import Queries
 from bench.savers import our_classes
 from bench.states import PUT_PROFILES, ThreadBuilder
+from pgcheckpoint._queries import Queries
 
 _GUARD_CTE_START = "), g AS ("
 
