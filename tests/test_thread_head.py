@@ -206,16 +206,17 @@ def test_a_put_waits_for_garbage_collection_lock(saver: PostgresSaver, db_url: s
     assert _head(db_url, thread) == _newest(db_url, thread) != latest.checkpoint["id"]
 
 
-def test_the_migration_fills_head(saver: PostgresSaver, db_url: str) -> None:
-    threads = [_thread(saver) for _ in range(2)]
-    sub = {"configurable": {"thread_id": threads[0], "checkpoint_ns": "sub:1"}}
-    saver.put(sub, empty_checkpoint(), {"source": "input", "step": -1}, {})
+def test_the_migration_leaves_head_unknown_and_the_next_put_sets_it(
+    saver: PostgresSaver, db_url: str
+) -> None:
+    thread = _thread(saver)
     with psycopg.connect(db_url, autocommit=True) as conn:  # back to the schema of 0009
         conn.execute("ALTER TABLE threads DROP COLUMN head")
         conn.execute("DELETE FROM pgcheckpoint_migrations WHERE version = 10")
-        conn.execute("INSERT INTO threads (thread_id) VALUES ('no-checkpoints')")
     with psycopg.connect(db_url, autocommit=True) as conn:
         PostgresSaver(conn).setup()
-    for thread in threads:
-        assert _head(db_url, thread) == _newest(db_url, thread)
-    assert _head(db_url, "no-checkpoints") is None
+    assert _head(db_url, thread) is None
+    with _puts_sent() as sent:
+        counter_graph(saver, delay=0).invoke({"target": 5}, config(thread))
+    assert sent.count("put_checkpoint") == 1
+    assert _head(db_url, thread) == _newest(db_url, thread)

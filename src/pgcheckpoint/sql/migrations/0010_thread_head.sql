@@ -1,6 +1,6 @@
 -- pgcheckpoint: compatible-with 8
 -- The one-writer rule as a compare-and-set on the thread row the put already
--- upserts (issue 16; docs/concurrency.md, "How the check runs"): `head` holds
+-- upserts (issue 16; docs/concurrency.md, "How it works"): `head` holds
 -- the id of the newest checkpoint of the thread's root namespace, or NULL when
 -- that is not known. A put whose parent is `head` moves it in the same upsert
 -- (put_head); any other put, or one that finds `head` NULL or different, takes
@@ -14,16 +14,19 @@
 -- collection, prune, delete_for_runs, rollback, delete_checkpoint, of either
 -- release), imports and copy_thread.
 --
--- Filled here from each thread's newest root checkpoint. ADD COLUMN takes the
--- table's ACCESS EXCLUSIVE lock for this transaction, so no put (every put
--- upserts the thread row first) can commit between the fill and the commit.
+-- Left NULL here, not filled from each thread's newest root checkpoint:
+--   * setup() applies the new text of pgcheckpoint_put_guard in its own
+--     transaction after this one, so a put of the previous release that lands
+--     between the two moves a thread's newest checkpoint without touching
+--     `head`: a filled `head` could then be stale, and a stale `head` accepts
+--     a put it should refuse. NULL cannot be;
+--   * a fill is an UPDATE of every thread row under the ACCESS EXCLUSIVE lock
+--     of ADD COLUMN (every put waits for it); a nullable column with no
+--     default is a catalogue change only.
+-- The cost: each thread's first put after the upgrade takes the checked
+-- statement once (one more round trip), which sets `head`.
 -- Releases from 0008 on keep working on this schema, as on 0009's (they never
 -- name the column; their puts call pgcheckpoint_put_guard and their garbage
 -- collection pgcheckpoint_lock_threads, whose new texts setup() applies right
 -- after this migration): compatible-with 8, as 0009.
 ALTER TABLE {schema}.threads ADD COLUMN head text;
-
-UPDATE {schema}.threads t
-SET head = (SELECT c.checkpoint_id FROM {schema}.checkpoints c
-            WHERE c.thread_id = t.thread_id AND c.checkpoint_ns = ''
-            ORDER BY c.checkpoint_id DESC LIMIT 1);
