@@ -97,10 +97,8 @@ def variants(cas: str) -> dict[str, str]:
     insert = query[query.index("INSERT INTO", query.index("checkpoints (") - 40) :]
     row_only = insert.replace("FROM t, g", "", 1).replace("t.thread_id", "%(thread_id)s", 1)
     # put_head without its parent probe: the compare-and-set alone.
-    where = cas.index("WHERE (th.head")
-    no_probe = cas[:where] + (
-        "WHERE th.head = %(parent_checkpoint_id)s OR th.head = EXCLUDED.head\n"
-    ) + cas[cas.index("    RETURNING th.thread_id"):]
+    probe = cas.index("    WHERE %(parent_checkpoint_id)s::text IS NULL")
+    no_probe = cas[:probe] + cas[cas.index("    ON CONFLICT (thread_id) DO UPDATE") :]
     return {
         "as shipped": cas,
         "CAS, no parent probe": no_probe,

@@ -130,6 +130,21 @@ def test_deleting_the_head_clears_it(saver: PostgresSaver, db_url: str) -> None:
     assert _head(db_url, thread) == _newest(db_url, thread)
 
 
+def test_a_run_on_a_deleted_thread_stops(saver: PostgresSaver, db_url: str) -> None:
+    """A thread deleted under a running run: the run's next put names a parent that
+    is gone; it is refused, and the thread is not started again."""
+    thread = _thread(saver)
+    latest = saver.get_tuple(config(thread))
+    assert latest is not None
+    saver.delete_thread(thread)
+    with pytest.raises(MissingParentError, match="does not exist"):
+        saver.put(latest.config, empty_checkpoint(), {"source": "loop", "step": 9}, {})
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = %s",
+                           (thread,)).fetchone()
+    assert row == (0,)
+
+
 # The put statement of releases 0008 and 0009, reduced to what touches `threads` and
 # the guard; the checkpoint it writes is a copy of its parent under a new id.
 _OLD_PUT = """

@@ -6,20 +6,24 @@
 -- the root namespace (guard 'head', concurrency.py). The one-writer rule is a
 -- compare-and-set on the thread row this upsert already writes: `head`
 -- (migration 0010) must still be the parent, or already this checkpoint (a
--- retried put), and the parent must still exist: `head` names it, but a row
--- lost or deleted outside the library leaves `head` as it was (the
--- lost-checkpoint case of tests/test_one_writer.py). One probe of the primary
--- key, under the statement's snapshot, which sees the parent: it committed
--- before its writer could read it. ON CONFLICT DO UPDATE locks the conflicting row even when its
--- WHERE is false, so garbage collection's lock (lock_threads) is taken either
--- way, and a second writer waits for the first one's commit and then compares
--- with the head it committed. When the WHERE is false `t` returns no row and
--- nothing is written (every later CTE reads `t`): the statement returns no row
--- and the saver runs put_checkpoint instead, which raises the precise error, or
--- writes when `head` was only unknown or lagging (NULL, or set by a release
--- that does not keep it). A thread with no row has no checkpoint (rows go only
--- with their thread: delete_thread, pgcheckpoint_delete_threads), so the
--- INSERT arm starts the head at this checkpoint.
+-- retried put). ON CONFLICT DO UPDATE judges that on the row's latest
+-- committed version once it holds the row's lock (taken even when the WHERE is
+-- false, so garbage collection's lock_threads is respected either way): a
+-- second writer waits for the first one's commit and compares with the head it
+-- committed. The parent must also still exist, probed by primary key before any
+-- row is proposed: `head` names it, but a row lost or deleted outside the
+-- library leaves `head` as it was (the lost-checkpoint case of
+-- tests/test_one_writer.py), and a thread deleted under a running run has no
+-- row, so the INSERT arm would start it again on a parent that is gone. The
+-- probe reads the statement's snapshot, which sees the parent: it committed
+-- before its writer could read it.
+-- When either test fails `t` returns no row and nothing is written (every later
+-- CTE reads `t`): the statement returns no row and the saver runs
+-- put_checkpoint instead, which raises the precise error, or writes when
+-- `head` was only unknown or lagging (NULL). A thread with no row has no
+-- checkpoint (rows go only with their thread: delete_thread,
+-- pgcheckpoint_delete_threads), so the INSERT arm starts the head at this
+-- checkpoint.
 -- Measured (2026-12-01, PostgreSQL 15, load average 11-13 on 2 CPUs):
 -- `python -m bench.put_variants --sync-off --calls 600`, median per call of
 -- interleaved calls: this statement 0.170 ms, the same with no one-writer check
@@ -32,14 +36,14 @@
 -- expression in DO UPDATE SET here it calls no function (tests/test_citus_lint.py).
 WITH t AS (
     INSERT INTO {schema}.threads AS th (thread_id, updated_at, head)
-    VALUES (%(thread_id)s, pg_catalog.now(), %(checkpoint_id)s)
+    SELECT %(thread_id)s, pg_catalog.now(), %(checkpoint_id)s
+    WHERE %(parent_checkpoint_id)s::text IS NULL
+       OR EXISTS (SELECT FROM {schema}.checkpoints p
+                  WHERE p.thread_id = %(thread_id)s AND p.checkpoint_ns = ''
+                    AND p.checkpoint_id = %(parent_checkpoint_id)s)
     ON CONFLICT (thread_id) DO UPDATE
         SET updated_at = EXCLUDED.updated_at, head = GREATEST(th.head, EXCLUDED.head)
-        WHERE (th.head = %(parent_checkpoint_id)s
-               AND EXISTS (SELECT FROM {schema}.checkpoints p
-                           WHERE p.thread_id = %(thread_id)s AND p.checkpoint_ns = ''
-                             AND p.checkpoint_id = %(parent_checkpoint_id)s))
-           OR th.head = EXCLUDED.head
+        WHERE th.head = %(parent_checkpoint_id)s OR th.head = EXCLUDED.head
     RETURNING th.thread_id
 ){put_chunks}{put_blobs}
 INSERT INTO {schema}.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
