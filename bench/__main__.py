@@ -20,9 +20,9 @@ from typing import Any
 from rich.console import Console
 
 from bench import e2e, encryption, react, report, scaling, workloads
-from bench.db import DATABASES, default_dsn, describe, machine_info, recreate_databases
+from bench.db import default_dsn, describe, machine_info, scratch_databases
 from bench.runner import Context, Measurement, Mode
-from bench.savers import make_sides
+from bench.savers import Side, make_sides
 
 DEFAULT_JSON = Path("bench/results/latest.json")
 
@@ -76,20 +76,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    console = Console()
-    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-        console = Console(width=180)
-    dsn = args.dsn or default_dsn()
-    started = time.perf_counter()
-    console.print(f"server {describe(dsn)}; recreating {', '.join(DATABASES)}")
-    dsns = recreate_databases(dsn)
+def _run(
+    dsns: dict[str, str], args: argparse.Namespace, console: Console
+) -> tuple[list[Measurement], list[Side], list[str], dict[str, float]] | None:
+    """Every section on the scratch databases ``dsns``; None if pgcheckpoint is missing."""
     try:
         sides = make_sides(dsns, self_test=args.self_test)
     except ImportError as exc:
         console.print(f"[red]cannot import pgcheckpoint ({exc}); try --self-test[/red]")
-        return 2
+        return None
     for side in sides:
         side.setup()
     only = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else []
@@ -108,6 +103,23 @@ def main(argv: list[str] | None = None) -> int:
             measurements.extend(got)
     finally:
         ctx.close()
+    return measurements, sides, only, section_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=180)
+    dsn = args.dsn or default_dsn()
+    started = time.perf_counter()
+    with scratch_databases(dsn) as dsns:
+        names = ", ".join(describe(d).rsplit("/", 1)[1] for d in dsns.values())
+        console.print(f"server {describe(dsn)}; scratch databases {names} (dropped at exit)")
+        got = _run(dsns, args, console)
+    if got is None:
+        return 2
+    measurements, sides, only, section_s = got
     meta: dict[str, Any] = {
         "mode": "quick" if args.quick else "default",
         "self_test": args.self_test,

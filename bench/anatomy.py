@@ -44,7 +44,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from bench.db import default_dsn, recreate_databases
+from bench.db import default_dsn, scratch_databases
 from bench.savers import official_classes, our_classes
 from bench.states import PUT_PROFILES, SMALL, ThreadBuilder, thread_config, three_writes
 from bench.workloads import populate
@@ -190,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     ops = [o for o in OPS if not args.only or o in args.only.split(",")]
-    dsns = recreate_databases(args.dsn or default_dsn(), DATABASES)
+    with scratch_databases(args.dsn or default_dsn(), DATABASES) as dsns:
+        _measure(args, ops, dsns)
+    return 0
+
+
+def _measure(args: argparse.Namespace, ops: list[str], dsns: dict[str, str]) -> None:
     for name, db in zip(("official", "pgcheckpoint"), DATABASES, strict=True):
         with open_saver(name, dsns[db]) as (saver, conn):
             saver.setup()
@@ -230,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
                     out = io.StringIO()
                     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(14)
                     print(out.getvalue().split("\n", 6)[-1])
-    return 0
 
 
 if __name__ == "__main__":

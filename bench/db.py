@@ -1,9 +1,11 @@
 """PostgreSQL plumbing for the benchmark: DSNs, scratch databases, sizes, machine facts.
 
-Each saver gets a database of its own (``bench_official``, ``bench_pgcheckpoint``),
-dropped and recreated at the start of every run, so neither sees the other's rows,
-indexes or bloat. The floors get a third one (``bench_floor``) so their plain table
-never counts towards a saver's storage figure.
+Each saver gets a database of its own (``bench_official_<run>``,
+``bench_pgcheckpoint_<run>``), created at the start of every run and dropped at its
+end, so neither sees the other's rows, indexes or bloat. The floors get a third one
+(``bench_floor_<run>``) so their plain table never counts towards a saver's storage
+figure. ``<run>`` is unique per run (process id and random hex), so two runs sharing
+a server never drop each other's databases (:func:`scratch_databases`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from collections.abc import Iterable
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
@@ -69,13 +73,54 @@ def describe(dsn: str) -> str:
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
-def recreate_databases(admin_dsn: str, names: Iterable[str] = DATABASES) -> dict[str, str]:
-    """Drop and create each scratch database; return name -> DSN."""
+def run_tag() -> str:
+    """A suffix unique to this run: the process id and 6 random hex digits."""
+    return f"{os.getpid()}_{secrets.token_hex(3)}"
+
+
+def _drop(admin_dsn: str, names: Iterable[str]) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         for name in names:
             ident = sql.Identifier(name)
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(ident))
-            conn.execute(sql.SQL("create database {}").format(ident))
+
+
+@contextmanager
+def scratch_databases(
+    admin_dsn: str, bases: Iterable[str] = DATABASES, *, keep: bool = False
+) -> Iterator[dict[str, str]]:
+    """A fresh database per base name, ``<base>_<run_tag()>``; yields base -> DSN.
+
+    The names are unique per run, so concurrent runs on one server (two helpers, a
+    CI matrix) never drop each other's databases. They are dropped on the way out,
+    also after an error or Ctrl-C, unless ``keep``; a run killed outright leaves
+    them behind under that pattern.
+    """
+    tag = run_tag()
+    names = {base: f"{base}_{tag}" for base in bases}
+    made: list[str] = []
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            for name in names.values():
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+                made.append(name)
+        yield {base: with_dbname(admin_dsn, name) for base, name in names.items()}
+    finally:
+        if not keep and made:
+            _drop(admin_dsn, made)
+
+
+def recreate_databases(admin_dsn: str, names: Iterable[str]) -> dict[str, str]:
+    """Drop and create each database of a fixed name; return name -> DSN.
+
+    Only for a database a later run reuses by name (``bench.inspector --keep``);
+    every other run uses :func:`scratch_databases`.
+    """
+    names = list(names)
+    _drop(admin_dsn, names)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     return {name: with_dbname(admin_dsn, name) for name in names}
 
 

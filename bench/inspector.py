@@ -1,6 +1,7 @@
 """Server time of the inspector's pages (issue 15): ``python -m bench.inspector``.
 
-Fills a scratch database (``bench_inspector``, dropped and recreated) through
+Fills a scratch database (``bench_inspector_<run>``, dropped at the end; with
+``--keep``, ``bench_inspector``, recreated and kept for ``--reuse``) through
 pgcheckpoint's own writes: ``--threads`` threads of one checkpoint each (saved
 with ``batch_save_checkpoints``, 1,000 threads per transaction) and one thread of
 ``--checkpoints`` checkpoints (``put`` after ``put``, a chain), on a connection
@@ -30,7 +31,14 @@ import psycopg
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
-from bench.db import bulk_connection, default_dsn, recreate_databases, settle, with_dbname
+from bench.db import (
+    bulk_connection,
+    default_dsn,
+    recreate_databases,
+    scratch_databases,
+    settle,
+    with_dbname,
+)
 from pgcheckpoint import PostgresSaver
 
 DATABASE = "bench_inspector"
@@ -132,7 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
-        "--reuse", action="store_true", help="measure the database a previous run filled"
+        "--reuse",
+        action="store_true",
+        help="measure the database (bench_inspector) a previous --keep run filled",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="fill bench_inspector (a fixed name, dropped and recreated) and keep it for --reuse",
     )
     parser.add_argument(
         "--no-index",
@@ -142,15 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     admin = args.dsn or default_dsn()
     if args.reuse:
-        dsn = with_dbname(admin, DATABASE)
-        fill: dict[str, float] = {}
-    else:
+        return _report(args, with_dbname(admin, DATABASE), {})
+    if args.keep:
         dsn = recreate_databases(admin, [DATABASE])[DATABASE]
-        fill = populate(dsn, args.threads, args.checkpoints)
-        print(
-            f"populated {args.threads:,} threads + one of {args.checkpoints:,} checkpoints "
-            f"in {fill['total_s']:.0f} s"
-        )
+        return _report(args, dsn, _fill(args, dsn))
+    with scratch_databases(admin, [DATABASE]) as dsns:
+        dsn = dsns[DATABASE]
+        return _report(args, dsn, _fill(args, dsn))
+
+
+def _fill(args: argparse.Namespace, dsn: str) -> dict[str, float]:
+    fill = populate(dsn, args.threads, args.checkpoints)
+    print(
+        f"populated {args.threads:,} threads + one of {args.checkpoints:,} checkpoints "
+        f"in {fill['total_s']:.0f} s"
+    )
+    return fill
+
+
+def _report(args: argparse.Namespace, dsn: str, fill: dict[str, float]) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         if args.no_index:
             conn.execute("DROP INDEX IF EXISTS threads_updated_idx")

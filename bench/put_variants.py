@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg
 
-from bench.db import default_dsn, recreate_databases
+from bench.db import default_dsn, scratch_databases
 from bench.savers import our_classes
 from bench.states import PUT_PROFILES, ThreadBuilder
 from pgcheckpoint._queries import Queries
@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1200)
     parser.add_argument("--sync-off", action="store_true")
     args = parser.parse_args(argv)
-    dsn = recreate_databases(args.dsn or default_dsn(), ("anatomy_variants",))["anatomy_variants"]
-    run(dsn, args.calls, args.sync_off)
+    with scratch_databases(args.dsn or default_dsn(), ("anatomy_variants",)) as dsns:
+        run(dsns["anatomy_variants"], args.calls, args.sync_off)
     return 0
 
 

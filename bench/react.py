@@ -10,8 +10,12 @@ about 450 bytes of pseudo-English (``MESSAGE_BYTES``), the issue's measure.
 * ``swarm.c64``: 64 coroutines, each its own agent on its own thread, over one
   ``AsyncConnectionPool`` of 16 connections per saver; ``InMemorySaver`` runs the
   same agents in the same process as the ceiling LangGraph itself sets. Reported in
-  supersteps per second, with the server's WAL bytes per superstep
-  (``pg_current_wal_lsn()`` read before and after each saver's round).
+  supersteps per second, with the client's CPU per superstep (``process_time``, which
+  a loaded box inflates far less than wall time) and the server's WAL bytes per
+  superstep: the WAL records of the saver's own database and the commit records of
+  their transactions (``pg_walinspect``), so that other clients of a shared server do
+  not count; where the extension cannot be created, the whole server's
+  ``pg_current_wal_lsn()`` difference (``wal_source`` in the JSON says which).
 * ``conv.tN``: one conversation of N turns (several threads of it, so that relation
   sizes, which grow by 8 KB pages, are read over enough supersteps), then a window of
   further turns: bytes stored (``pg_total_relation_size`` over the saver's database)
@@ -41,6 +45,7 @@ import zstandard
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
+from psycopg.conninfo import conninfo_to_dict
 
 from bench.db import table_bytes
 from bench.e2e import ChatState
@@ -53,6 +58,21 @@ AGENTS = 64
 POOL_SIZE = 16
 WAL_SQL = "select pg_current_wal_lsn()::text"
 WAL_DIFF_SQL = "select pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)::bigint"
+# The WAL bytes between two LSNs that belong to one database: records whose blocks
+# are in it, plus the commit (and other block-less) records of the transactions that
+# wrote them. On the shared development box the whole server's LSN difference
+# counted other helpers' test runs too (2026-12-01: 4,765 B/step of the saver's own
+# beside 2,862-9,634 B/step of other databases in the same round); records summed
+# leave out page headers and alignment (about 1 % less than the LSN difference alone).
+WAL_OWN_SQL = """
+with r as (
+    select xid, record_length, block_ref ~ %(blocks)s as own, block_ref is null as bare
+    from pg_get_wal_records_info(%(start)s::pg_lsn, %(stop)s::pg_lsn)
+)
+select coalesce(sum(record_length) filter (
+    where own or (bare and xid <> '0' and xid in (select xid from r where own))), 0)::bigint
+from r
+"""
 
 
 def _seeded(state: ChatState) -> random.Random:
@@ -135,6 +155,40 @@ async def awal_since(conn: psycopg.AsyncConnection[Any], start: str) -> int:
     return int(row[0]) if row else 0
 
 
+async def awal_inspector(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether ``conn``'s database has pg_walinspect (created here if allowed)."""
+    try:
+        await conn.execute("create extension if not exists pg_walinspect")
+    except psycopg.Error:  # not installed on the server, or not allowed
+        return False
+    return True
+
+
+async def adatabase_oid(conn: psycopg.AsyncConnection[Any], dsn: str) -> int:
+    name = conninfo_to_dict(dsn).get("dbname")
+    cur = await conn.execute("select oid::bigint from pg_database where datname = %s", (name,))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def awal_own_since(
+    conn: psycopg.AsyncConnection[Any], start: str, database_oid: int
+) -> int | None:
+    """WAL bytes since ``start`` of the database ``database_oid`` (see WAL_OWN_SQL);
+    None if the server has already recycled the segments (a busy shared server)."""
+    params = {
+        "blocks": f"rel [0-9]+/{database_oid}/",
+        "start": start,
+        "stop": await awal_lsn(conn),
+    }
+    try:
+        cur = await conn.execute(WAL_OWN_SQL, params)
+    except psycopg.Error:
+        return None
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 # --- 64 agents over a pool of 16 ----------------------------------------------------------
 
 
@@ -150,9 +204,13 @@ async def _swarm(ctx: Context) -> Measurement:
     turns: int = ctx.mode.pick(1, 2)
     steps = AGENTS * turns * react_supersteps_per_turn()
     wal: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    sources: set[str] = set()  # where the WAL figures came from
     admin = await psycopg.AsyncConnection.connect(ctx.floor_dsn, autocommit=True)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(admin)
+        inspect = await awal_inspector(admin)
+        oids = {side.name: await adatabase_oid(admin, side.dsn) for side in ctx.sides}
         graphs: dict[str, Any] = {}
         for side in ctx.sides:
             saver = await stack.enter_async_context(side.pooled_async_saver(POOL_SIZE))
@@ -170,11 +228,19 @@ async def _swarm(ctx: Context) -> Measurement:
             async def run(r: int) -> float:
                 threads = [f"swarm-{r}-{a}" for a in range(AGENTS)]
                 lsn = await awal_lsn(admin)
+                cpu_start = time.process_time()
                 start = time.perf_counter()
                 await asyncio.gather(*(agent(graphs[name], t) for t in threads))
                 elapsed = time.perf_counter() - start
+                cpu.setdefault(name, []).append((time.process_time() - cpu_start) * 1e3 / steps)
                 if name != MEMORY:
-                    wal.setdefault(name, []).append(await awal_since(admin, lsn) / steps)
+                    written = await awal_own_since(admin, lsn, oids[name]) if inspect else None
+                    if written is None:
+                        sources.add("pg_current_wal_lsn, server")
+                        written = await awal_since(admin, lsn)
+                    else:
+                        sources.add("pg_walinspect, own database")
+                    wal.setdefault(name, []).append(written / steps)
                 return steps / elapsed
 
             return run
@@ -196,6 +262,9 @@ async def _swarm(ctx: Context) -> Measurement:
         turns_per_agent=turns,
         supersteps_per_round=steps,
         ms_per_step={name: 1e3 / v for name, v in values.items()},
+        cpu_ms_per_step={name: statistics.median(c) for name, c in cpu.items()},
+        cpu_ms_per_step_rounds=cpu,
+        wal_source=" + ".join(sorted(sources)),
         steps_per_s_rounds=figures,
         wal_bytes_per_step={name: statistics.median(w) for name, w in wal.items()},
         wal_bytes_per_step_rounds=wal,

@@ -150,10 +150,13 @@ def print_report(
             console.print(f"{m.key}: " + "; ".join(parts))
         if m.key.startswith("swarm.c"):
             wal = m.extra["wal_bytes_per_step"]
+            cpu = m.extra.get("cpu_ms_per_step", {})
             console.print(
                 f"{m.key}: "
                 + "; ".join(f"{name} {v:,.0f} steps/s" for name, v in m.values.items())
-                + "; server WAL per superstep: "
+                + "; client CPU per superstep: "
+                + ", ".join(f"{name} {v:.2f} ms" for name, v in cpu.items())
+                + f"; server WAL per superstep ({m.extra.get('wal_source', 'server')}): "
                 + ", ".join(f"{name} {v:,.0f} B" for name, v in wal.items())
             )
         if m.key.startswith("conv.t"):

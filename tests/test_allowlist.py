@@ -153,6 +153,34 @@ def test_serializer_refuses_on_write_what_it_refuses_on_read() -> None:
     assert serde.with_msgpack_allowlist([]) is serde
 
 
+@pytest.mark.parametrize(
+    ("pad", "lead"),
+    [(4, 0xD8), (20, 0xC7), (300, 0xC8), (70_000, 0xC9)],
+    ids=["fixext 16", "ext 8", "ext 16", "ext 32"],
+)
+def test_the_write_check_finds_every_extension_form(pad: int, lead: int) -> None:
+    """The check skips bytes without an extension marker; each marker msgpack can write
+    (fixext, ext 8/16/32) is found, at the top and nested in plain containers."""
+    fields = ormsgpack.packb(["os", "system", "x" * pad])
+    packed = ormsgpack.packb(ormsgpack.Ext(jsonplus.EXT_CONSTRUCTOR_SINGLE_ARG, fields))
+    assert packed[0] == lead
+    policy = TypePolicy()
+    assert policy.refused_in(packed) == ["os.system"]
+    nested = ormsgpack.packb({"é": [1, {"k": ormsgpack.Ext(0, fields)}]})
+    assert policy.refused_in(nested) == ["os.system"]
+    assert policy.refused_in(ormsgpack.packb({"é": ["ü", 2**40, -(2**40), 1.5]})) == []
+
+
+def test_the_write_check_refuses_an_ext_placed_in_the_value() -> None:
+    """An ``ormsgpack.Ext`` inside a value is written as it is; reading would refuse
+    it, so writing does."""
+    evil = ormsgpack.Ext(
+        jsonplus.EXT_CONSTRUCTOR_SINGLE_ARG, ormsgpack.packb(["os", "system", "echo"])
+    )
+    with pytest.raises(UnreadableTypeError, match=r"os\.system"):
+        PlainDataSerializer().dumps_typed({"a": [evil]})
+
+
 # --- graphs on a real database -------------------------------------------------
 
 

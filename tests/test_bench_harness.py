@@ -7,13 +7,24 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench/
 
-from bench.react import react_supersteps_per_turn, wal_lsn, wal_since
+import asyncio
+
+from bench.react import (
+    adatabase_oid,
+    awal_inspector,
+    awal_lsn,
+    awal_own_since,
+    react_supersteps_per_turn,
+    wal_lsn,
+    wal_since,
+)
 from bench.report import floor_multiples
 from bench.runner import Measurement
 from bench.savers import OFFICIAL, OURS
@@ -88,6 +99,31 @@ def test_wal_position_moves_with_a_write(empty_db_url: str) -> None:
         assert wal_since(conn, start) >= 10_000
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
             wal_since(conn, "not an lsn")
+
+
+def test_own_wal_counts_one_database_only(make_db_url: Any) -> None:
+    mine, other = make_db_url(False), make_db_url(False)
+
+    async def measure() -> tuple[int | None, int | None, int]:
+        async with await psycopg.AsyncConnection.connect(mine, autocommit=True) as conn:
+            if not await awal_inspector(conn):
+                pytest.skip("pg_walinspect is not installed on this server")
+            oid = await adatabase_oid(conn, mine)
+            await conn.execute("create table wal_probe (payload bytea)")
+            async with await psycopg.AsyncConnection.connect(other, autocommit=True) as o:
+                await o.execute("create table wal_elsewhere (payload bytea)")
+                start = await awal_lsn(conn)
+                await o.execute("insert into wal_elsewhere values (%s)", (os.urandom(50_000),))
+                await conn.execute("insert into wal_probe values (%s)", (os.urandom(10_000),))
+                own = await awal_own_since(conn, start, oid)
+                # The first WAL segment of the server is long gone: no figure, no error.
+                gone = await awal_own_since(conn, "0/10", oid)
+                return own, gone, oid
+
+    own, gone, oid = asyncio.run(measure())
+    assert oid > 0
+    assert own is not None and 10_000 <= own < 50_000
+    assert gone is None
 
 
 def test_contenders_take_every_position_in_turn() -> None:

@@ -72,14 +72,16 @@ def citus_layout(url: str) -> dict[str, tuple[str, str, int]]:
     return {str(t): (str(k), str(c), int(g)) for t, k, c, g in rows}
 
 
-def routed_functions(url: str) -> dict[str, int | None]:
+def routed_functions(url: str) -> dict[str, tuple[int | None, bool]]:
+    """Per function of ours: (distribution argument index, force_delegation)."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT p.proname::text, o.distribution_argument_index FROM pg_dist_object o "
+            "SELECT p.proname::text, o.distribution_argument_index, "
+            "coalesce(o.force_delegation, false) FROM pg_dist_object o "
             "JOIN pg_proc p ON o.classid = 'pg_proc'::regclass AND p.oid = o.objid "
             "WHERE p.proname LIKE 'pgcheckpoint%'"
         ).fetchall()
-    return {str(n): i for n, i in rows}
+    return {str(n): (i, bool(f)) for n, i, f in rows}
 
 
 # --- a real graph, run before the tables are distributed --------------------------
@@ -125,7 +127,10 @@ def test_setup_distributes_every_table_in_one_colocation_group(citus_url: str) -
         assert len({layout[t][2] for t in TABLES}) == 1, layout
         assert layout["pgcheckpoint_migrations"][0] == "reference"
         functions = routed_functions(citus_url)
-        assert functions["pgcheckpoint_fork_guard"] == 0, functions
+        assert functions["pgcheckpoint_fork_guard"] == (0, False), functions
+        for name in ("pgcheckpoint_prune_thread", "pgcheckpoint_delete_checkpoint",
+                     "pgcheckpoint_lock_thread", "pgcheckpoint_put"):  # fmt: skip
+            assert functions[name] == (0, True), functions
         before = (layout, functions)
         saver.setup()  # a no-op: nothing re-distributed, no new colocation group
         saver.setup(distributed=True)
@@ -459,34 +464,6 @@ OPERATIONS: dict[str, Callable[[PostgresSaver, list[str]], Any]] = {
 # Operations not yet answered by one shard, with what Citus 13.2 says. Strict
 # xfails: an entry must go once its statements are fixed (docs/scaling.md).
 NOT_ROUTED_YET: dict[str, str] = {
-    "put": (
-        "runs (conformance 81/81), not routed: its data-modifying CTEs become subplans "
-        "(EXPLAIN: 0A000 could not create distributed plan; execution: the thread upsert "
-        "routed, the chunk/blob/checkpoint INSERT ... SELECT FROM t/unnest pulled to the "
-        "coordinator). Routes whole as one function distributed by thread id"
-    ),
-    "rollback": (
-        "lock_threads is pgcheckpoint_lock_threads(text[]) (runs on the coordinator) and the "
-        "new head is written with put_checkpoint (see put); under this test's EXPLAINing "
-        "cursor the put then fails in pgcheckpoint_put_guard: XX000 cannot execute a "
-        "distributed query from a query on a shard (tests/test_threads.py's rollback passes "
-        "on the cluster)"
-    ),
-    "put_writes": (
-        "INSERT ... SELECT FROM unnest(...): `INSERT/SELECT method: pull to coordinator` "
-        "(right rows, two hops); multi-row VALUES or a function distributed by thread id routes"
-    ),
-    "put_writes_special": "same statement shape as put_writes (upsert variant)",
-    "prune": (
-        "runs (conformance 8/8), not one task: pgcheckpoint_lock_threads, pgcheckpoint_trim "
-        "and pgcheckpoint_gc take a thread list, so they run on the coordinator (each "
-        "statement of lock_threads and trim is routed: one thread, thread_id = v_thread, "
-        "migration 0008; gc's DELETEs go to every shard of the list)"
-    ),
-    "delete_checkpoint": (
-        "gc is `SELECT pgcheckpoint_gc(text[])`: a function of a thread list, so it runs on the "
-        "coordinator and sends its DELETEs to the shards (correct, not one task)"
-    ),
     "copy_thread": (
         "two threads: source and target hash to different shards; runs (EXPLAIN: could not "
         "create distributed plan; execution: INSERT ... SELECT through the coordinator)"

@@ -103,3 +103,15 @@ def test_printed_citus_steps_quote_the_schema_and_need_print_sql(empty_db_url: s
     assert alone.returncode == 2 and "--distributed goes with --print-sql" in alone.stderr
     with PostgresSaver.from_conn_string(empty_db_url) as saver:
         assert saver.migration_status() == {}
+
+
+def test_list_asks_for_citus_once_until_setup(saver: PostgresSaver) -> None:
+    """list(None) keeps the answer of its citus check on the saver; setup(), which
+    may distribute the schema, makes the next list(None) ask again."""
+    assert saver.has_citus is None
+    assert list(saver.list(None)) == []
+    assert saver.has_citus is False  # plain PostgreSQL: kept, not asked again
+    saver.setup()
+    assert saver.has_citus is None
+    assert list(saver.list(None)) == []
+    assert saver.has_citus is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import zstandard
 
 from pgcheckpoint import CompressionPolicy, InvalidInputError, PostgresSaver
 from pgcheckpoint.maintenance import vacuum_statements
@@ -52,7 +53,7 @@ def test_vacuum_statements_quote_the_schema() -> None:
 
 
 def _stored_types(url: str, skeletons: bool = True) -> set[str]:
-    # Checkpoint skeletons have their own, lower threshold (codec.Codec.pack).
+    # Rows written before issue 16 compressed checkpoint skeletons from 128 bytes.
     query = "SELECT type FROM blobs UNION SELECT type FROM writes"
     if skeletons:
         query += " UNION SELECT type FROM checkpoints"
@@ -91,3 +92,35 @@ def test_threshold_and_level(db_url: str, policy: CompressionPolicy, compressed:
         assert any(t.endswith("+zstd") for t in types) is compressed
         state: Any = graph(saver).get_state(cfg("t")).values
         assert state["msgs"][1] == "m" * 400
+
+
+def test_checkpoints_stored_compressed_the_old_way_read_back(db_url: str) -> None:
+    """Checkpoint skeletons are no longer compressed below the policy's threshold
+    (issue 16); rows written the old way (``msgpack+zstd`` from 128 bytes) still read,
+    through get_tuple and list, and the graph resumes from them."""
+    with PostgresSaver.from_conn_string(db_url) as saver:
+        run(saver, "old", 2)
+        assert {r[0] for r in sql(db_url, "SELECT type FROM checkpoints")} == {"msgpack"}
+        listed = [(t.checkpoint, t.metadata, t.pending_writes) for t in saver.list(cfg("old"))]
+        head = saver.get_tuple(cfg("old"))
+        assert head is not None
+        squeeze = zstandard.ZstdCompressor(level=3, write_checksum=True)
+        for thread, ns, cid, data in sql(
+            db_url, "SELECT thread_id, checkpoint_ns, checkpoint_id, checkpoint FROM checkpoints"
+        ):
+            sql(
+                db_url,
+                "UPDATE checkpoints SET type = 'msgpack+zstd', checkpoint = %s "
+                "WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s",
+                (squeeze.compress(bytes(data)), thread, ns, cid),
+            )
+        assert {r[0] for r in sql(db_url, "SELECT type FROM checkpoints")} == {"msgpack+zstd"}
+        assert [
+            (t.checkpoint, t.metadata, t.pending_writes) for t in saver.list(cfg("old"))
+        ] == listed
+        again = saver.get_tuple(cfg("old"))
+        assert again is not None and again.checkpoint == head.checkpoint
+        assert len(graph(saver).invoke({"msgs": ["more"]}, cfg("old"))["msgs"]) == 9
+        assert {r[0] for r in sql(db_url, "SELECT type FROM checkpoints")} == {
+            "msgpack", "msgpack+zstd"
+        }

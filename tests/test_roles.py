@@ -376,3 +376,19 @@ def test_bad_role_names_are_refused(kw: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         RoleNames.from_prefix("app", **kw)
     assert issubclass(ConfigurationError, PgCheckpointError)
+
+
+def test_role_statements_are_named_blocks_of_roles_sql() -> None:
+    """roles.py writes no SQL of its own: every statement it runs or prints is a
+    named block of sql/queries/roles.sql, composed with psycopg.sql."""
+    import inspect
+    import re
+
+    from pgcheckpoint import roles
+
+    source = inspect.getsource(roles)
+    inline = re.findall(r"[\"'](?:GRANT|REVOKE|ALTER|CREATE|SELECT) [^\"']*", source)
+    assert inline == []
+    state = roles.DatabaseState("db", "admin", False, frozenset(), None, {}, {}, False)
+    script = render(plan_statements(ODD, RoleNames.from_prefix(), state), None)
+    assert 'GRANT USAGE ON SCHEMA "My ""Odd"" Schema" TO "pgcheckpoint_runtime";' in script

@@ -263,3 +263,34 @@ def test_the_release_before_function_files_carries_on(
     assert report.ok
     assert _gc_body(db_url) == before
 
+
+
+def test_a_function_older_than_its_file_is_reported_until_setup(db_url: str) -> None:
+    """A database whose pgcheckpoint_gc records an older revision than this
+    release's file (a release upgraded without setup()): health_check warns and
+    names it, `migrate status` shows it, and setup() brings it current."""
+    with PostgresSaver.from_conn_string(db_url) as saver:
+        saver.setup()
+        assert saver.health_check().stale_functions == ()
+        assert not [f for f in saver.function_report() if f.stale]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "COMMENT ON FUNCTION pgcheckpoint_gc(text[]) IS "
+                f"'pgcheckpoint revision 0 sha256 {'0' * 64}'"
+            )
+        report = saver.health_check()
+        assert report.ok  # the old definition keeps working meanwhile
+        assert report.stale_functions == ("pgcheckpoint_gc",)
+        gc = next(r for r in rt.all_routines() if r.name == "pgcheckpoint_gc")
+        older = f"pgcheckpoint_gc is at revision 0, older than this release's {gc.revision}"
+        assert any(older in w for w in report.warnings)
+        states = {f.name: f for f in saver.function_report()}
+        assert states["pgcheckpoint_gc"].state == "older"
+        assert states["pgcheckpoint_gc"].recorded == 0
+        assert all(f.state == "current" for n, f in states.items() if n != "pgcheckpoint_gc")
+        status = _cli(db_url, "migrate", "status")
+        assert status.returncode == 0, status.stderr
+        assert older in " ".join(status.stdout.split())
+        saver.setup()
+        assert saver.health_check().stale_functions == ()
+    assert "all at this release's revision" in _cli(db_url, "migrate", "status").stdout

@@ -56,6 +56,7 @@ NAMES = {
     "async_pool_kwargs": "pool_kwargs",
     # _acompat
     "ALock": "Lock",
+    "AGate": "Gate",
     "asleep": "sleep",
     "arun_blocking": "run_blocking",
     # runners and savers

@@ -18,6 +18,7 @@ again, mypy checks them through the ``ParamSpec``, and ``inspect.signature`` and
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -99,8 +100,8 @@ def _on_loop(
     name = declared.__name__
 
     def bridge(self: LoopBridges, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        coro: Awaitable[T] = getattr(self, name)(*args, **kwargs)
-        return self._bridge(coro)
+        method: Callable[P, Awaitable[T]] = getattr(self, name)
+        return self._bridge(functools.partial(method, *args, **kwargs))
 
     _named(bridge, name[1:], f":meth:`{name}`, run on the saver's event loop.", declared)
     return bridge
@@ -117,7 +118,7 @@ def _pages_on_loop(
     ) -> Iterator[CheckpointTuple]:
         lister = _listing(self, signature, args, kwargs)
         while (plan := lister.next_plan()) is not None:
-            yield from self._bridge(self.runner.run(plan))
+            yield from self._bridge(functools.partial(self.runner.run, plan))
 
     doc = f":meth:`{declared.__name__}`, a page at a time on the saver's event loop."
     _named(bridge, declared.__name__[1:], doc, declared)
@@ -131,15 +132,7 @@ class ThreadBridges(SaverCore):
 
     runner: SyncRunner
 
-    aget_tuple = _on_thread(_Contract.get_tuple)
     alist = _pages_on_thread(_Contract.list)
-    aput = _on_thread(_Contract.put)
-    aput_writes = _on_thread(_Contract.put_writes)
-    adelete_thread = _on_thread(_Contract.delete_thread)
-    adelete_for_runs = _on_thread(_Contract.delete_for_runs)
-    acopy_thread = _on_thread(_Contract.copy_thread)
-    aprune = _on_thread(_Contract.prune)
-    aget_delta_channel_history = _on_thread(_Contract.get_delta_channel_history)
 
 
 class LoopBridges(SaverCore):
@@ -156,7 +149,10 @@ class LoopBridges(SaverCore):
         except RuntimeError:
             self.loop = None
 
-    def _bridge(self, coro: Awaitable[T]) -> T:
+    def _bridge(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call()``'s coroutine on the saver's loop and wait for its result.
+        The coroutine is made only once the call is known to be possible, so a
+        refused call leaves none behind never awaited (a RuntimeWarning)."""
         loop = self.loop
         if loop is None or loop.is_closed():
             raise ConfigurationError(
@@ -173,16 +169,22 @@ class LoopBridges(SaverCore):
             pass
 
         async def wrap() -> T:
-            return await coro
+            return await call()
 
         return asyncio.run_coroutine_threadsafe(wrap(), loop).result()
 
-    get_tuple = _on_loop(_Contract.aget_tuple)
     list = _pages_on_loop(_Contract.alist)
-    put = _on_loop(_Contract.aput)
-    put_writes = _on_loop(_Contract.aput_writes)
-    delete_thread = _on_loop(_Contract.adelete_thread)
-    delete_for_runs = _on_loop(_Contract.adelete_for_runs)
-    copy_thread = _on_loop(_Contract.acopy_thread)
-    prune = _on_loop(_Contract.aprune)
-    get_delta_channel_history = _on_loop(_Contract.aget_delta_channel_history)
+
+
+# LangGraph's contract methods besides list, by their sync name: each is bridged
+# both ways here, so one added to the contract is one name added to this tuple
+# (BaseCheckpointSaver declares their types for mypy; _named checks each
+# bridge's parameters against the declaration when the module is imported).
+CONTRACT = (
+    "get_tuple", "put", "put_writes", "delete_thread", "delete_for_runs", "copy_thread",
+    "prune", "get_delta_channel_history",
+)
+for _name in CONTRACT:
+    setattr(ThreadBridges, f"a{_name}", _on_thread(getattr(_Contract, _name)))
+    setattr(LoopBridges, _name, _on_loop(getattr(_Contract, f"a{_name}")))
+del _name

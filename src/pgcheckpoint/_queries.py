@@ -2,11 +2,15 @@
 
 ``sql/queries/`` is the one home of every statement pgcheckpoint runs, one
 file per owner (``put``, ``read``, ``delete``, ``threads``, ``transfer``,
-``retention``, ``maintenance``, ``migrations``, ``distribution``, and the
-``official`` importer's source tables). A block starts with a
+``retention``, ``maintenance``, ``migrations``, ``distribution``, ``roles``,
+and the ``official`` importer's source tables). A block starts with a
 ``-- name: NAME`` line and runs to the next one; names are unique across the
-files. Blocks named ``where_*``, ``put_chunks`` and ``put_blobs`` are
-fragments that ``read_checkpoints`` and ``put_checkpoint`` are assembled from.
+files. Blocks named ``where_*``, ``put_chunks``, ``put_blobs`` and
+``put_writes_row`` are fragments that ``read_checkpoints``, ``put_checkpoint``
+and ``put_writes_*`` are assembled from.
+A block named ``part_*`` is text several statements share: each ``{part_*}``
+in another block is replaced by it when the files are read, and it is not a
+statement of its own.
 
 :class:`Queries` binds the statements to one PostgreSQL schema: ``{schema}``
 is replaced by the schema name quoted with :class:`psycopg.sql.Identifier`.
@@ -63,6 +67,13 @@ def _raw_statements() -> dict[str, str]:
                 raise ValueError(f"statement {name!r} is named twice in sql/queries/")
             lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
             statements[name] = "\n".join(lines).strip().rstrip(";")
+    shared = {name: statements.pop(name) for name in list(statements) if name.startswith("part_")}
+    for name, text in statements.items():
+        for part, part_text in shared.items():
+            text = text.replace(f"{{{part}}}", part_text)
+        if "{part_" in text:
+            raise ValueError(f"statement {name!r} names a part that sql/queries/ lacks")
+        statements[name] = text
     return statements
 
 
@@ -90,11 +101,16 @@ def statement(name: str, schema: str) -> str:
     return _raw_statements()[name].replace("{schema}", quote_schema(schema))
 
 
-def compose(name: str, schema: str, **parts: sql.Composable) -> str:
+def composed(name: str, schema: str, **parts: sql.Composable) -> sql.Composed:
     """A named statement whose other placeholders (``{table}``, ``{comment}``...) are
     psycopg.sql objects (``Identifier``, ``Literal``)."""
     template = sql.SQL(_raw_statements()[name])
-    return template.format(schema=sql.Identifier(check_schema(schema)), **parts).as_string(None)
+    return template.format(schema=sql.Identifier(check_schema(schema)), **parts)
+
+
+def compose(name: str, schema: str, **parts: sql.Composable) -> str:
+    """:func:`composed` as text."""
+    return composed(name, schema, **parts).as_string(None)
 
 
 def with_literals(name: str, schema: str, params: dict[str, object]) -> str:
@@ -116,6 +132,7 @@ class Queries:
             name: text.replace("{schema}", quoted) for name, text in _raw_statements().items()
         }
         self._read_cache: dict[tuple[str, ...], str] = {}
+        self._writes: dict[tuple[bool, int], str] = {}
         self._puts = {name: self._parts(name) for name in ("put_checkpoint", "put_head")}
         # The whole statements, for callers whose rows may hold anything (batches, imports).
         self._sql["put_checkpoint"] = self._puts["put_checkpoint"][(True, True)]
@@ -130,6 +147,20 @@ class Queries:
             for chunks in (False, True)
             for blobs in (False, True)
         }
+
+    def put_writes(self, *, upsert: bool, rows: int) -> str:
+        """``put_writes_insert`` / ``_upsert`` with ``rows`` VALUES rows (1 to
+        PUT_WRITES_ROWS); the parameters of row ``n`` are ``idx<n>``, ``channel<n>``,
+        ``type<n>`` and ``value<n>`` (put_writes_params)."""
+        key = (upsert, rows)
+        text = self._writes.get(key)
+        if text is None:
+            row = self._sql["put_writes_row"]
+            values = ",\n".join(row.replace("{n}", str(n)) for n in range(rows))
+            name = "put_writes_upsert" if upsert else "put_writes_insert"
+            text = self._sql[name].replace("{rows}", values)
+            self._writes[key] = text
+        return text
 
     def put_checkpoint(self, *, chunks: bool, blobs: bool) -> str:
         """``put_checkpoint`` with only the CTEs a put needs: the chunks one when it

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ._acompat import Lock, sleep
+from ._acompat import Gate, Lock, sleep
 from ._connections import ConnectFailed, SyncSource, breaks_connection, direct_args, first_wait
 from ._plans import Plan, Query, QueryMany
 from ._runner_base import DirectSlots, OperationStats, RunnerBase, pipelined_on
@@ -27,6 +27,11 @@ from .errors import ConfigurationError
 from .retry import Backoff, RetryPolicy
 
 T = TypeVar("T")
+
+# The least a caller waits for the pool after its time ran out in the gate: the
+# pool answers at once with a connection that is ready, else with PoolTimeout
+# (psycopg_pool refuses a wait of 0 or less without looking).
+GATE_MIN_WAIT = 0.001
 
 
 class SyncRunner(RunnerBase):
@@ -44,6 +49,7 @@ class SyncRunner(RunnerBase):
         self.source = source
         self._init_target(source)
         self._lock = Lock()  # a single connection runs one statement at a time
+        self._gate = Gate()  # callers queue here before the pool (see _acompat.Gate)
         size = source.max_size if isinstance(source, ConnectionPool) else 1
         self._direct = DirectSlots(size)  # plain connections open while the pool recovers
         self._writers: dict[int, psycopg.Cursor[Any]] = {}  # see _WRITE_CURSORS
@@ -74,31 +80,41 @@ class SyncRunner(RunnerBase):
                 yield pool
             return
         probing = recovering or not self._reached
+        gated = False
+        if not probing:  # probing attempts skip the gate: they must learn the server's state soon
+            entered = time.monotonic()
+            gated = self._gate.enter(pool.max_size, timeout)
+            if timeout is not None:  # the gate's wait counts against the pool's timeout
+                timeout = max(timeout - (time.monotonic() - entered), GATE_MIN_WAIT)
         try:
-            conn = pool.getconn(first_wait(timeout) if probing else timeout)
-        except PoolTimeout:
-            direct = self._probe(pool, timeout, stand_in=probing)
-            if direct is None:
-                if not probing:
-                    raise  # the server answers: the pool is busy
-                conn = pool.getconn(timeout)
-            else:
-                try:
-                    with direct:
-                        yield direct
-                finally:
-                    self._direct.give()
-                return
-        self._reached = True
-        try:
-            yield conn
-        except BaseException as exc:
-            # Closed here, the pool discards it instead of reusing it.
-            if breaks_connection(exc) and not conn.closed:
-                conn.close()
-            raise
+            try:
+                conn = pool.getconn(first_wait(timeout) if probing else timeout)
+            except PoolTimeout:
+                direct = self._probe(pool, timeout, stand_in=probing)
+                if direct is None:
+                    if not probing:
+                        raise  # the server answers: the pool is busy
+                    conn = pool.getconn(timeout)
+                else:
+                    try:
+                        with direct:
+                            yield direct
+                    finally:
+                        self._direct.give()
+                    return
+            self._reached = True
+            try:
+                yield conn
+            except BaseException as exc:
+                # Closed here, the pool discards it instead of reusing it.
+                if breaks_connection(exc) and not conn.closed:
+                    conn.close()
+                raise
+            finally:
+                pool.putconn(conn)
         finally:
-            pool.putconn(conn)
+            if gated:
+                self._gate.leave()
 
     def _probe(
         self, pool: ConnectionPool[Any], timeout: float | None, stand_in: bool

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ._acompat import ALock, asleep
+from ._acompat import AGate, ALock, asleep
 from ._connections import (
     AsyncSource,
     ConnectFailed,
@@ -33,6 +33,11 @@ from .errors import ConfigurationError
 from .retry import Backoff, RetryPolicy
 
 T = TypeVar("T")
+
+# The least a caller waits for the pool after its time ran out in the gate: the
+# pool answers at once with a connection that is ready, else with PoolTimeout
+# (psycopg_pool refuses a wait of 0 or less without looking).
+GATE_MIN_WAIT = 0.001
 
 
 class AsyncRunner(RunnerBase):
@@ -50,6 +55,7 @@ class AsyncRunner(RunnerBase):
         self.source = source
         self._init_target(source)
         self._lock = ALock()  # a single connection runs one statement at a time
+        self._gate = AGate()  # callers queue here before the pool (see _acompat.AGate)
         size = source.max_size if isinstance(source, AsyncConnectionPool) else 1
         self._direct = DirectSlots(size)  # plain connections open while the pool recovers
         self._writers: dict[int, psycopg.AsyncCursor[Any]] = {}  # see _WRITE_CURSORS
@@ -80,31 +86,41 @@ class AsyncRunner(RunnerBase):
                 yield pool
             return
         probing = recovering or not self._reached
+        gated = False
+        if not probing:  # probing attempts skip the gate: they must learn the server's state soon
+            entered = time.monotonic()
+            gated = await self._gate.enter(pool.max_size, timeout)
+            if timeout is not None:  # the gate's wait counts against the pool's timeout
+                timeout = max(timeout - (time.monotonic() - entered), GATE_MIN_WAIT)
         try:
-            conn = await pool.getconn(first_wait(timeout) if probing else timeout)
-        except PoolTimeout:
-            direct = await self._probe(pool, timeout, stand_in=probing)
-            if direct is None:
-                if not probing:
-                    raise  # the server answers: the pool is busy
-                conn = await pool.getconn(timeout)
-            else:
-                try:
-                    async with direct:
-                        yield direct
-                finally:
-                    self._direct.give()
-                return
-        self._reached = True
-        try:
-            yield conn
-        except BaseException as exc:
-            # Closed here, the pool discards it instead of reusing it.
-            if breaks_connection(exc) and not conn.closed:
-                await conn.close()
-            raise
+            try:
+                conn = await pool.getconn(first_wait(timeout) if probing else timeout)
+            except PoolTimeout:
+                direct = await self._probe(pool, timeout, stand_in=probing)
+                if direct is None:
+                    if not probing:
+                        raise  # the server answers: the pool is busy
+                    conn = await pool.getconn(timeout)
+                else:
+                    try:
+                        async with direct:
+                            yield direct
+                    finally:
+                        self._direct.give()
+                    return
+            self._reached = True
+            try:
+                yield conn
+            except BaseException as exc:
+                # Closed here, the pool discards it instead of reusing it.
+                if breaks_connection(exc) and not conn.closed:
+                    await conn.close()
+                raise
+            finally:
+                await pool.putconn(conn)
         finally:
-            await pool.putconn(conn)
+            if gated:
+                self._gate.leave()
 
     async def _probe(
         self, pool: AsyncConnectionPool[Any], timeout: float | None, stand_in: bool

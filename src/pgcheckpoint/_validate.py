@@ -44,52 +44,87 @@ def check_text(text: str, what: str) -> None:
         raise InvalidInputError(
             f"{what} contains a NUL byte (\\x00), which PostgreSQL cannot store"
         )
-    if has_surrogate(text):
+    # ASCII text (every id LangGraph makes) cannot hold a surrogate: skip the encode.
+    if not text.isascii() and has_surrogate(text):
         raise InvalidInputError(
             f"{what} contains a lone surrogate code point, which is not valid UTF-8"
         )
+
+
+def _path(node: tuple[Any, ...] | None, base: str) -> str:
+    """The path of an item of :func:`check_json`'s walk, from its (parent, key) chain:
+    built only for an error message."""
+    parts: list[str] = []
+    while node is not None:
+        node, key = node
+        parts.append(f"[{key}]" if type(key) is int else f".{key}")
+    return base + "".join(reversed(parts))
 
 
 def check_json(value: Any, path: str = "") -> None:
     """Refuse what JSON (and jsonb) cannot hold, naming where it is in ``value``.
 
     Messages read ``metadata <path>``: ``path`` is "" for a checkpoint's metadata
-    and ``"filter"`` for a filter.
+    and ``"filter"`` for a filter. Each item carries its (parent, key) link, and the
+    path text is made only for the message: building it for every item was most of
+    the walk's cost (2026-12-01, the bench's put metadata).
     """
-    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    stack: list[tuple[Any, tuple[Any, ...] | None, int]] = [(value, None, 0)]
     while stack:
-        item, at, depth = stack.pop()
-        where = f"metadata {at}"
-        if isinstance(item, str):
-            check_text(item, where)
+        item, node, depth = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item or (not item.isascii() and has_surrogate(item)):
+                check_text(item, f"metadata {_path(node, path)}")
+        elif kind is int or kind is bool or item is None:
+            continue
+        elif kind is float:
+            if not math.isfinite(item):
+                raise InvalidInputError(
+                    f"metadata {_path(node, path)} is {item}, which JSON cannot hold"
+                )
+        elif isinstance(item, str):
+            check_text(item, f"metadata {_path(node, path)}")
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise InvalidInputError(f"{where} is {item}, which JSON cannot hold")
-        elif isinstance(item, Mapping | list | tuple):
+                raise InvalidInputError(
+                    f"metadata {_path(node, path)} is {item}, which JSON cannot hold"
+                )
+        elif (
+            kind is dict or kind is list or kind is tuple
+            or isinstance(item, Mapping | list | tuple)
+        ):
             if depth >= MAX_JSON_DEPTH:
                 raise InvalidInputError(
-                    f"{where} is nested more than {MAX_JSON_DEPTH} levels deep "
-                    "(the limit for metadata and filters)"
+                    f"metadata {_path(node, path)} is nested more than {MAX_JSON_DEPTH} "
+                    "levels deep (the limit for metadata and filters)"
                 )
-            if isinstance(item, Mapping):
+            if kind is dict or (kind is not list and kind is not tuple and isinstance(
+                item, Mapping
+            )):
                 for k, v in item.items():
-                    if not isinstance(k, str):
-                        raise InvalidInputError(f"{where} has a non-string key {k!r}")
-                    if "\x00" in k:
-                        raise InvalidInputError(f"{where} has a key with a NUL byte")
-                    if has_surrogate(k):
-                        raise InvalidInputError(
-                            f"{where} has a key with a lone surrogate, which is not valid UTF-8"
-                        )
-                    stack.append((v, f"{at}.{k}", depth + 1))
+                    if type(k) is not str or "\x00" in k or not k.isascii():
+                        _check_key(k, f"metadata {_path(node, path)}")
+                    stack.append((v, (node, k), depth + 1))
             else:
                 for i, v in enumerate(item):
-                    stack.append((v, f"{at}[{i}]", depth + 1))
-        elif not isinstance(item, bool | int) and item is not None:
+                    stack.append((v, (node, i), depth + 1))
+        elif not isinstance(item, bool | int):
             raise InvalidInputError(
-                f"{where} is a {type(item).__name__}, which is not JSON; "
+                f"metadata {_path(node, path)} is a {type(item).__name__}, which is not JSON; "
                 "metadata must be JSON (str, number, bool, None, list, dict)"
             )
+
+
+def _check_key(k: Any, where: str) -> None:
+    if not isinstance(k, str):
+        raise InvalidInputError(f"{where} has a non-string key {k!r}")
+    if "\x00" in k:
+        raise InvalidInputError(f"{where} has a key with a NUL byte")
+    if has_surrogate(k):
+        raise InvalidInputError(
+            f"{where} has a key with a lone surrogate, which is not valid UTF-8"
+        )
 
 
 _LEAVES = frozenset({bytes, bytearray, memoryview, int, float, bool, type(None)})
@@ -156,7 +191,7 @@ def find_surrogate(value: Any) -> bool:
 
 def text_id(value: Any, what: str, *, allow_empty: bool = False) -> str:
     """A thread id, namespace or checkpoint id as stored: ``str``, ``int`` or ``UUID``."""
-    if isinstance(value, str):
+    if type(value) is str or isinstance(value, str):
         text = value
     elif (isinstance(value, int) and not isinstance(value, bool)) or type(
         value
@@ -183,10 +218,11 @@ class Target:
 
 def target(config: RunnableConfig | None) -> Target:
     """Validate a RunnableConfig and read its thread_id / checkpoint_ns / checkpoint_id."""
-    if not isinstance(config, Mapping):
+    # type() first: an isinstance against the Mapping ABC costs more than the rest.
+    if type(config) is not dict and not isinstance(config, Mapping):
         raise InvalidInputError(f"config must be a dict, got {type(config).__name__}")
     conf = config.get("configurable")
-    if not isinstance(conf, Mapping):
+    if type(conf) is not dict and not isinstance(conf, Mapping):
         raise InvalidInputError(
             'config has no "configurable" dict; expected {"configurable": {"thread_id": ...}}'
         )

@@ -23,8 +23,9 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from . import chunking, encryption
-from .errors import DeserializationError, PgCheckpointError
+from . import encryption
+from ._strict import loading
+from .errors import DeserializationError, IntegrityError, PgCheckpointError
 
 if TYPE_CHECKING:
     from .codec import Codec
@@ -90,6 +91,9 @@ def decode_row(codec: Codec, row: Sequence[Any]) -> CheckpointTuple:
 
 def _decode_row(codec: Codec, row: CheckpointRow) -> CheckpointTuple:
     thread_id, ns, cid = row.thread_id, row.checkpoint_ns, row.checkpoint_id
+    # Associated data binds sealed values to their row (encryption.py); without a
+    # keyring nothing is opened, so the per-value partials are not built.
+    sealed = codec.encryption is not None
     blobs: dict[tuple[str, str], tuple[str, bytes | None, bytes | None]] = {}
     if row.blob_channels:
         for b_channel, b_version, btype, value, refs in zip(
@@ -97,16 +101,19 @@ def _decode_row(codec: Codec, row: CheckpointRow) -> CheckpointTuple:
             row.blob_values or (), row.blob_refs or (), strict=True,
         ):
             blobs[(b_channel, b_version)] = (btype, value, refs)
-    chunks = {
-        bytes(h): (flag, bytes(d))
-        for h, flag, d in zip(
-            row.chunk_hashes or (), row.chunk_flags or (), row.chunk_data or (), strict=True
-        )
-    }
+    chunks: Mapping[bytes, tuple[bool, bytes]] = _NO_CHUNKS
+    if row.chunk_hashes or row.chunk_flags or row.chunk_data:
+        chunks = {
+            bytes(h): (flag, bytes(d))
+            for h, flag, d in zip(
+                row.chunk_hashes or (), row.chunk_flags or (), row.chunk_data or (), strict=True
+            )
+        }
     metadata = codec.read_metadata(row.metadata, thread_id, ns, cid, row.parent_checkpoint_id)
     skeleton = codec.open_value(
         row.type, row.checkpoint,
-        partial(encryption.checkpoint_aad, thread_id, ns, cid, row.channels, row.versions),
+        partial(encryption.checkpoint_aad, thread_id, ns, cid, row.channels, row.versions)
+        if sealed else _unsealed,
         f"checkpoint {cid}",
     )
     if not isinstance(skeleton, dict):
@@ -123,7 +130,10 @@ def _decode_row(codec: Codec, row: CheckpointRow) -> CheckpointTuple:
             )
         btype, bvalue, brefs = blob
         where = f"channel {channel!r} of checkpoint {cid}"
-        aad_of = partial(encryption.blob_aad, thread_id, ns, channel, version, brefs)
+        aad_of = (
+            partial(encryption.blob_aad, thread_id, ns, channel, version, brefs)
+            if sealed else _unsealed
+        )
         if not codec.is_empty(btype, bvalue, aad_of, where):
             values[channel] = codec.decode_blob(
                 btype, bvalue, brefs, chunks, where, thread_id=thread_id, aad_of=aad_of
@@ -132,14 +142,15 @@ def _decode_row(codec: Codec, row: CheckpointRow) -> CheckpointTuple:
     pending: list[PendingWrite] = [
         (task, channel, codec.open_value(
             wtype, wvalue,
-            partial(encryption.write_aad, thread_id, ns, cid, task, channel),
+            partial(encryption.write_aad, thread_id, ns, cid, task, channel)
+            if sealed else _unsealed,
             f"write to {channel!r} of {cid}",
         ))
         for task, channel, wtype, wvalue in zip(
             row.write_tasks or (), row.write_channels or (), row.write_types or (),
             row.write_values or (), strict=True,
         )
-    ]
+    ] if row.write_tasks or row.write_channels or row.write_types or row.write_values else []
     return CheckpointTuple(
         config=config_of(thread_id, ns, cid),
         checkpoint=cast(Checkpoint, skeleton),
@@ -151,9 +162,19 @@ def _decode_row(codec: Codec, row: CheckpointRow) -> CheckpointTuple:
     )
 
 
+_NO_CHUNKS: Mapping[bytes, tuple[bool, bytes]] = {}
+
+
+def _unsealed(inner_type: str) -> bytes:
+    """The associated data asked for without a keyring: never, as nothing is opened."""
+    raise IntegrityError("a sealed value was read without its row context")
+
+
 def decode_rows(codec: Codec, rows: Iterable[Sequence[Any]]) -> list[CheckpointTuple]:
-    """CheckpointTuples from the rows of ``read_checkpoints``, in their order."""
-    return [decode_row(codec, row) for row in rows]
+    """CheckpointTuples from the rows of ``read_checkpoints``, in their order, under
+    one collector of the allowlist's refusals for the whole page (_strict.loading)."""
+    with loading():
+        return [decode_row(codec, row) for row in rows]
 
 
 class DeltaRow(NamedTuple):
@@ -185,12 +206,10 @@ class DeltaRows:
     writes: list[DeltaRow]
     blobs: dict[tuple[int, str], tuple[str, bytes | None, bytes | None]]
 
-    def chunk_hashes(self) -> list[bytes]:
-        hashes: set[bytes] = set()
-        for _, _, refs in self.blobs.values():
-            if refs:
-                hashes.update(chunking.split_refs(refs))
-        return sorted(hashes)
+    def chunk_refs(self) -> list[bytes]:
+        """The distinct chunk_refs of these blobs (fetch_value_chunks follows
+        their reference trees)."""
+        return sorted({refs for _, _, refs in self.blobs.values() if refs})
 
 
 def split_delta(rows: Iterable[Sequence[Any]]) -> DeltaRows:

@@ -11,7 +11,10 @@ making the schema a distributed one:
 * every function of the schema is registered with Citus, so a later
   ``CREATE OR REPLACE`` reaches the workers; a function whose first argument is
   ``p_thread_id text`` is distributed by that argument and colocated with the
-  tables, so a call is delegated to the node holding the thread.
+  tables, so a call is delegated to the node holding the thread; the ones the
+  saver calls inside its transactions (``FORCE_DELEGATED``: put on Citus,
+  prune, delete_checkpoint, rollback's lock) carry ``force_delegation``, without
+  which Citus runs a call in a transaction block on the coordinator.
 
 Each step first reads Citus's catalog (``pg_dist_partition``, ``pg_dist_object``)
 and runs only what is missing, so re-running is a no-op. Tables that already
@@ -44,6 +47,17 @@ REFERENCE_TABLES = ("pgcheckpoint_migrations",)
 # A schema function whose first argument has this name (and type text) carries
 # one thread id: Citus delegates its calls to the node holding that thread.
 THREAD_ARGUMENT = "p_thread_id"
+# Functions of one thread called on their own by the saver, also inside its
+# transactions (put, prune, delete_checkpoint, rollback): distributed with
+# force_delegation, so Citus sends each call whole to the thread's node even in
+# a transaction block. Each touches only rows of p_thread_id (Citus checks it on
+# the worker). The other thread-id functions (the put guard, the sweep's) are
+# called from inside other statements or functions, where delegation does not
+# apply, and keep the plain distribution.
+FORCE_DELEGATED = (
+    "pgcheckpoint_delete_checkpoint", "pgcheckpoint_lock_thread", "pgcheckpoint_prune_thread",
+    "pgcheckpoint_put",
+)  # fmt: skip
 
 NO_CITUS = (
     "setup(distributed=True): the citus extension is not installed in this database; "
@@ -75,6 +89,8 @@ class FunctionState:
     registered: bool
     distribution_argument: int | None
     colocation_id: int | None
+    force_delegation: bool
+    delegated: bool  # should be force-delegated (FORCE_DELEGATED)
 
 
 def distribute_steps(schema: str, distributed: Distributed) -> PlanGen[list[str]]:
@@ -123,15 +139,23 @@ def distribute_steps(schema: str, distributed: Distributed) -> PlanGen[list[str]
             done.append(f"made {name} a reference table")
     rows = yield Query(
         q("citus_function_state"),
-        {"schema": schema, "thread_argument": THREAD_ARGUMENT},
+        {"schema": schema, "thread_argument": THREAD_ARGUMENT, "delegated": list(FORCE_DELEGATED)},
         fetch="all",
         prepare=False,
     )
     for function in (FunctionState(*row) for row in rows or []):
-        if function.routed and function.distribution_argument != 0:
-            params = {"function": function.signature, "colocate_with": anchor}
-            yield Query(q("citus_route_function"), params, fetch="all", prepare=False)
-            done.append(f"distributed {function.signature} by its thread id")
+        if function.routed and (
+            function.distribution_argument != 0
+            or function.force_delegation != function.delegated
+        ):
+            route: dict[str, object] = {
+                "function": function.signature,
+                "colocate_with": anchor,
+                "force_delegation": function.delegated,
+            }
+            yield Query(q("citus_route_function"), route, fetch="all", prepare=False)
+            how = " (force_delegation)" if function.delegated else ""
+            done.append(f"distributed {function.signature} by its thread id{how}")
         elif not function.routed and not function.registered:
             yield Query(
                 q("citus_register_function"), {"function": function.signature}, fetch="all",
@@ -161,14 +185,16 @@ _PRINT_REFERENCE = (
 # thread id when the first argument is p_thread_id text, else only registered.
 _PRINT_FUNCTIONS = (
     "SELECT pg_catalog.create_distributed_function(p.oid::pg_catalog.regprocedure, '$1', "
-    "colocate_with => {anchor})\n"
+    "colocate_with => {anchor}, force_delegation => p.proname = ANY ({delegated}::text[]))\n"
     "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace\n"
     "LEFT JOIN pg_catalog.pg_dist_object o\n"
     "       ON o.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND o.objid = p.oid\n"
     "WHERE n.nspname = {schema} AND p.pronargs > 0\n"
     "  AND p.proargtypes[0] = 'pg_catalog.text'::pg_catalog.regtype\n"
     "  AND (p.proargnames)[1] = {argument}\n"
-    "  AND o.distribution_argument_index IS DISTINCT FROM 0;\n"
+    "  AND (o.distribution_argument_index IS DISTINCT FROM 0\n"
+    "       OR coalesce(o.force_delegation, false)\n"
+    "          IS DISTINCT FROM (p.proname = ANY ({delegated}::text[])));\n"
     "SELECT pg_catalog.create_distributed_function(p.oid::pg_catalog.regprocedure)\n"
     "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace\n"
     "WHERE n.nspname = {schema}\n"
@@ -184,7 +210,7 @@ def render_sql(schema: str) -> str:
     """What ``setup()`` does on Citus, as idempotent SQL for the coordinator
     (names quoted as SQL literals, never spliced in by hand)."""
 
-    def text(template: str, **values: str) -> str:
+    def text(template: str, **values: object) -> str:
         literals = {k: sql.Literal(v) for k, v in values.items()}
         return sql.SQL(template).format(**literals).as_string(None)
 
@@ -205,5 +231,13 @@ def render_sql(schema: str) -> str:
         )
     for table in REFERENCE_TABLES:
         out.append(text(_PRINT_REFERENCE, table=qualified(schema, table)))
-    out.append(text(_PRINT_FUNCTIONS, anchor=anchor, schema=schema, argument=THREAD_ARGUMENT))
+    out.append(
+        text(
+            _PRINT_FUNCTIONS,
+            anchor=anchor,
+            schema=schema,
+            argument=THREAD_ARGUMENT,
+            delegated=list(FORCE_DELEGATED),
+        )
+    )
     return "\n".join(out) + "\n"

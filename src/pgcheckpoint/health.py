@@ -35,6 +35,7 @@ from .allowlist import PlainDataSerializer
 from .migrations import Newer, latest_version, read_newer, status_plan
 from .retry import RetryPolicy
 from .roles import SECURITY_PROBE
+from .routines import RoutineState, read_states
 
 logger = logging.getLogger("pgcheckpoint")
 
@@ -73,6 +74,10 @@ class HealthReport:
         ssl_protocol / ssl_cipher / ssl_bits: e.g. ``"TLSv1.3"``,
             ``"TLS_AES_256_GCM_SHA384"``, 256 (``None`` without TLS).
         error: why the check failed, when ``ok`` is false.
+        stale_functions: the SQL functions whose definition in the database is
+            not this release's (missing, older revision, changed; each also a
+            warning): ``setup()`` applies them. The old definitions keep working
+            meanwhile (docs/migrations.md).
     """
 
     ok: bool
@@ -97,6 +102,7 @@ class HealthReport:
     ssl_cipher: str | None = None
     ssl_bits: int | None = None
     error: str | None = None
+    stale_functions: tuple[str, ...] = ()
 
 
 def durability_warnings(fsync: str, synchronous_commit: str, full_page_writes: str) -> list[str]:
@@ -179,13 +185,14 @@ def security_warnings(
     return []
 
 
-Probe = tuple[tuple[Any, ...], dict[int, str], list[Newer]]
+Probe = tuple[tuple[Any, ...], dict[int, str], list[Newer], list[RoutineState]]
 
 
 def health_plan(schema: str, queries: Queries | None = None) -> Plan[Probe]:
     """The probe row (with the security probe's columns after it), the applied
-    migrations and the newer ones, in one plan (``queries``: the saver's, else
-    rendered for ``schema``)."""
+    migrations and the newer ones, and the state of the SQL functions (when the
+    schema is set up), in one plan (``queries``: the saver's, else rendered for
+    ``schema``)."""
     probe = (queries or Queries(schema))["health_probe"]
     status = status_plan(schema)
     checkpoints = f"{quote_schema(schema)}.checkpoints"
@@ -197,8 +204,9 @@ def health_plan(schema: str, queries: Queries | None = None) -> Plan[Probe]:
         )
         applied = yield from status.make()
         newer = yield from read_newer(schema, applied)
+        functions = (yield from read_states(schema)) if applied else []
         row = (*(rows or [()])[0], *(security or [(None,) * 8])[0])
-        return row, applied, newer
+        return row, applied, newer, functions
 
     return Plan("health_check", make)
 
@@ -210,6 +218,7 @@ def build_report(
     ports: set[int] | None,
     newer: list[Newer] | None = None,
     serde: Any = None,
+    functions: list[RoutineState] | None = None,
 ) -> HealthReport:
     version, version_num, fsync, sync_commit, fpw, in_recovery, server_port, standbys = row[:8]
     role, superuser, owner, may_create, ssl, ssl_protocol, ssl_cipher, ssl_bits = (
@@ -233,6 +242,8 @@ def build_report(
         warnings.append(
             f"schema version {current} is newer than this pgcheckpoint ({latest}); {verdict}"
         )
+    stale = [f for f in functions or [] if f.stale]
+    warnings += [f"{f.describe()}: call setup()" for f in stale]
     behind = None if server_port is None or ports is None else int(server_port) not in ports
     return HealthReport(
         ok=current is not None and (current <= latest or usable),
@@ -256,6 +267,7 @@ def build_report(
         ssl_protocol=ssl_protocol,
         ssl_cipher=ssl_cipher,
         ssl_bits=None if ssl_bits is None else int(ssl_bits),
+        stale_functions=tuple(f.name for f in stale),
     )
 
 
@@ -270,9 +282,10 @@ class HealthLog:
 
     def passed(self, probe: Probe, started: float, source: Any, serde: Any) -> HealthReport:
         """The report of a probe that answered (``started``: ``time.monotonic()``)."""
-        row, applied, newer = probe
+        row, applied, newer, functions = probe
         latency = time.monotonic() - started
-        return self.report(build_report(row, applied, latency, dialled_ports(source), newer, serde))
+        ports = dialled_ports(source)
+        return self.report(build_report(row, applied, latency, ports, newer, serde, functions))
 
     def failed(self, exc: BaseException, started: float, secrets: tuple[str, ...]) -> HealthReport:
         """The report of a probe that raised ``exc`` (masked with ``secrets``)."""

@@ -39,9 +39,6 @@ class Lister:
     in_ns: bool
     after: tuple[str, str, str] | None = None
     done: bool = False
-    # A list of every thread on Citus reads keys first (_page_by_keys); known
-    # after the first page's check for the citus extension.
-    by_keys: bool | None = None
 
     def next_plan(self) -> Plan[list[CheckpointTuple]] | None:
         if self.done or self.remaining == 0:
@@ -57,10 +54,11 @@ class Lister:
         every_thread = "where_thread" not in where
 
         def make() -> PlanGen[list[CheckpointTuple]]:
-            if every_thread and self.by_keys is None:
+            # A list of every thread on Citus reads keys first (_page_by_keys).
+            if every_thread and core.has_citus is None:
                 found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
-                self.by_keys = bool(found and found[0][0])
-            if self.by_keys:
+                core.has_citus = bool(found and found[0][0])
+            if every_thread and core.has_citus:
                 keys, rows = yield from self._page_by_keys(where, params)
             else:
                 rows = (

@@ -14,8 +14,9 @@ Three roles (docs/security.md):
 same rights on every table and function the owner creates later, so a new
 migration run by the owner needs no new grant.
 
-Every statement is built with :mod:`psycopg.sql` (names quoted with
-``Identifier``, never formatted by hand), so any schema or role name works.
+Every statement is a named block of ``sql/queries/roles.sql`` composed with
+:mod:`psycopg.sql` (names quoted with ``Identifier``, never formatted by
+hand), so any schema or role name works.
 :func:`plan_statements` reads the database's state (which roles and objects
 already exist) and returns the statements that bring it to the documented
 state; running them again changes nothing. Passwords never appear in the
@@ -33,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 from ._connections import translate
+from ._queries import composed, statement
 from .errors import ConfigurationError
 from .maintenance import TABLES
 from .migrations import TABLE as MIGRATIONS_TABLE
@@ -94,33 +96,6 @@ class RoleNames:
 
 
 # --- reading the database's state ---------------------------------------------
-STATE_SQL = {
-    "roles": "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%(names)s)",
-    "schema": (
-        "SELECT pg_catalog.pg_get_userbyid(nspowner) FROM pg_catalog.pg_namespace "
-        "WHERE nspname = %(schema)s"
-    ),
-    "tables": (
-        "SELECT c.relname, pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND c.relname = ANY(%(tables)s)"
-    ),
-    # Our routines are all named pgcheckpoint_*; names are unique (ALTER/GRANT
-    # ... ROUTINE without an argument list relies on that, and a second
-    # routine of the same name would be a planted overload: GRANT then fails).
-    "routines": (
-        "SELECT p.proname, pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE n.nspname = %(schema)s AND p.proname LIKE 'pgcheckpoint\\_%%' ORDER BY 1"
-    ),
-    "me": (
-        "SELECT current_user, current_database(), "
-        "(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)"
-    ),
-    "member": "SELECT pg_catalog.pg_has_role(current_user, %(role)s, 'MEMBER')",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class DatabaseState:
     """What :func:`plan_statements` needs to know about the database."""
@@ -142,15 +117,18 @@ def read_state(conn: Conn, schema: str, names: RoleNames) -> DatabaseState:
         "schema": schema,
         "tables": [*DATA_TABLES, MIGRATIONS_TABLE],
     }
+    def q(name: str) -> str:
+        return statement(f"roles_state_{name}", schema)
+
     try:
-        me = conn.execute(STATE_SQL["me"]).fetchone()
-        roles = {str(r[0]) for r in conn.execute(STATE_SQL["roles"], params).fetchall()}
-        owner_row = conn.execute(STATE_SQL["schema"], params).fetchone()
-        tables = {str(a): str(b) for a, b in conn.execute(STATE_SQL["tables"], params)}
-        routines = {str(a): str(b) for a, b in conn.execute(STATE_SQL["routines"], params)}
+        me = conn.execute(q("me")).fetchone()
+        roles = {str(r[0]) for r in conn.execute(q("roles"), params).fetchall()}
+        owner_row = conn.execute(q("schema"), params).fetchone()
+        tables = {str(a): str(b) for a, b in conn.execute(q("tables"), params)}
+        routines = {str(a): str(b) for a, b in conn.execute(q("routines"), params)}
         member = False
         if names.owner in roles:
-            row = conn.execute(STATE_SQL["member"], {"role": names.owner}).fetchone()
+            row = conn.execute(q("member"), {"role": names.owner}).fetchone()
             member = bool(row and row[0])
     except psycopg.Error as exc:
         raise translate(exc, "reading roles") from exc
@@ -168,142 +146,68 @@ def read_state(conn: Conn, schema: str, names: RoleNames) -> DatabaseState:
 
 
 # --- the statements --------------------------------------------------------------
-def _ident(*parts: str) -> sql.Identifier:
-    return sql.Identifier(*parts)
-
-
-def _rights(rights: tuple[str, ...]) -> sql.Composable:
-    # Fixed keywords from this module, never from input.
-    return sql.SQL(", ").join(sql.SQL(r) for r in rights)
-
-
 def plan_statements(
     schema: str, names: RoleNames, state: DatabaseState
 ) -> list[tuple[str, sql.Composed]]:
-    """The named statements that give ``schema`` the three roles, for this database state.
+    """The named statements that give ``schema`` the three roles, for this database state
+    (their text: the ``role_*`` blocks of sql/queries/roles.sql).
 
     Idempotent: statements for what already exists are left out or harmless
     (GRANT/REVOKE of rights already held or absent). Role passwords are not here.
     """
-    owner, runtime, readonly = _ident(names.owner), _ident(names.runtime), _ident(names.readonly)
-    s = _ident(schema)
+    roles = {kind: sql.Identifier(name) for kind, name in names.as_dict().items()}
+    # Fixed keywords of this module, never from input.
+    rights = sql.SQL(", ").join(sql.SQL(r) for r in RUNTIME_TABLE_RIGHTS)
     out: list[tuple[str, sql.Composed]] = []
 
-    def add(name: str, template: str, **kw: sql.Composable) -> None:
-        out.append((name, sql.SQL(template).format(**kw)))
+    def add(step: str, block: str, **objects: str) -> None:
+        parts = {key: sql.Identifier(value) for key, value in objects.items()}
+        out.append((step, composed(f"role_{block}", schema, rights=rights, **roles, **parts)))
 
     for kind, role in names.as_dict().items():
         if role not in state.existing_roles:
-            add(
-                f"create_{kind}",
-                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION",
-                role=_ident(role),
-            )
+            add(f"create_{kind}", "create", role=role)
     if not state.superuser and not state.member_of_owner:
-        # ALTER DEFAULT PRIVILEGES FOR ROLE and ALTER ... OWNER TO need it.
-        add("admin_member_of_owner", "GRANT {owner} TO CURRENT_USER", owner=owner)
-    add(
-        "connect",
-        "GRANT CONNECT ON DATABASE {db} TO {owner}, {runtime}, {readonly}",
-        db=_ident(state.database),
-        owner=owner,
-        runtime=runtime,
-        readonly=readonly,
-    )
+        add("admin_member_of_owner", "admin_member_of_owner")
+    add("connect", "connect", db=state.database)
     if state.schema_owner is None:
-        add("create_schema", "CREATE SCHEMA {s} AUTHORIZATION {owner}", s=s, owner=owner)
+        add("create_schema", "create_schema")
     elif state.schema_owner != names.owner:
-        # An existing schema (public, say) is not taken over: the owner may
-        # create in it and owns pgcheckpoint's objects only.
-        add("owner_schema", "GRANT USAGE, CREATE ON SCHEMA {s} TO {owner}", s=s, owner=owner)
+        add("owner_schema", "owner_schema")
     tables = dict(state.tables)
     if MIGRATIONS_TABLE not in tables:
         # setup()'s own bootstrap statement, run here so that the table exists
         # before the default privileges: the runtime role must only read it.
         out.append(("create_migrations_table", migrations_table_ddl(schema)))
         tables[MIGRATIONS_TABLE] = state.current_user
-    for template, objects in (
-        ("ALTER TABLE {x} OWNER TO {owner}", sorted(tables.items())),
-        ("ALTER ROUTINE {x} OWNER TO {owner}", list(state.routines.items())),
-    ):
-        for name, current_owner in objects:
-            if current_owner != names.owner:
-                add(f"own_{name}", template, x=_ident(schema, name), owner=owner)
-    for kind, grantee in (("runtime", runtime), ("readonly", readonly)):
-        add(f"usage_{kind}", "GRANT USAGE ON SCHEMA {s} TO {role}", s=s, role=grantee)
+    for table, current_owner in sorted(tables.items()):
+        if current_owner != names.owner:
+            add(f"own_{table}", "own_table", table=table)
+    for routine, current_owner in state.routines.items():
+        if current_owner != names.owner:
+            add(f"own_{routine}", "own_routine", routine=routine)
+    for kind in ("runtime", "readonly"):
+        add(f"usage_{kind}", "usage", role=names.as_dict()[kind])
     for table in sorted(tables):
-        t = _ident(schema, table)
         if table == MIGRATIONS_TABLE:
-            # setup() by the runtime role reads it (and does nothing more).
-            add(
-                "migrations_read",
-                "GRANT SELECT ON {t} TO {runtime}, {readonly}",
-                t=t,
-                runtime=runtime,
-                readonly=readonly,
-            )
-            add(
-                "migrations_no_write",
-                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {t} "
-                "FROM {runtime}",
-                t=t,
-                runtime=runtime,
-            )
-            continue
-        add(
-            f"runtime_{table}",
-            "GRANT {rights} ON {t} TO {runtime}",
-            rights=_rights(RUNTIME_TABLE_RIGHTS),
-            t=t,
-            runtime=runtime,
-        )
-        add(f"readonly_{table}", "GRANT SELECT ON {t} TO {readonly}", t=t, readonly=readonly)
+            add("migrations_read", "migrations_read", table=table)
+            add("migrations_no_write", "migrations_no_write", table=table)
+        else:
+            add(f"runtime_{table}", "runtime_table", table=table)
+            add(f"readonly_{table}", "readonly_table", table=table)
     for routine in state.routines:
-        add(
-            f"execute_{routine}",
-            "GRANT EXECUTE ON ROUTINE {r} TO {runtime}",
-            r=_ident(schema, routine),
-            runtime=runtime,
-        )
-    default = "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {s} "
-    add(
-        "default_runtime_tables",
-        default + "GRANT {rights} ON TABLES TO {runtime}",
-        owner=owner,
-        s=s,
-        rights=_rights(RUNTIME_TABLE_RIGHTS),
-        runtime=runtime,
-    )
-    add(
-        "default_runtime_sequences",
-        default + "GRANT USAGE, SELECT ON SEQUENCES TO {runtime}",
-        owner=owner,
-        s=s,
-        runtime=runtime,
-    )
-    add(
-        "default_runtime_routines",
-        default + "GRANT EXECUTE ON ROUTINES TO {runtime}",
-        owner=owner,
-        s=s,
-        runtime=runtime,
-    )
-    add(
-        "default_readonly_tables",
-        default + "GRANT SELECT ON TABLES TO {readonly}",
-        owner=owner,
-        s=s,
-        readonly=readonly,
-    )
+        add(f"execute_{routine}", "execute", routine=routine)
+    for step in ("runtime_tables", "runtime_sequences", "runtime_routines", "readonly_tables"):
+        add(f"default_{step}", f"default_{step}")
     return out
 
 
 def render(statements: list[tuple[str, sql.Composed]], conn: Conn | None = None) -> str:
     """The statements as one script a DBA can review and run (no passwords in it)."""
     lines = ["BEGIN;"]
-    for name, statement in statements:
+    for name, text in statements:
         lines.append(f"-- {name}")
-        lines.append(statement.as_string(conn) + ";")
+        lines.append(text.as_string(conn) + ";")
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
 
@@ -317,8 +221,9 @@ def password_statement(conn: Conn, role: str, password: str) -> sql.Composed:
         )
     except psycopg.Error as exc:
         raise ConfigurationError(f"cannot hash the password of role {role!r}") from exc
-    return sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-        _ident(role), sql.Literal(verifier.decode("ascii"))
+    return composed(
+        "role_password", "public", role=sql.Identifier(role),
+        verifier=sql.Literal(verifier.decode("ascii")),
     )
 
 
@@ -338,8 +243,8 @@ def apply(
     step = ""
     try:
         with conn.transaction():
-            for step, statement in statements:
-                conn.execute(statement)
+            for step, text in statements:
+                conn.execute(text)
                 done.append(step)
             for kind, password in (passwords or {}).items():
                 step = f"password_{kind}"
@@ -351,19 +256,4 @@ def apply(
 
 
 # --- what health_check() asks ------------------------------------------------------
-# The current role, whether it is a superuser, whether it has the rights of the
-# owner of pgcheckpoint's checkpoints table, whether it may CREATE in the schema
-# (and so plant a table or function there), and the TLS state of this
-# connection as the server sees it (pg_stat_ssl: one row per backend, readable
-# for one's own backend by any role).
-SECURITY_PROBE = (
-    "SELECT current_user, r.rolsuper, "
-    "(SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') "
-    " FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(%(table)s)), "
-    "(SELECT pg_catalog.has_schema_privilege(n.oid, 'CREATE') "
-    " FROM pg_catalog.pg_namespace n WHERE n.nspname = %(schema)s), "
-    "s.ssl, s.version, s.cipher, s.bits "
-    "FROM pg_catalog.pg_roles r "
-    "LEFT JOIN pg_catalog.pg_stat_ssl s ON s.pid = pg_catalog.pg_backend_pid() "
-    "WHERE r.rolname = current_user"
-)
+SECURITY_PROBE = statement("security_probe", "public")  # names no schema object

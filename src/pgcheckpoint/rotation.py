@@ -64,7 +64,9 @@ SELECT 'blobs.value', {_BLOB_KID}, count(*) FROM {{schema}}.blobs GROUP BY 2
 UNION ALL
 SELECT 'writes.value', {_WRITE_KID}, count(*) FROM {{schema}}.writes GROUP BY 2
 UNION ALL
-SELECT 'chunks.data', {_CHUNK_KID}, count(*) FROM {{schema}}.chunks GROUP BY 2
+SELECT 'chunks.data', {_CHUNK_KID}, count(*) FROM {{schema}}.chunks
+WHERE octet_length(hash) = 16  -- not reference-tree nodes (17 bytes: kept in clear)
+GROUP BY 2
 """
 
 # Rows to re-seal: %(plain)s also takes the ones in clear; keyset paging on the key.
@@ -127,6 +129,7 @@ SELECT_CHUNKS = f"""
 SELECT thread_id, hash, compressed, data
 FROM {{schema}}.chunks
 WHERE (thread_id, hash) > (%(a0)s, %(a1)s::bytea)
+  AND octet_length(hash) = 16  -- reference-tree nodes stay in clear (chunking.py)
   AND {_TODO.format(kid=_CHUNK_KID)}
 ORDER BY thread_id, hash
 LIMIT %(batch)s

@@ -32,7 +32,7 @@ from importlib import resources
 from psycopg import sql
 
 from . import retention
-from ._plans import PlanGen, Query
+from ._plans import Plan, PlanGen, Query
 from ._queries import compose, quote_schema, statement
 from .errors import MigrationError
 
@@ -109,34 +109,85 @@ def all_routines() -> tuple[Routine, ...]:
     return tuple(sorted(found, key=lambda r: r.name))
 
 
-def stale(rows: list[tuple[object, ...]] | None) -> list[Routine]:
-    """The routines to apply, given ``routines_state`` rows (name, comment)."""
+@dataclass(frozen=True, slots=True)
+class RoutineState:
+    """One routine this release ships, as the database has it.
+
+    ``state``: ``"current"`` (the file's revision and text), ``"missing"``,
+    ``"unrecorded"`` (no revision record: defined by a migration up to 0008, or
+    by hand), ``"older"`` (an older revision), ``"changed"`` (the file's
+    revision with another text) or ``"newer"`` (a newer release's revision,
+    left alone). ``recorded``: the revision the database records, if any."""
+
+    name: str
+    revision: int
+    recorded: int | None
+    state: str
+
+    @property
+    def stale(self) -> bool:
+        """``setup()`` would apply this release's definition."""
+        return self.state not in ("current", "newer")
+
+    def describe(self) -> str:
+        """The state in words, for a warning (``stale`` ones) or a table."""
+        what = {
+            "current": f"is at revision {self.revision}",
+            "missing": "is missing",
+            "unrecorded": "carries no revision record (an old migration's or a hand-made "
+            "definition)",
+            "older": f"is at revision {self.recorded}, older than this release's {self.revision}",
+            "changed": f"differs from revision {self.revision} of this release",
+            "newer": f"is at revision {self.recorded}, from a newer release (left as is)",
+        }[self.state]
+        return f"SQL function {self.name} {what}"
+
+
+def states(rows: list[tuple[object, ...]] | None) -> list[RoutineState]:
+    """Every routine this release ships, given ``routines_state`` rows (name, comment)."""
     recorded: dict[str, str | None] = {}
     for name, comment in rows or []:
         recorded[str(name)] = None if comment is None else str(comment)
     out = []
     for routine in all_routines():
+        match = _RECORD.match(recorded.get(routine.name) or "")
+        revision = None if match is None else int(match[1])
         if routine.name not in recorded:
-            out.append(routine)
-            continue
-        match = _RECORD.match(recorded[routine.name] or "")
-        if match is None:
-            out.append(routine)  # defined by a migration (0008 and before), or by hand
-        elif int(match[1]) > routine.revision:
-            logger.info(
-                "pgcheckpoint: %s is at revision %s, newer than this release's %d; left as is",
-                routine.name, match[1], routine.revision,
-            )
-        elif match[2] != routine.checksum:
-            out.append(routine)
+            state = "missing"
+        elif match is None or revision is None:
+            state = "unrecorded"  # defined by a migration (0008 and before), or by hand
+        elif revision > routine.revision:
+            state = "newer"
+        elif revision < routine.revision:
+            state = "older"
+        else:
+            state = "current" if match[2] == routine.checksum else "changed"
+        out.append(RoutineState(routine.name, routine.revision, revision, state))
     return out
+
+
+def read_states(schema: str) -> PlanGen[list[RoutineState]]:
+    """Every routine's :class:`RoutineState` in ``schema`` (a sub-plan: ``yield from`` it)."""
+    rows = yield Query(statement("routines_state", schema), {"schema": schema}, fetch="all",
+                       prepare=False)
+    return states(rows)
+
+
+def function_report_plan(schema: str) -> Plan[list[RoutineState]]:
+    """Every routine this release ships, as ``schema`` has it (``migrate status``)."""
+    return Plan("function report", lambda: read_states(schema))
 
 
 def read_stale(schema: str) -> PlanGen[list[Routine]]:
     """The routines of ``schema`` to apply (a sub-plan: ``yield from`` it)."""
-    rows = yield Query(statement("routines_state", schema), {"schema": schema}, fetch="all",
-                       prepare=False)
-    return stale(rows)
+    by_name = {r.name: r for r in all_routines()}
+    out = []
+    for found in (yield from read_states(schema)):
+        if found.state == "newer":
+            logger.info("pgcheckpoint: %s; this release's is %d", found.describe(), found.revision)
+        elif found.stale:
+            out.append(by_name[found.name])
+    return out
 
 
 def apply_steps(schema: str, todo: list[Routine]) -> PlanGen[None]:

@@ -49,6 +49,7 @@ from .retention import (
     SweepReport,
     sweeper_settings_from_env,
 )
+from .routines import RoutineState, function_report_plan
 from .sweeper import SweeperStats, ThreadSweeper, sweep_plan
 from .thread_policy import (
     get_retention_plan,
@@ -168,6 +169,7 @@ class PostgresSaver(ThreadBridges):
         (docs/scaling.md). ``"auto"`` (the default) does when the ``citus`` extension
         is installed in the database, ``True`` requires it, ``False`` never does."""
         self.runner.run(setup_plan(self.schema, check_option(distributed)))
+        self.has_citus = None  # list() asks again: the schema may be distributed now
 
     def migration_status(self) -> dict[int, str]:
         """Applied migration versions with their checksums."""
@@ -177,6 +179,12 @@ class PostgresSaver(ThreadBridges):
         """Every migration this release ships or the database has (newer ones
         included), applied or not; see docs/migrations.md."""
         return self.runner.run(report_plan(self.schema))
+
+    def function_report(self) -> List[RoutineState]:
+        """Every SQL function this release ships, as the database has it: its
+        recorded revision, and whether ``setup()`` would apply this release's
+        definition (``stale``); see docs/migrations.md."""
+        return self.runner.run(function_report_plan(self.schema))
 
     # --- the checkpoint contract -------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:

@@ -99,6 +99,8 @@ def reseal_copy(core: SaverCore, enc: Encryption, src: str, dst: str) -> PlanGen
         (yield Query(sql_for(core, _COPIED["chunks"]), p, fetch="all", prepare=False)) or []
     ):
         h, data = bytes(h), bytes(data)
+        if chunking.is_node_key(h):
+            continue  # reference-tree nodes are in clear (chunking.NODE_SUFFIX)
         try:
             plain = ring.open(data, encryption.chunk_aad(src, h, flag), f"chunk {h.hex()}")
         except IntegrityError:
@@ -152,10 +154,12 @@ def open_stored(enc: Encryption | None, thread: StoredThread, *, decrypt: bool) 
         type_, data = _open_value(enc, blob.type, blob.value, aad_of, where)
         if type_.endswith(CDC_SUFFIX) and blob.type.endswith(ENC_SUFFIX):
             pieces = {h: (flag, enc.keyring.open(d, encryption.chunk_aad(tid, h, flag), where))
-                      for h, (flag, d) in thread.chunks.items()}
+                      for h, (flag, d) in thread.chunks.items() if not chunking.is_node_key(h)}
+            opened = set(pieces)
+            pieces.update((h, c) for h, c in thread.chunks.items() if chunking.is_node_key(h))
             data = chunking.join(data or b"", blob.refs or b"", pieces,
                                  compression.DEFAULT_MAX_VALUE_SIZE, where,
-                                 verified=set(pieces))
+                                 verified=opened)
             out.blobs[(ns, channel, version)] = StoredBlob(type_[: -len(CDC_SUFFIX)], data, None)
         else:
             out.blobs[(ns, channel, version)] = StoredBlob(type_, data, blob.refs)

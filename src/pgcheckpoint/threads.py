@@ -255,7 +255,7 @@ def rollback_plan(
 
     def make() -> PlanGen[RunnableConfig]:
         # The thread lock orders this with concurrent puts (they upsert the same row).
-        yield Query(q["lock_threads"], {"thread_ids": [tid]}, fetch="all")
+        yield Query(q["lock_thread"], {"thread_id": tid}, fetch="all")
         old = yield from _select_one(core, tid, ns, cid)
         if old is None:
             raise InvalidInputError(f"thread {tid!r} has no checkpoint {cid!r} in namespace {ns!r}")
@@ -292,10 +292,11 @@ def delete_checkpoint_plan(
     q = core.queries
 
     def make() -> PlanGen[None]:
-        yield Query(q["lock_threads"], {"thread_ids": [tid]}, fetch="all")
-        rows = yield Query(q["checkpoint_children"], key, fetch="all")
-        exists, children = (rows or [(False, 0)])[0]
-        if not exists:
+        # Lock, check, delete and gc in one call (pgcheckpoint_delete_checkpoint),
+        # which deletes nothing when it refuses; on Citus it runs on the thread's node.
+        rows = yield Query(q["delete_checkpoint"], key, fetch="all")
+        children = int((rows or [(-1,)])[0][0])
+        if children < 0:
             raise InvalidInputError(
                 f"thread {tid!r} has no checkpoint {key['checkpoint_id']!r} "
                 f"in namespace {key['checkpoint_ns']!r}"
@@ -305,8 +306,6 @@ def delete_checkpoint_plan(
                 f"checkpoint {key['checkpoint_id']!r} has {children} child checkpoint(s); only "
                 "a leaf can be deleted (delete its children first, or use rollback)"
             )
-        yield Query(q["delete_checkpoint"], key)
-        yield from core.gc_statements([tid])
 
     return Plan("delete_checkpoint", make, transaction=True)
 

@@ -74,7 +74,7 @@ from .importers.jobs import Blocking, Job, arun_job, run_job
 from .importers.ndjson import FORMAT, VERSION, NdjsonSource
 from .importers.rows import (
     StoredThread,
-    chunk_refs_of,
+    refs_of,
     thread_from_rows,
     unpack_blob,
     unpack_value,
@@ -169,9 +169,9 @@ def _rows_plan(core: SaverCore, thread_id: str) -> Plan[StoredThread]:
         b = yield Query(q["rows_blobs"], p, fetch="all")
         w = yield Query(q["rows_writes"], p, fetch="all")
         thread = thread_from_rows(thread_id, c or [], b or [], w or [])
-        hashes = chunk_refs_of(thread.blobs.values())
-        if hashes:
-            k = yield Query(q["fetch_chunks"], {**p, "hashes": hashes}, fetch="all")
+        refs = refs_of(thread.blobs.values())
+        if refs:
+            k = yield Query(q["fetch_value_chunks"], {**p, "refs": refs}, fetch="all")
             for h, compressed, data in k or []:
                 thread.chunks[bytes(h)] = (bool(compressed), bytes(data))
         return thread

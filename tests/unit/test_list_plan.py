@@ -169,8 +169,40 @@ def test_list_of_every_thread_on_citus_reads_keys_then_each_thread(page_size: in
         ids.extend(t.config["configurable"]["checkpoint_id"] for t in driver.run(plan))
     assert ids == [r[2] for r in shards.rows]
     names = driver.issued_names
-    assert names[0] == "has_citus" and names.count("has_citus") == 1  # once per list()
+    assert names[0] == "has_citus" and names.count("has_citus") == 1  # once per saver
     assert names.count("list_keys") == 3  # pages of 3, 3 and 2 keys
     # The second page holds b's oldest and a's two newest: one read per thread.
     threads = [p["thread_id"] for p in driver.params_of("read_checkpoints") if p]
     assert threads == ["b", "b", "a", "a"]
+
+
+@pytest.mark.parametrize("citus", [False, True])
+def test_the_citus_check_is_made_once_per_saver(page_size: int, citus: bool) -> None:
+    """The first list(None) asks whether the citus extension is installed; the saver
+    keeps the answer, so later lists of every thread cost no extra round trip."""
+    core = SaverCore()
+    shards = FakeShards(_rows(core, "a", 2))
+    reads = _reads(core)
+
+    def namer(sql: str) -> str | None:
+        if sql.startswith("SELECT thread_id, checkpoint_ns, checkpoint_id"):
+            return "list_keys"
+        return "has_citus" if "pg_extension" in sql else reads(sql)
+
+    table = FakeTable(shards.rows)
+
+    def read(issued: Issued) -> list[Row]:  # one thread's read, or every thread's
+        return shards.read(issued) if "thread_id" in (issued.params or {}) else table(issued)
+
+    driver = Driver(
+        {"has_citus": [[(citus,)]], "list_keys": shards.keys, "read_checkpoints": read},
+        namer=namer,
+    )
+    for _ in range(3):
+        lister = core._lister(None, None, None, None)
+        while (plan := lister.next_plan()) is not None:
+            assert len(driver.run(plan)) == 2
+    names = driver.issued_names
+    assert names.count("has_citus") == 1
+    assert names.count("list_keys") == (3 if citus else 0)
+    assert core.has_citus is citus

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ._app import common_options, emit, handle_errors, open_saver
+from ._output import text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -99,7 +100,10 @@ def _status_rows(report: list[MigrationState]) -> list[dict[str, Any]]:
 @handle_errors
 def status(dsn: str | None, schema: str, as_json: bool) -> None:
     """Show every migration: those this release ships, applied or not, and those a
-    newer release applied ("unknown"), with whether this release works with them.
+    newer release applied ("unknown"), with whether this release works with them;
+    then the SQL functions whose definition is not this release's (an older
+    revision, changed or missing: `setup` applies them). With --json, the
+    migrations only (`pgcheckpoint health --json` lists the functions too).
 
     \b
     Example:
@@ -107,6 +111,8 @@ def status(dsn: str | None, schema: str, as_json: bool) -> None:
     """
     with open_saver(dsn, schema) as saver:
         rows = _status_rows(saver.migration_report())
+        set_up = any(r["applied"] for r in rows)
+        stale = [f for f in saver.function_report() if f.stale] if set_up else []
 
     def render(out: Console) -> None:
         from rich.table import Table
@@ -128,6 +134,11 @@ def status(dsn: str | None, schema: str, as_json: bool) -> None:
                 compat,
             )
         out.print(table)
+        if set_up:
+            for f in stale:
+                out.print(text(f"{f.describe()}: run `pgcheckpoint setup`", "yellow"))
+            if not stale:
+                out.print("SQL functions: all at this release's revision")
 
     emit(as_json, rows, render)
 

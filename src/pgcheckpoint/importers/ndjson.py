@@ -276,7 +276,7 @@ class NdjsonSource:
             created = d.get("created_at")
             value = self._value(d, where)
             type_, data = (
-                pack_value(self.codec, value, skeleton=True) if pack else (value.type, value.data)
+                pack_value(self.codec, value) if pack else (value.type, value.data)
             )
             thread.checkpoints.append(
                 StoredCheckpoint(

@@ -133,9 +133,7 @@ class OfficialSource:
                 if (ns, channel, str(version)) in thread.blobs:
                     slots[channel] = str(version)  # the blob is laid over, as the official read
             checkpoint["channel_values"] = values
-            type_, packed = self.codec.pack(
-                *codec.dumps(self.codec.serde, checkpoint, where), skeleton=True
-            )
+            type_, packed = self.codec.pack(*codec.dumps(self.codec.serde, checkpoint, where))
             thread.checkpoints.append(
                 StoredCheckpoint(
                     ns,

@@ -150,13 +150,11 @@ def pack_blob(
     return StoredBlob(type_, data, refs)
 
 
-def pack_value(
-    target: codec.Codec, value: Value, *, skeleton: bool = False
-) -> tuple[str, bytes | None]:
+def pack_value(target: codec.Codec, value: Value) -> tuple[str, bytes | None]:
     """A checkpoint's or a write's bytes in the target's storage form."""
     if value.data is None:
         return value.type, None
-    return target.pack(value.type, value.data, skeleton=skeleton)
+    return target.pack(value.type, value.data)
 
 
 # --- comparison ----------------------------------------------------------------
@@ -246,7 +244,7 @@ def check_thread(
     chunks = set(thread.chunks) | set(have_chunks)
     for (_ns, channel, version), blob in thread.blobs.items():
         if blob.type.endswith(codec.CDC_SUFFIX):
-            for h in chunking.split_refs(blob.refs or b""):
+            for h in sorted(chunking.reachable(blob.refs, thread.chunks)):
                 if h not in chunks:
                     raise TransferError(
                         f"thread {tid!r} channel {channel!r} version {version!r}: "
@@ -254,13 +252,21 @@ def check_thread(
                     )
 
 
-def chunk_refs_of(blobs: Iterable[StoredBlob]) -> list[bytes]:
-    """Every chunk address these blobs reference."""
+def chunk_refs_of(
+    blobs: Iterable[StoredBlob], chunks: Mapping[bytes, tuple[bool, bytes]] | None = None
+) -> list[bytes]:
+    """Every chunk address these blobs reference (through the reference-tree
+    nodes present in ``chunks``)."""
     out: set[bytes] = set()
     for blob in blobs:
         if blob.refs:
-            out.update(chunking.split_refs(blob.refs))
+            out.update(chunking.reachable(blob.refs, chunks or {}))
     return sorted(out)
+
+
+def refs_of(blobs: Iterable[StoredBlob]) -> list[bytes]:
+    """The distinct chunk_refs of these blobs (for fetch_value_chunks)."""
+    return sorted({blob.refs for blob in blobs if blob.refs})
 
 
 # --- rows from the database --------------------------------------------------------

@@ -50,12 +50,14 @@ def _join(enc: Encryption, tid: str, type_: str, head: bytes, refs: bytes | None
     are keyed, their tags prove them), else checked against their unkeyed ids
     unless the import itself cut them (``trusted``)."""
     pieces: Chunks = {}
-    for h in chunking.split_refs(refs or b""):
+    for h in chunking.reachable(refs, chunks):
         if h in pieces or h not in chunks:
             continue
         flag, data = chunks[h]
-        pieces[h] = (flag, enc.keyring.open(data, encryption.chunk_aad(tid, h, flag), where)
-                     if sealed_value else data)
+        if sealed_value and not chunking.is_node_key(h):  # nodes are in clear
+            data = enc.keyring.open(data, encryption.chunk_aad(tid, h, flag), where)
+        pieces[h] = (flag, data)
+    # (reference-tree nodes are checked against their addresses whatever `verified` says)
     data = chunking.join(head, refs or b"", pieces, compression.DEFAULT_MAX_VALUE_SIZE, where,
                          verified=set(pieces))
     return type_[: -len(CDC_SUFFIX)], data

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import chunking, codec
+from .. import codec
 from .._arrays import BoolArray, ByteaArray, Int4Array, TextArray
 from .._core import SaverCore
 from .._plans import PipelinePlan, Plan, PlanGen, Query, QueryMany
@@ -31,6 +31,7 @@ from .rows import (
     WriteKey,
     check_thread,
     chunk_refs_of,
+    refs_of,
     same_blob,
     same_checkpoint,
     same_write,
@@ -94,9 +95,9 @@ def _diff(core: SaverCore, thread: StoredThread) -> PlanGen[ThreadDiff]:
     if enc is not None:
         # Compared in clear (sealing.py): only the values the import also holds.
         have.blobs = {k: b for k, b in have.blobs.items() if k in thread.blobs}
-        hashes = chunk_refs_of(have.blobs.values())
-        if hashes:
-            k_rows = yield Query(q["fetch_chunks"], {**p, "hashes": hashes}, fetch="all")
+        refs = refs_of(have.blobs.values())
+        if refs:
+            k_rows = yield Query(q["fetch_value_chunks"], {**p, "refs": refs}, fetch="all")
             for h, compressed, data in k_rows or []:
                 have.chunks[bytes(h)] = (bool(compressed), bytes(data))
         have = opened(enc, have, is_source=False)
@@ -111,10 +112,8 @@ def _diff(core: SaverCore, thread: StoredThread) -> PlanGen[ThreadDiff]:
             raise _conflict(thread, cp.checkpoint_id, cp.checkpoint_ns, _differs(cp, old))
     unequal = [k for k, b in thread.blobs.items() if k in have.blobs and have.blobs[k] != b]
     if any(have.blobs[k].refs for k in unequal):
-        hashes = sorted(
-            {h for k in unequal for h in chunking.split_refs(have.blobs[k].refs or b"")}
-        )
-        k_rows = yield Query(q["fetch_chunks"], {**p, "hashes": hashes}, fetch="all")
+        refs = sorted({have.blobs[k].refs or b"" for k in unequal} - {b""})
+        k_rows = yield Query(q["fetch_value_chunks"], {**p, "refs": refs}, fetch="all")
         for h, compressed, data in k_rows or []:
             have.chunks[bytes(h)] = (bool(compressed), bytes(data))
     for key, blob in thread.blobs.items():
@@ -204,7 +203,7 @@ def _insert_params(
         fields=(("types", "type", TextArray), ("values", "value", ByteaArray),
                 ("refs", "refs", ByteaArray)),
     )
-    wanted = set(chunk_refs_of(diff.blobs.values()))
+    wanted = set(chunk_refs_of(diff.blobs.values(), thread.chunks))
     chunks = {h: c for h, c in thread.chunks.items() if h in wanted}
     chunk_params = {
         "thread_id": tid,
@@ -267,7 +266,7 @@ def _verify(core: SaverCore, thread: StoredThread, diff: ThreadDiff) -> PlanGen[
             want_w = (write.channel, write.type, _sha(write.value), write.task_path)
             if found is None or tuple(_bytes(x) for x in found) != want_w:
                 bad.append(f"write {wkey[3]} of task {wkey[2]!r} on checkpoint {wkey[1]!r}")
-    refs = chunk_refs_of(diff.blobs.values())
+    refs = chunk_refs_of(diff.blobs.values(), thread.chunks)
     if refs:
         rows = yield Query(q["rows_chunk_hashes"], {**p, "hashes": ByteaArray(refs)}, fetch="all")
         if len(rows or []) != len(refs):

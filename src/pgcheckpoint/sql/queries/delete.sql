@@ -14,6 +14,11 @@ DELETE FROM {schema}.threads WHERE thread_id = %(thread_id)s;
 -- with the sweep).
 SELECT {schema}.pgcheckpoint_delete_threads(%(thread_ids)s::text[]);
 
+-- name: lock_thread
+-- lock_threads for one thread (rollback; pgcheckpoint_lock_thread): on Citus
+-- the call is delegated to the thread's node, inside the transaction too.
+SELECT {schema}.pgcheckpoint_lock_thread(%(thread_id)s);
+
 -- name: lock_threads
 -- Garbage collection holds these row locks for its transaction; writers take
 -- the same lock in put_checkpoint, so no chunk or blob is judged unreferenced
@@ -37,17 +42,12 @@ DELETE FROM {schema}.writes x USING gone
 WHERE x.thread_id = gone.thread_id AND x.checkpoint_ns = gone.checkpoint_ns
   AND x.checkpoint_id = gone.checkpoint_id;
 
--- name: prune_keep_latest
--- pgcheckpoint_trim (the walk the sweep runs too) with a limit of one checkpoint per
--- namespace and no pins: the newest checkpoint of each namespace that stays,
--- the ancestors its DeltaChannels need, the writes of what is kept; finished
--- subgraph calls go whole; no kept checkpoint names a deleted parent. Run only
--- under lock_threads.
-SELECT {schema}.pgcheckpoint_trim(
-    %(thread_ids)s::text[],
-    pg_catalog.array_fill(1, ARRAY[pg_catalog.cardinality(%(thread_ids)s::text[])]),
-    pg_catalog.array_fill(NULL::timestamptz, ARRAY[pg_catalog.cardinality(%(thread_ids)s::text[])]),
-    false);
+-- name: prune_thread
+-- prune(strategy="keep_latest") of one thread: its lock, pgcheckpoint_trim's
+-- walk with a limit of one checkpoint per namespace and no pins, then its gc
+-- (pgcheckpoint_prune_thread). prune() runs one per thread, in id order, in
+-- one transaction; on Citus each call is delegated to the thread's node.
+SELECT {schema}.pgcheckpoint_prune_thread(%(thread_id)s);
 
 -- name: gc
 -- Blobs and chunks of the given threads that nothing references any more
@@ -95,12 +95,9 @@ FROM t, {schema}.checkpoints s WHERE s.thread_id = %(source)s
 ON CONFLICT DO NOTHING;
 
 -- name: delete_checkpoint
--- One checkpoint and its pending writes; run under lock_threads, then gc.
-WITH w AS (
-    DELETE FROM {schema}.writes
-    WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
-      AND checkpoint_id = %(checkpoint_id)s
-)
-DELETE FROM {schema}.checkpoints
-WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
-  AND checkpoint_id = %(checkpoint_id)s;
+-- One leaf checkpoint and its pending writes, under the thread's lock, then the
+-- values nothing needs any more (pgcheckpoint_delete_checkpoint): -1 when the
+-- checkpoint does not exist, else its number of children (nothing deleted
+-- unless 0). On Citus the call is delegated to the thread's node.
+SELECT {schema}.pgcheckpoint_delete_checkpoint(%(thread_id)s, %(checkpoint_ns)s,
+                                               %(checkpoint_id)s);

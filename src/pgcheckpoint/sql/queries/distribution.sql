@@ -18,13 +18,17 @@ LEFT JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = pg_catalog.to_regcl
 -- name: citus_function_state
 -- Every function and procedure of the schema: its signature as regprocedure
 -- text, whether its first argument carries a thread id, and what Citus knows
--- of it (registered at all; the index of its distribution argument).
+-- of it (registered at all; the index of its distribution argument; whether
+-- its calls are delegated inside transactions too), and whether they should be
+-- (its name is in %(delegated)s).
 SELECT p.oid::pg_catalog.regprocedure::text,
        p.pronargs > 0 AND p.proargtypes[0] = 'pg_catalog.text'::pg_catalog.regtype
            AND (p.proargnames)[1] = %(thread_argument)s,
        o.objid IS NOT NULL,
        o.distribution_argument_index,
-       o.colocationid
+       o.colocationid,
+       coalesce(o.force_delegation, false),
+       p.proname = ANY (%(delegated)s::text[])
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 LEFT JOIN pg_catalog.pg_dist_object o
@@ -45,8 +49,12 @@ SELECT pg_catalog.truncate_local_data_after_distributing_table(%(table)s::regcla
 SELECT pg_catalog.create_reference_table(%(table)s::regclass);
 
 -- name: citus_route_function
+-- force_delegation: a call is delegated inside an explicit transaction too
+-- (the function then touches only rows of its thread); run again, it updates
+-- an already distributed function.
 SELECT pg_catalog.create_distributed_function(%(function)s::regprocedure, '$1',
-                                              colocate_with => %(colocate_with)s);
+                                              colocate_with => %(colocate_with)s,
+                                              force_delegation => %(force_delegation)s);
 
 -- name: citus_register_function
 SELECT pg_catalog.create_distributed_function(%(function)s::regprocedure);

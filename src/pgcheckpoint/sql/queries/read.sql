@@ -58,13 +58,30 @@ LEFT JOIN LATERAL (
         -- planner guessed 1,000 rows for the latter, the estimated cost of a
         -- page of 10 passed jit_above_cost, and JIT compilation added 15 ms
         -- to a 0.3 ms list(limit=10) (EXPLAIN ANALYZE).
-        SELECT DISTINCT h.hash
-        FROM pg_catalog.unnest(b.refs) AS r(refs),
-             pg_catalog.unnest(ARRAY(SELECT substring(r.refs FROM g.i * 16 + 1 FOR 16)
-                          FROM pg_catalog.generate_series(0, pg_catalog.length(r.refs) / 16 - 1)
-                               AS g(i))) AS h(hash)
-        WHERE r.refs IS NOT NULL
-    ) h
+        -- A chunk_refs value is a flat list of addresses, or a tree (a tag byte,
+        -- its depth, its top nodes: chunking.py): nodes, stored under their
+        -- address and the byte 'n', are expanded one level per step, each
+        -- through a primary-key probe.
+        WITH RECURSIVE e(hash, depth) AS (
+            SELECT substring(r.refs FROM g.i * 16 + 1 + pg_catalog.mod(pg_catalog.length(r.refs), 16) FOR 16),
+                   CASE WHEN pg_catalog.mod(pg_catalog.length(r.refs), 16) = 2
+                        THEN pg_catalog.get_byte(r.refs, 1) ELSE 0 END
+            FROM pg_catalog.unnest(b.refs) AS r(refs),
+                 pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
+                                              0, pg_catalog.length(r.refs) / 16 - 1))) AS g(i)
+            WHERE r.refs IS NOT NULL
+          UNION
+            SELECT substring(n.data FROM g.i * 16 + 1 FOR 16), e.depth - 1
+            FROM e
+            JOIN {schema}.chunks n
+              ON n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea,
+                 pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
+                                              0, pg_catalog.length(n.data) / 16 - 1))) AS g(i)
+            WHERE e.depth > 0
+        )
+        SELECT DISTINCT CASE WHEN e.depth > 0 THEN e.hash || '\x6e'::bytea ELSE e.hash END
+        FROM e
+    ) h(hash)
     -- A primary-key probe per chunk, for the same reason as the blobs above.
     CROSS JOIN LATERAL (
         SELECT y.hash, y.compressed, y.data
@@ -181,6 +198,31 @@ WHERE v.channel = ANY (a.remaining);
 -- name: fetch_chunks
 SELECT hash, compressed, data FROM {schema}.chunks
 WHERE thread_id = %(thread_id)s AND hash = ANY (%(hashes)s::bytea[]);
+
+-- name: fetch_value_chunks
+-- The chunks some blobs' chunk_refs name, through their reference trees
+-- (expanded as in read_checkpoints).
+WITH RECURSIVE e(hash, depth) AS (
+    SELECT substring(r.refs FROM g.i * 16 + 1 + pg_catalog.mod(pg_catalog.length(r.refs), 16) FOR 16),
+           CASE WHEN pg_catalog.mod(pg_catalog.length(r.refs), 16) = 2
+                THEN pg_catalog.get_byte(r.refs, 1) ELSE 0 END
+    FROM pg_catalog.unnest(%(refs)s::bytea[]) AS r(refs),
+         pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
+                                      0, pg_catalog.length(r.refs) / 16 - 1))) AS g(i)
+    WHERE r.refs IS NOT NULL
+  UNION
+    SELECT substring(n.data FROM g.i * 16 + 1 FOR 16), e.depth - 1
+    FROM e
+    JOIN {schema}.chunks n
+      ON n.thread_id = %(thread_id)s AND n.hash = e.hash || '\x6e'::bytea,
+         pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
+                                      0, pg_catalog.length(n.data) / 16 - 1))) AS g(i)
+    WHERE e.depth > 0
+)
+SELECT hash, compressed, data FROM {schema}.chunks
+WHERE thread_id = %(thread_id)s
+  AND hash IN (SELECT CASE WHEN e.depth > 0 THEN e.hash || '\x6e'::bytea ELSE e.hash END
+               FROM e);
 
 -- name: latest_id
 SELECT checkpoint_id FROM {schema}.checkpoints

@@ -1,6 +1,13 @@
 -- The thread API and the inspector (threads.py, inspector/).
 -- `{schema}`, `-- name:` blocks and fragments: see _queries.py.
 
+-- name: part_checkpoint_span
+-- A thread's checkpoint count and the time of its first and last checkpoint;
+-- the statement adds the WHERE naming the thread.
+SELECT pg_catalog.count(*) AS n, pg_catalog.min(c.created_at) AS first_at,
+       pg_catalog.max(c.created_at) AS last_at
+FROM {schema}.checkpoints c
+
 -- name: threads_list
 -- Threads newest first by their last checkpoint, with the metadata of their
 -- latest checkpoint (root namespace first) for filtering. Keyset paging on
@@ -11,11 +18,7 @@
 SELECT t.thread_id, s.n, s.first_at, s.last_at, m.metadata,
        m.checkpoint_ns, m.checkpoint_id, m.parent_checkpoint_id
 FROM {schema}.threads t
-CROSS JOIN LATERAL (
-    SELECT pg_catalog.count(*) AS n, pg_catalog.min(c.created_at) AS first_at,
-           pg_catalog.max(c.created_at) AS last_at
-    FROM {schema}.checkpoints c WHERE c.thread_id = t.thread_id
-) s
+CROSS JOIN LATERAL ({part_checkpoint_span} WHERE c.thread_id = t.thread_id) s
 CROSS JOIN LATERAL (
     SELECT c.metadata, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id
     FROM {schema}.checkpoints c
@@ -86,15 +89,6 @@ WHERE c.thread_id = %(thread_id)s
 ORDER BY c.checkpoint_id DESC, c.checkpoint_ns DESC
 LIMIT %(limit)s;
 
--- name: checkpoint_children
--- Whether a checkpoint exists, and how many checkpoints name it as parent.
-SELECT EXISTS (SELECT 1 FROM {schema}.checkpoints
-               WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
-                 AND checkpoint_id = %(checkpoint_id)s),
-       (SELECT pg_catalog.count(*) FROM {schema}.checkpoints
-        WHERE thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s
-          AND parent_checkpoint_id = %(checkpoint_id)s);
-
 -- name: thread_summaries
 -- One page of the inspector's thread list (issue 15), most recently written
 -- first. The page is chosen from the threads table alone, ordered by
@@ -145,11 +139,7 @@ SELECT p.thread_id, p.updated_at, p.pinned, p.retention, s.n, s.first_at, s.last
         WHERE x.thread_id = p.thread_id),
        pg_catalog.now()
 FROM page p
-CROSS JOIN LATERAL (
-    SELECT pg_catalog.count(*) AS n, pg_catalog.min(c.created_at) AS first_at,
-           pg_catalog.max(c.created_at) AS last_at
-    FROM {schema}.checkpoints c WHERE c.thread_id = p.thread_id
-) s
+CROSS JOIN LATERAL ({part_checkpoint_span} WHERE c.thread_id = p.thread_id) s
 LEFT JOIN LATERAL (
     SELECT c.checkpoint_id, c.parent_checkpoint_id, c.metadata FROM {schema}.checkpoints c
     WHERE c.thread_id = p.thread_id AND c.checkpoint_ns = ''
