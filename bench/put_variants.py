@@ -1,18 +1,21 @@
 """What each part of pgcheckpoint's put statement costs: ``python -m bench.put_variants``.
 
 Captures the statement and parameters of one real ``put`` of a 1 KB checkpoint (a
-``messages`` channel that changed), then replays variants of that statement, each
-``--calls`` times on one connection, extending a chain of checkpoints so that the
-one-writer check (mode 'head') passes every time, and prints the median per call:
+``messages`` channel that changed: ``put_head``, the compare-and-set put), then replays
+variants of it and of the checked statement (``put_checkpoint``), each ``--calls``
+times on one connection, extending a chain of checkpoints so that the one-writer check
+(mode 'head') passes every time, and prints the median per call:
 
-* ``as shipped``: the statement ``put`` sends;
-* ``CAS on thread row``: no guard call; the thread-row upsert becomes the check, a
-  compare-and-set of a ``head`` column (added to the scratch table for the run)
-  ``WHERE head IS NOT DISTINCT FROM parent``, so a refused put inserts nothing;
-* ``no guard``: without the ``pgcheckpoint_put_guard`` call (its CTE removed);
+* ``as shipped``: the statement ``put`` sends (``put_head``: the one-writer rule as a
+  compare-and-set of ``threads.head`` in the thread-row upsert, plus one primary-key
+  probe that the parent still exists);
+* ``CAS, no parent probe``: the same without that probe;
+* ``guard call``: ``put_checkpoint``, the checked statement (``pgcheckpoint_put_check``
+  called under the thread-row lock), which every put sent before migration 0010 and
+  which is now the fallback and the statement of forks and subgraphs;
+* ``no guard``: ``put_checkpoint`` without the guard call (its CTE removed);
 * ``inline guard``: the head check as a scalar subquery in the statement instead of a
-  PL/pgSQL call, the checkpoint inserted only when it holds (the client would see no
-  row inserted and ask the function why);
+  PL/pgSQL call, the checkpoint inserted only when it holds;
 * ``no thread upsert``: neither the guard nor the ``threads`` row upsert (the thread
   id taken from the parameter);
 * ``checkpoint row only``: one INSERT of the checkpoint row, like the official
@@ -36,6 +39,7 @@ import psycopg
 from bench.db import default_dsn, scratch_databases
 from bench.savers import our_classes
 from bench.states import PUT_PROFILES, ThreadBuilder
+from pgcheckpoint._queries import Queries
 
 _GUARD_CTE_START = "), g AS ("
 
@@ -64,7 +68,18 @@ def capture(dsn: str) -> tuple[str, dict[str, Any]]:
     return seen[-1]
 
 
-def variants(query: str) -> dict[str, str]:
+def checked(cas: str) -> str:
+    """put_checkpoint with the same CTEs as the captured put_head statement."""
+    q = Queries("public")
+    for chunks in (False, True):
+        for blobs in (False, True):
+            if q.put_head(chunks=chunks, blobs=blobs) == cas:
+                return q.put_checkpoint(chunks=chunks, blobs=blobs)
+    raise RuntimeError("the captured statement is not put_head")
+
+
+def variants(cas: str) -> dict[str, str]:
+    query = checked(cas)
     head, rest = query.split(_GUARD_CTE_START, 1)
     guard_end = rest.index(")", rest.index("FROM t")) + 1
     after_guard = rest[guard_end:]
@@ -81,30 +96,13 @@ def variants(query: str) -> dict[str, str]:
     )
     insert = query[query.index("INSERT INTO", query.index("checkpoints (") - 40) :]
     row_only = insert.replace("FROM t, g", "", 1).replace("t.thread_id", "%(thread_id)s", 1)
-    # The one-writer rule as a compare-and-set on the thread row the put already
-    # upserts: a ``head`` column (added to the scratch table by ``run``) replaces the
-    # PL/pgSQL probe; when the CAS fails, ``t`` is empty and nothing is inserted.
-    upsert_end = head.index("RETURNING")
-    cas = (
-        head[:upsert_end]
-        .replace("(thread_id, updated_at)", "(thread_id, updated_at, head)", 1)
-        .replace(
-            "VALUES (%(thread_id)s, now())", "VALUES (%(thread_id)s, now(), %(checkpoint_id)s)", 1
-        )
-        .replace(
-            "DO UPDATE SET updated_at = EXCLUDED.updated_at",
-            "DO UPDATE SET updated_at = EXCLUDED.updated_at, head = EXCLUDED.head"
-            " WHERE th.head IS NOT DISTINCT FROM %(parent_checkpoint_id)s"
-            " OR th.head = EXCLUDED.head",
-            1,
-        )
-        + head[upsert_end:]
-        + ")"
-        + after_guard.replace("FROM t, g", "FROM t", 1)
-    )
+    # put_head without its parent probe: the compare-and-set alone.
+    probe = cas.index("    WHERE %(parent_checkpoint_id)s::text IS NULL")
+    no_probe = cas[:probe] + cas[cas.index("    ON CONFLICT (thread_id) DO UPDATE") :]
     return {
-        "as shipped": query,
-        "CAS on thread row": cas,
+        "as shipped": cas,
+        "CAS, no parent probe": no_probe,
+        "guard call": query,
         "no guard": no_guard,
         "inline guard": inline,
         "no thread upsert": no_thread,
@@ -117,14 +115,16 @@ def run(dsn: str, calls: int, sync_off: bool) -> None:
     options = "-c synchronous_commit=off" if sync_off else ""
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=0, options=options) as conn:
         cur = conn.cursor()
-        cur.execute("alter table public.threads add column if not exists head text")
         results: dict[str, list[float]] = {}
         texts = variants(query)
-        # One chain (thread) per variant: the CAS variant keeps its head in the thread row.
+        # One chain (thread) per variant. The CAS variants start their thread rows
+        # (and heads) with their first put; the others get theirs here.
         tag = uuid.uuid4().hex[:6]
         threads = {name: f"variants-{tag}-{i}" for i, name in enumerate(texts)}
         parents: dict[str, str | None] = dict.fromkeys(texts)
-        for thread in threads.values():
+        for name, thread in threads.items():
+            if name.startswith(("as shipped", "CAS")):
+                continue
             cur.execute(
                 "insert into public.threads (thread_id, updated_at) values (%s, now())", (thread,)
             )

@@ -29,7 +29,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from typing_extensions import Unpack
 
 from . import codec
-from ._guard import GuardMemory, guard_put, tag_read
+from ._guard import HEAD, GuardMemory, guard_put, tag_read
 from ._plans import Plan, PlanGen, Query
 from ._queries import Queries
 from .allowlist import AllowEntry, PlainDataSerializer, parse_allow
@@ -215,8 +215,15 @@ class SaverCore(BaseCheckpointSaver[str]):
         params, out, meta = self.encode_put(config, checkpoint, metadata, new_versions)
         guard_put(self.guard_memory, config, params, meta)  # one writer: _guard.py
         memory = self.guard_memory
-        sql = self.queries.put_checkpoint(
-            chunks=bool(params["chunk_hashes"]), blobs=bool(params["blob_channels"])
+        parts = {"chunks": bool(params["chunk_hashes"]), "blobs": bool(params["blob_channels"])}
+        sql = self.queries.put_checkpoint(**parts)
+        # A run's next root checkpoint: the compare-and-set on threads.head
+        # (put_head); any other put, or one put_head refused, is checked by
+        # put_checkpoint, which raises the precise error or writes (issue 16).
+        cas = (
+            self.queries.put_head(**parts)
+            if params["guard"] == HEAD and params["checkpoint_ns"] == ""
+            else None
         )
         small = (
             _payload((params["checkpoint"],), params["blob_values"], params["chunk_data"])
@@ -229,7 +236,7 @@ class SaverCore(BaseCheckpointSaver[str]):
                 self.has_citus = bool(found and found[0][0])
             if self.has_citus:
                 yield Query(self.queries["put_function"], params, fetch="all", reuse_cursor=small)
-            else:
+            elif cas is None or not (yield Query(cas, params, fetch="all", reuse_cursor=small)):
                 yield Query(sql, params, reuse_cursor=small)
             memory.saved(params)
             return out

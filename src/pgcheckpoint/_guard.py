@@ -22,11 +22,15 @@ writer believed when it chose the parent of its put:
 * a put with no parent into a namespace this saver did not read as empty is
   not checked (a first checkpoint written directly).
 
-The check runs inside ``put_checkpoint`` (``pgcheckpoint_put_guard``,
-migration 0006) after the statement's upsert of the ``threads`` row has taken
-that row's lock, with a snapshot of its own, so two racing writers are
-serialised by the lock and the second one sees the first one's checkpoint; a
-put stays one autocommitted statement.
+A 'head' put in the root namespace is ``put_head``: a compare-and-set of
+``threads.head`` (migration 0010) in the statement's upsert of the thread row,
+which takes that row's lock, so two racing writers are serialised by the lock
+and the second one compares with the head the first one committed. Every other
+put, and a 'head' put whose compare-and-set wrote nothing (the head moved, or
+is not known), runs ``put_checkpoint``, whose check
+(``pgcheckpoint_put_check``) runs under the same lock with a snapshot of its
+own and raises the precise error. A put stays one autocommitted statement, two
+when refused.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import CheckpointTuple
 
-# The `guard` parameter of put_checkpoint (see pgcheckpoint_put_guard).
+# The `guard` parameter of put_checkpoint (see pgcheckpoint_put_check).
 HEAD = "head"
 EXISTS = "exists"
 

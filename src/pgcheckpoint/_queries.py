@@ -133,16 +133,20 @@ class Queries:
         }
         self._read_cache: dict[tuple[str, ...], str] = {}
         self._writes: dict[tuple[bool, int], str] = {}
-        template = self._sql["put_checkpoint"]
-        self._puts = {
+        self._puts = {name: self._parts(name) for name in ("put_checkpoint", "put_head")}
+        # The whole statements, for callers whose rows may hold anything (batches, imports).
+        self._sql["put_checkpoint"] = self._puts["put_checkpoint"][(True, True)]
+        self._sql["put_head"] = self._puts["put_head"][(True, True)]
+
+    def _parts(self, name: str) -> dict[tuple[bool, bool], str]:
+        template = self._sql[name]
+        return {
             (chunks, blobs): template.replace(
                 "{put_chunks}", self._sql["put_chunks"] if chunks else ""
             ).replace("{put_blobs}", self._sql["put_blobs"] if blobs else "")
             for chunks in (False, True)
             for blobs in (False, True)
         }
-        # The whole statement, for callers whose rows may hold anything (batches, imports).
-        self._sql["put_checkpoint"] = self._puts[(True, True)]
 
     def put_writes(self, *, upsert: bool, rows: int) -> str:
         """``put_writes_insert`` / ``_upsert`` with ``rows`` VALUES rows (1 to
@@ -161,7 +165,11 @@ class Queries:
     def put_checkpoint(self, *, chunks: bool, blobs: bool) -> str:
         """``put_checkpoint`` with only the CTEs a put needs: the chunks one when it
         has new chunks, the blobs one when it has new channel values."""
-        return self._puts[(chunks, blobs)]
+        return self._puts["put_checkpoint"][(chunks, blobs)]
+
+    def put_head(self, *, chunks: bool, blobs: bool) -> str:
+        """``put_head`` (the compare-and-set put) with only the CTEs a put needs."""
+        return self._puts["put_head"][(chunks, blobs)]
 
     def __getitem__(self, name: str) -> str:
         return self._sql[name]

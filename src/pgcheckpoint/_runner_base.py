@@ -99,7 +99,8 @@ def pipelined_on(plan: Plan[Any], transaction_pooler: bool) -> bool:
 # A kept cursor holds its last statement's dumped parameters until its next
 # one, which is why only small statements use it; every other statement runs
 # on a cursor of the plan's own, closed when the plan ends, so no result set
-# or large parameter outlives its operation.
+# or large parameter outlives its operation. A small write may fetch (put_head
+# returns one boolean row, kept until the cursor's next statement).
 
 
 class OperationStats:
@@ -175,7 +176,7 @@ class RunnerBase:
     @staticmethod
     def _on_kept_cursor(query: Query, pipelined: bool) -> bool:
         """Whether ``query`` runs on the connection's kept cursor (see _WRITE_CURSORS)."""
-        return query.reuse_cursor and query.fetch != "all" and not pipelined
+        return query.reuse_cursor and not pipelined
 
     def _start(self, plan: Plan[Any]) -> OperationStats | None:
         if not self.hooks:

@@ -1,4 +1,4 @@
--- pgcheckpoint: revision 1
+-- pgcheckpoint: revision 2
 -- delete_checkpoint() in one call: the thread's row lock, then, when the
 -- checkpoint exists and no checkpoint names it as parent (a leaf), the
 -- checkpoint with its pending writes and the values nothing needs any more
@@ -17,6 +17,10 @@ DECLARE
     v_children bigint;
 BEGIN
     PERFORM 1 FROM {schema}.threads t WHERE t.thread_id = p_thread_id FOR UPDATE;
+    -- Its callers may delete the newest root checkpoint: `head` (migration 0010)
+    -- is cleared (NULL: not known), as pgcheckpoint_lock_threads does.
+    UPDATE {schema}.threads t SET head = NULL
+    WHERE t.thread_id = p_thread_id AND t.head IS NOT NULL;
     PERFORM 1 FROM {schema}.checkpoints c
     WHERE c.thread_id = p_thread_id AND c.checkpoint_ns = p_checkpoint_ns
       AND c.checkpoint_id = p_checkpoint_id;

@@ -1,4 +1,4 @@
--- pgcheckpoint: revision 1
+-- pgcheckpoint: revision 2
 -- prune(strategy="keep_latest") of one thread, in one call: its row lock, the
 -- keep-walk of pgcheckpoint_trim with a limit of one checkpoint per namespace
 -- and no pins (what prune_keep_latest asks of it), then the values nothing
@@ -13,6 +13,10 @@ SET search_path = pg_catalog, pg_temp
 AS $pgcheckpoint_prune_thread$
 BEGIN
     PERFORM 1 FROM {schema}.threads t WHERE t.thread_id = p_thread_id FOR UPDATE;
+    -- Its callers may delete the newest root checkpoint: `head` (migration 0010)
+    -- is cleared (NULL: not known), as pgcheckpoint_lock_threads does.
+    UPDATE {schema}.threads t SET head = NULL
+    WHERE t.thread_id = p_thread_id AND t.head IS NOT NULL;
     PERFORM {schema}.pgcheckpoint_trim(ARRAY[p_thread_id], ARRAY[1],
                                        ARRAY[NULL::timestamptz], false);
     PERFORM {schema}.pgcheckpoint_gc_thread(p_thread_id);

@@ -1,4 +1,4 @@
--- pgcheckpoint: revision 1
+-- pgcheckpoint: revision 2
 -- put() on Citus: put_checkpoint (sql/queries/put.sql) as a function of one
 -- thread, distributed by p_thread_id with force_delegation (distribution.py),
 -- so the coordinator sends the call whole to the thread's node, where every
@@ -30,9 +30,10 @@ BEGIN
     INSERT INTO {schema}.threads AS th (thread_id, updated_at)
     VALUES (p_thread_id, pg_catalog.now())
     ON CONFLICT (thread_id) DO UPDATE SET updated_at = EXCLUDED.updated_at;
-    -- `g`: the one-writer check, under that lock.
-    PERFORM {schema}.pgcheckpoint_put_guard(p_thread_id, p_checkpoint_ns,
-                                            p_parent_checkpoint_id, p_checkpoint_id, p_guard);
+    -- `g`: the one-writer check, under that lock (pgcheckpoint_put_check, 0010:
+    -- put_head's threads.head is not used on Citus, so it is left NULL here).
+    PERFORM {schema}.pgcheckpoint_put_check(p_thread_id, p_checkpoint_ns,
+                                           p_parent_checkpoint_id, p_checkpoint_id, p_guard);
     -- put_chunks.
     IF cardinality(p_chunk_hashes) > 0 THEN
         INSERT INTO {schema}.chunks (thread_id, hash, compressed, data)

@@ -64,8 +64,10 @@ SELECT EXISTS (SELECT 1 FROM {schema}.checkpoints WHERE thread_id = %(thread_id)
 WITH t AS (
     -- EXCLUDED rather than now() in DO UPDATE SET: Citus accepts only IMMUTABLE
     -- functions there (tests/test_citus_lint.py).
+    -- `head` cleared (NULL: not known, migration 0010): the copied checkpoints
+    -- may be newer than the target's; its next put checks and sets it.
     INSERT INTO {schema}.threads (thread_id, updated_at) VALUES (%(target)s, pg_catalog.now())
-    ON CONFLICT (thread_id) DO UPDATE SET updated_at = EXCLUDED.updated_at
+    ON CONFLICT (thread_id) DO UPDATE SET updated_at = EXCLUDED.updated_at, head = NULL
     RETURNING thread_id
 ), k AS (
     INSERT INTO {schema}.chunks (thread_id, hash, compressed, data)

@@ -4,9 +4,11 @@
 -- name: import_lock_thread
 -- An import takes the thread's row lock (as put_checkpoint and garbage
 -- collection do) before it reads what the thread holds, so nothing it compares
--- changes under it. An existing row is left as it was.
+-- changes under it. An existing row keeps its updated_at; its `head` is
+-- cleared (NULL: not known, migration 0010), as the import may add checkpoints
+-- newer than it.
 INSERT INTO {schema}.threads AS th (thread_id) VALUES (%(thread_id)s)
-ON CONFLICT (thread_id) DO UPDATE SET updated_at = th.updated_at
+ON CONFLICT (thread_id) DO UPDATE SET updated_at = th.updated_at, head = NULL
 RETURNING th.thread_id;
 
 -- name: export_snapshot

@@ -1,0 +1,32 @@
+-- pgcheckpoint: compatible-with 8
+-- The one-writer rule as a compare-and-set on the thread row the put already
+-- upserts (issue 16; docs/concurrency.md, "How it works"): `head` holds
+-- the id of the newest checkpoint of the thread's root namespace, or NULL when
+-- that is not known. A put whose parent is `head` moves it in the same upsert
+-- (put_head); any other put, or one that finds `head` NULL or different, takes
+-- the checked statement (put_checkpoint, pgcheckpoint_put_check), which raises
+-- the precise refusal or, when `head` only lagged, writes and sets it.
+--
+-- The invariant: `head` is NULL or the newest root checkpoint id. NULL is
+-- always safe (it costs the next put one more round trip); so whatever this
+-- release cannot keep exact sets NULL: the previous release's puts (through
+-- pgcheckpoint_put_guard, whose new text clears it), lock_threads (garbage
+-- collection, prune, delete_for_runs, rollback, delete_checkpoint, of either
+-- release), imports and copy_thread.
+--
+-- Left NULL here, not filled from each thread's newest root checkpoint:
+--   * setup() applies the new text of pgcheckpoint_put_guard in its own
+--     transaction after this one, so a put of the previous release that lands
+--     between the two moves a thread's newest checkpoint without touching
+--     `head`: a filled `head` could then be stale, and a stale `head` accepts
+--     a put it should refuse. NULL cannot be;
+--   * a fill is an UPDATE of every thread row under the ACCESS EXCLUSIVE lock
+--     of ADD COLUMN (every put waits for it); a nullable column with no
+--     default is a catalogue change only.
+-- The cost: each thread's first put after the upgrade takes the checked
+-- statement once (one more round trip), which sets `head`.
+-- Releases from 0008 on keep working on this schema, as on 0009's (they never
+-- name the column; their puts call pgcheckpoint_put_guard and their garbage
+-- collection pgcheckpoint_lock_threads, whose new texts setup() applies right
+-- after this migration): compatible-with 8, as 0009.
+ALTER TABLE {schema}.threads ADD COLUMN head text;
