@@ -106,12 +106,14 @@ CROSS_THREAD_FUNCTIONS = {
 
 # (rule, statement or function): what Citus 13.2 says, and the shape that passes.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # Not yet routable: a list across threads (list(None), filters only) expands
-    # reference trees with a recursive query per row naming c.thread_id. To do:
-    # expand one level here and fetch deeper nodes per thread with
-    # fetch_value_chunks (pinned), as get_delta_channel_history does.
+    # The read of every thread expands reference trees with a recursive query per
+    # row naming c.thread_id, which Citus cannot route; it is never sent to Citus:
+    # on distributed tables list(None) pages keys (list_keys) and reads each
+    # thread with read_checkpoints[where_thread], pinned (listing.Lister;
+    # tests/test_citus.py runs a tree value through list(None)). It stays here as
+    # the plain-PostgreSQL form.
     ("recursive_cte_one_thread", "read_checkpoints"):
-        "cross-thread read expands reference trees recursively (issue 16, open)",
+        "cross-thread read expands reference trees recursively (plain PG only)",
 }
 
 
