@@ -55,7 +55,10 @@ def _on_citus(db_url: str) -> bool:
 @pytest.fixture
 def plain_postgres(db_url: str) -> None:
     if _on_citus(db_url):
-        pytest.skip("these tests drive put_head, which runs on plain PostgreSQL only (Citus puts go through pgcheckpoint_put)")
+        pytest.skip(
+            "these tests drive put_head, which runs on plain PostgreSQL only "
+            "(Citus puts go through pgcheckpoint_put)"
+        )
 
 
 def _set_head(db_url: str, thread: str, head: str | None) -> None:
