@@ -227,6 +227,8 @@ def _all_violations(catalog: psycopg.Connection[object]) -> dict[tuple[str, str]
     statements["read_checkpoints[where_thread]"] = Queries("public").read_checkpoints(
         ["where_thread"]
     )
+    # part_tree_walk's thread is filled in by Queries.
+    statements["fetch_value_chunks"] = Queries("public")["fetch_value_chunks"]
     volatile = {
         str(name): str(v)
         for name, v in catalog.execute(
