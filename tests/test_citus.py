@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import operator
 import os
+import random
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from langgraph.graph import END, START, StateGraph
 from _citus import CITUS_DSN_ENV, CitusDatabases, citus_workers
 from _helpers import cfg, db_snapshot, make_checkpoint
 from pgcheckpoint import PostgresSaver
+from pgcheckpoint import chunking as ck
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get(CITUS_DSN_ENV), reason=f"{CITUS_DSN_ENV} names no Citus coordinator"
@@ -258,6 +260,101 @@ def test_list_of_every_thread_pages_keys_then_reads_each_thread(
         assert [_key(t) for t in saver.list(None, before=middle.config, limit=5)] == [
             _key(t) for t in expected[len(expected) // 2 + 1 :][:5]
         ]
+
+
+def test_a_value_stored_as_a_reference_tree_on_distributed_tables(citus_url: str) -> None:
+    """A list of 60 items of 3,000 characters (tens of 2 KB chunks: chunk_refs is a
+    tree, its nodes stored as chunks) on distributed tables: put, get_tuple, the
+    list of the thread and of every thread read every version back; prune and
+    delete_checkpoint keep exactly the chunks and nodes the remaining versions
+    reach (pgcheckpoint_gc_thread follows trees on the thread's shard)."""
+    rnd = random.Random(14)
+    items = ["".join(rnd.choice("abcdefgh ") for _ in range(3000)) for _ in range(60)]
+    with PostgresSaver.from_conn_string(citus_url) as saver:
+        saver.setup()
+    # Every statement of the per-thread operations below is explained first and
+    # must be answered by one shard (the tree expansion is pinned to the thread).
+    with psycopg.connect(citus_url, autocommit=True, cursor_factory=ExplainingCursor) as econn:
+        saver = PostgresSaver(econn, transaction_pooler=True)
+
+        def routed(result: Any) -> Any:
+            problems = [
+                f"{why}: {' '.join(text.split())[:200]}"
+                for text, plan in _EXPLAINED
+                if (why := not_routed(plan)) is not None
+            ]
+            assert _EXPLAINED and not problems, problems
+            _EXPLAINED.clear()
+            return result
+
+        _EXPLAINED.clear()
+        assert citus_layout(citus_url)["chunks"][:2] == ("distributed", "thread_id")
+        ids: dict[str, list[str]] = {}
+        for thread in ("tree-a", "tree-b"):
+            parent = None
+            for step in range(3):
+                value = [*items, f"{thread} {step}"]
+                cp = make_checkpoint({"items": value}, {"items": f"{step + 1:032}.0"})
+                saved = routed(
+                    saver.put(
+                        cfg(thread, "", parent), cp, {"step": step}, dict(cp["channel_versions"])
+                    )
+                )
+                parent = saved["configurable"]["checkpoint_id"]
+                ids.setdefault(thread, []).append(parent)
+
+        def want(thread: str, step: int) -> list[str]:
+            return [*items, f"{thread} {step}"]
+
+        with psycopg.connect(citus_url, autocommit=True) as conn:
+            refs = [bytes(r[0]) for r in conn.execute("SELECT chunk_refs FROM blobs")]
+            nodes = conn.execute(
+                "SELECT count(*) FROM chunks WHERE length(hash) = 17"  # hash || 'n'
+            ).fetchone()
+        assert len(refs) == 6 and all(ck.is_tree(r) for r in refs)
+        assert nodes is not None and nodes[0] > 0
+        got = routed(saver.get_tuple(cfg("tree-a")))
+        assert got is not None and got.checkpoint["channel_values"]["items"] == want("tree-a", 2)
+        for t in routed(list(saver.list({"configurable": {"thread_id": "tree-b"}}))):
+            assert t.checkpoint["channel_values"]["items"] == want("tree-b", t.metadata["step"])
+        every = list(saver.list(None))  # keys from every shard, then per-thread reads
+        _EXPLAINED.clear()
+        assert len(every) == 6
+        for t in every:
+            thread = t.config["configurable"]["thread_id"]
+            assert t.checkpoint["channel_values"]["items"] == want(thread, t.metadata["step"])
+
+        def reachable_only(thread: str) -> None:
+            with psycopg.connect(citus_url, autocommit=True) as conn:
+                kept = [
+                    bytes(r[0])
+                    for r in conn.execute(
+                        "SELECT chunk_refs FROM blobs WHERE thread_id = %s", [thread]
+                    )
+                ]
+                stored = {
+                    bytes(h): (z, bytes(d))
+                    for h, z, d in conn.execute(
+                        "SELECT hash, compressed, data FROM chunks WHERE thread_id = %s", [thread]
+                    )
+                }
+            reached: set[bytes] = set()
+            for r in kept:
+                reached |= ck.reachable(r, stored)
+            assert kept and set(stored) == reached
+
+        routed(saver.prune(["tree-a"], strategy="keep_latest"))
+        assert [t.metadata["step"] for t in saver.list(cfg("tree-a"))] == [2]
+        reachable_only("tree-a")
+        got = saver.get_tuple(cfg("tree-a"))
+        assert got is not None and got.checkpoint["channel_values"]["items"] == want("tree-a", 2)
+
+        routed(saver.delete_checkpoint("tree-b", ids["tree-b"][-1]))
+        assert [t.metadata["step"] for t in saver.list(cfg("tree-b"))] == [1, 0]
+        reachable_only("tree-b")
+        got = saver.get_tuple(cfg("tree-b"))
+        assert got is not None and got.checkpoint["channel_values"]["items"] == want("tree-b", 1)
+        assert len(list(saver.list(None))) == 3
 
 
 # --- one writer per thread, two processes ------------------------------------------

@@ -22,6 +22,7 @@ from pgcheckpoint import (
     _strict,
     _validate,
     compression,
+    encoding,
 )
 from pgcheckpoint import codec as c
 from pgcheckpoint._core import SaverCore, default_serde
@@ -77,8 +78,9 @@ def test_metadata_json() -> None:
 
 
 def test_is_inline() -> None:
-    assert all(c.is_inline(v) for v in (None, True, 3, 2.5, "s" * c.INLINE_STR_MAX))
-    assert not any(c.is_inline(v) for v in ("s" * (c.INLINE_STR_MAX + 1), [1], {"a": 1}, b"x"))
+    limit = encoding.INLINE_STR_MAX
+    assert all(c.is_inline(v) for v in (None, True, 3, 2.5, "s" * limit))
+    assert not any(c.is_inline(v) for v in ("s" * (limit + 1), [1], {"a": 1}, b"x"))
 
 
 def test_pack_compresses_large_compressible_values(cod: c.Codec) -> None:

@@ -131,6 +131,11 @@ class Queries:
         self._sql = {
             name: text.replace("{schema}", quoted) for name, text in _raw_statements().items()
         }
+        # part_tree_walk's thread: this statement's parameter (read_checkpoints
+        # fills it per variant, below).
+        self._sql["fetch_value_chunks"] = self._sql["fetch_value_chunks"].replace(
+            "{thread}", "%(thread_id)s"
+        )
         self._read_cache: dict[tuple[str, ...], str] = {}
         self._writes: dict[tuple[bool, int], str] = {}
         self._puts = {name: self._parts(name) for name in ("put_checkpoint", "put_head")}

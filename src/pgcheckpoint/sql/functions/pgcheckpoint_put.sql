@@ -1,4 +1,4 @@
--- pgcheckpoint: revision 2
+-- pgcheckpoint: revision 3
 -- put() on Citus: put_checkpoint (sql/queries/put.sql) as a function of one
 -- thread, distributed by p_thread_id with force_delegation (distribution.py),
 -- so the coordinator sends the call whole to the thread's node, where every
@@ -26,12 +26,19 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $pgcheckpoint_put$
 BEGIN
-    -- put_checkpoint's `t`: the thread row, whose lock orders writers and gc.
-    INSERT INTO {schema}.threads AS th (thread_id, updated_at)
-    VALUES (p_thread_id, pg_catalog.now())
-    ON CONFLICT (thread_id) DO UPDATE SET updated_at = EXCLUDED.updated_at;
-    -- `g`: the one-writer check, under that lock (pgcheckpoint_put_check, 0010:
-    -- put_head's threads.head is not used on Citus, so it is left NULL here).
+    -- put_checkpoint's `t`: the thread row, whose lock orders writers and gc,
+    -- and its `head` kept as put_checkpoint keeps it (put_head, which reads it,
+    -- is not used on Citus, but the rows stay the same as on one server).
+    INSERT INTO {schema}.threads AS th (thread_id, updated_at, head)
+    VALUES (p_thread_id, pg_catalog.now(),
+            CASE WHEN p_checkpoint_ns = '' THEN p_checkpoint_id END)
+    ON CONFLICT (thread_id) DO UPDATE SET
+        updated_at = EXCLUDED.updated_at,
+        head = CASE WHEN EXCLUDED.head IS NULL THEN th.head
+                    WHEN p_guard = 'head' THEN GREATEST(p_parent_checkpoint_id, EXCLUDED.head)
+                    WHEN th.head IS NULL THEN NULL
+                    ELSE GREATEST(th.head, EXCLUDED.head) END;
+    -- `g`: the one-writer check, under that lock (pgcheckpoint_put_check).
     PERFORM {schema}.pgcheckpoint_put_check(p_thread_id, p_checkpoint_ns,
                                            p_parent_checkpoint_id, p_checkpoint_id, p_guard);
     -- put_chunks.

@@ -46,20 +46,9 @@ WITH t AS (
         WHERE th.head = %(parent_checkpoint_id)s OR th.head = EXCLUDED.head
     RETURNING th.thread_id
 ){put_chunks}{put_blobs}
-INSERT INTO {schema}.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-                                  type, checkpoint, metadata, created_at, channels, versions)
-SELECT t.thread_id, %(checkpoint_ns)s, %(checkpoint_id)s, %(parent_checkpoint_id)s,
-       %(type)s, %(checkpoint)b, %(metadata)s::jsonb,
-       coalesce(%(created_at)s::timestamptz, pg_catalog.now()),
-       %(channels)b::text[], %(versions)b::text[]
+{part_checkpoint_row}
 FROM t
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
-    parent_checkpoint_id = EXCLUDED.parent_checkpoint_id,
-    type = EXCLUDED.type,
-    checkpoint = EXCLUDED.checkpoint,
-    metadata = EXCLUDED.metadata,
-    channels = EXCLUDED.channels,
-    versions = EXCLUDED.versions
+{part_checkpoint_upsert}
 RETURNING true;
 
 -- name: put_checkpoint
@@ -106,20 +95,28 @@ WITH t AS (
                %(parent_checkpoint_id)s, %(checkpoint_id)s, %(guard)s::text) AS ok
     FROM t
 ){put_chunks}{put_blobs}
+{part_checkpoint_row}
+FROM t, g
+{part_checkpoint_upsert};
+
+-- name: part_checkpoint_row
+-- The checkpoint row of put_head and put_checkpoint (each adds its FROM).
 INSERT INTO {schema}.checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
                                   type, checkpoint, metadata, created_at, channels, versions)
 SELECT t.thread_id, %(checkpoint_ns)s, %(checkpoint_id)s, %(parent_checkpoint_id)s,
        %(type)s, %(checkpoint)b, %(metadata)s::jsonb,
        coalesce(%(created_at)s::timestamptz, pg_catalog.now()),
        %(channels)b::text[], %(versions)b::text[]
-FROM t, g
+
+-- name: part_checkpoint_upsert
+-- A put repeated with the same checkpoint id replaces the row (put_head, put_checkpoint).
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
     parent_checkpoint_id = EXCLUDED.parent_checkpoint_id,
     type = EXCLUDED.type,
     checkpoint = EXCLUDED.checkpoint,
     metadata = EXCLUDED.metadata,
     channels = EXCLUDED.channels,
-    versions = EXCLUDED.versions;
+    versions = EXCLUDED.versions
 
 -- name: put_chunks
 -- put_checkpoint's new chunks (a fragment of it; see there).

@@ -62,25 +62,7 @@ LEFT JOIN LATERAL (
         -- its depth, its top nodes: chunking.py): nodes, stored under their
         -- address and the byte 'n', are expanded one level per step, each
         -- through a primary-key probe.
-        WITH RECURSIVE e(hash, depth) AS (
-            SELECT substring(r.refs FROM g.i * 16 + 1 + pg_catalog.mod(pg_catalog.length(r.refs), 16) FOR 16),
-                   CASE WHEN pg_catalog.mod(pg_catalog.length(r.refs), 16) = 2
-                        THEN pg_catalog.get_byte(r.refs, 1) ELSE 0 END
-            FROM pg_catalog.unnest(b.refs) AS r(refs),
-                 pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
-                                              0, pg_catalog.length(r.refs) / 16 - 1))) AS g(i)
-            WHERE r.refs IS NOT NULL
-          UNION
-            SELECT substring(n.data FROM g.i * 16 + 1 FOR 16), e.depth - 1
-            FROM e
-            JOIN {schema}.chunks n
-              ON n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea,
-                 pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
-                                              0, pg_catalog.length(n.data) / 16 - 1))) AS g(i)
-            WHERE e.depth > 0
-        )
-        SELECT DISTINCT CASE WHEN e.depth > 0 THEN e.hash || '\x6e'::bytea ELSE e.hash END
-        FROM e
+        {part_tree_walk}
     ) h(hash)
     -- A primary-key probe per chunk, for the same reason as the blobs above.
     CROSS JOIN LATERAL (
@@ -201,12 +183,24 @@ WHERE thread_id = %(thread_id)s AND hash = ANY (%(hashes)s::bytea[]);
 
 -- name: fetch_value_chunks
 -- The chunks some blobs' chunk_refs name, through their reference trees
--- (expanded as in read_checkpoints).
+-- (expanded as in read_checkpoints: part_tree_walk).
+SELECT y.hash, y.compressed, y.data
+FROM (SELECT %(refs)s::bytea[]) AS b(refs)
+CROSS JOIN LATERAL ({part_tree_walk}) h(hash)
+JOIN {schema}.chunks y ON y.thread_id = %(thread_id)s AND y.hash = h.hash;
+
+-- name: part_tree_walk
+-- The distinct chunks (and chunk-reference nodes) that the chunk_refs values in
+-- the array `b.refs` name. A chunk_refs value is a flat list of addresses, or a
+-- tree (a tag byte, its depth, its top nodes: chunking.py): nodes, stored under
+-- their address and the byte 'n', are expanded one level per step, each through
+-- a primary-key probe on the thread `{thread}` (Queries fills it in). Shared by
+-- read_checkpoints and fetch_value_chunks.
 WITH RECURSIVE e(hash, depth) AS (
     SELECT substring(r.refs FROM g.i * 16 + 1 + pg_catalog.mod(pg_catalog.length(r.refs), 16) FOR 16),
            CASE WHEN pg_catalog.mod(pg_catalog.length(r.refs), 16) = 2
                 THEN pg_catalog.get_byte(r.refs, 1) ELSE 0 END
-    FROM pg_catalog.unnest(%(refs)s::bytea[]) AS r(refs),
+    FROM pg_catalog.unnest(b.refs) AS r(refs),
          pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
                                       0, pg_catalog.length(r.refs) / 16 - 1))) AS g(i)
     WHERE r.refs IS NOT NULL
@@ -214,15 +208,13 @@ WITH RECURSIVE e(hash, depth) AS (
     SELECT substring(n.data FROM g.i * 16 + 1 FOR 16), e.depth - 1
     FROM e
     JOIN {schema}.chunks n
-      ON n.thread_id = %(thread_id)s AND n.hash = e.hash || '\x6e'::bytea,
+      ON n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea,
          pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
                                       0, pg_catalog.length(n.data) / 16 - 1))) AS g(i)
     WHERE e.depth > 0
 )
-SELECT hash, compressed, data FROM {schema}.chunks
-WHERE thread_id = %(thread_id)s
-  AND hash IN (SELECT CASE WHEN e.depth > 0 THEN e.hash || '\x6e'::bytea ELSE e.hash END
-               FROM e);
+SELECT DISTINCT CASE WHEN e.depth > 0 THEN e.hash || '\x6e'::bytea ELSE e.hash END
+FROM e
 
 -- name: latest_id
 SELECT checkpoint_id FROM {schema}.checkpoints
