@@ -63,7 +63,8 @@ def test_digest_and_refs() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"min_avg": 100}, {"min_avg": 4096, "max_avg": 2048},
                                     {"target_chunks": 0}, {"avg_size": 100},
-                                    {"fanout": 2}, {"fanout": 12}])
+                                    {"fanout": 2}, {"fanout": 12}, {"cache_bytes": -1},
+                                    {"avg_size": (1 << 24) + 1}])
 def test_policy_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         ChunkingPolicy(**kwargs)
