@@ -206,7 +206,8 @@ JOIN {schema}.chunks y ON y.thread_id = %(thread_id)s AND y.hash = h.hash;
 -- tree (a tag byte, its depth, its top nodes: chunking.py): nodes, stored under
 -- their address and the byte 'n', are expanded one level per step, each through
 -- a primary-key probe on the thread `{thread}` (Queries fills it in). Shared by
--- read_checkpoints and fetch_value_chunks.
+-- read_checkpoints and fetch_value_chunks. `{tree_node}`, the node lookup, is
+-- one of the two tree_node_* fragments below (Queries picks it).
 WITH RECURSIVE e(hash, depth) AS (
     SELECT substring(r.refs FROM g.i * 16 + 1 + pg_catalog.mod(pg_catalog.length(r.refs), 16) FOR 16),
            CASE WHEN pg_catalog.mod(pg_catalog.length(r.refs), 16) = 2
@@ -218,14 +219,36 @@ WITH RECURSIVE e(hash, depth) AS (
   UNION
     SELECT substring(n.data FROM g.i * 16 + 1 FOR 16), e.depth - 1
     FROM e
-    JOIN {schema}.chunks n
-      ON n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea,
+    {tree_node},
          pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
                                       0, pg_catalog.length(n.data) / 16 - 1))) AS g(i)
     WHERE e.depth > 0
 )
 SELECT DISTINCT CASE WHEN e.depth > 0 THEN e.hash || '\x6e'::bytea ELSE e.hash END
 FROM e
+
+-- name: tree_node_join
+-- The node lookup of part_tree_walk as a join (list pages, fetch_value_chunks).
+JOIN {schema}.chunks n
+  ON n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea
+
+-- name: tree_node_probe
+-- The node lookup of part_tree_walk as one primary-key probe per node, for the
+-- single-row read (get_tuple). Same rows as tree_node_join, but the estimate
+-- does not grow with the chunks a thread is guessed to hold, so PostgreSQL's
+-- generic plan of the prepared get_tuple statement stays cheap enough to be
+-- chosen after five executions. With the join, once ANALYZE had seen skewed
+-- data (one thread of 100,000 checkpoints, 10,000 small threads, 16,000
+-- chunks), the generic plan was estimated at about 8 times the custom one, so
+-- PostgreSQL re-planned every call (pg_prepared_statements: 0 generic / 196
+-- custom plans; 1-2 ms of planning for 0.35 ms of execution). Not used for
+-- pages: there the probe's estimate for a page of 10 passed jit_above_cost
+-- and JIT compilation made list(limit=10) 133 ms (issue 16).
+CROSS JOIN LATERAL (
+    SELECT n.data FROM {schema}.chunks n
+    WHERE n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea
+    LIMIT 1
+) n
 
 -- name: latest_id
 SELECT checkpoint_id FROM {schema}.checkpoints
