@@ -234,16 +234,20 @@ JOIN {schema}.chunks n
 
 -- name: tree_node_probe
 -- The node lookup of part_tree_walk as one primary-key probe per node, for the
--- single-row read (get_tuple). Same rows as tree_node_join, but the estimate
--- does not grow with the chunks a thread is guessed to hold, so PostgreSQL's
--- generic plan of the prepared get_tuple statement stays cheap enough to be
--- chosen after five executions. With the join, once ANALYZE had seen skewed
--- data (one thread of 100,000 checkpoints, 10,000 small threads, 16,000
--- chunks), the generic plan was estimated at about 8 times the custom one, so
--- PostgreSQL re-planned every call (pg_prepared_statements: 0 generic / 196
--- custom plans; 1-2 ms of planning for 0.35 ms of execution). Not used for
--- pages: there the probe's estimate for a page of 10 passed jit_above_cost
--- and JIT compilation made list(limit=10) 133 ms (issue 16).
+-- single-row read (get_tuple). Same rows as tree_node_join, but its estimate
+-- does not depend on how many chunks the thread is guessed to hold, so the
+-- generic plan of the prepared get_tuple statement costs what a custom one
+-- does and PostgreSQL keeps it after five executions. With the join, once
+-- ANALYZE had seen skewed data (the bench's conversations, then one thread of
+-- 100,000 checkpoints and 10,000 of 3), the generic plan was estimated at
+-- 20,559 against 2,160 for a custom one, so every call was re-planned
+-- (pg_prepared_statements: 0 generic / 307 custom plans). get_tuple of a
+-- 10-checkpoint thread, interleaved, load 4.5 on 2 cores: official 1.91 /
+-- 1.72 ms, join 3.01 / 2.31 ms, probe 1.63 / 1.61 ms (302 generic / 5
+-- custom). Estimates with the probe: 58,474 generic and custom, under
+-- jit_above_cost (100,000). Not used for pages: a page of 10 is estimated
+-- at 105,546 with it, so custom plans pay JIT compilation (133 ms for
+-- list(limit=10) in one bench state) (issue 16).
 CROSS JOIN LATERAL (
     SELECT n.data FROM {schema}.chunks n
     WHERE n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea
