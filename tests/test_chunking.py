@@ -451,3 +451,47 @@ def test_read_walks_chunk_references_only_for_chunked_values(
         assert _walk_loops(db_url, statement, big_args) > 0
     got = saver.get_tuple(cfg("big"))
     assert got is not None and got.checkpoint["channel_values"]["v"] == big_value
+
+
+def test_get_tuple_keeps_a_generic_plan_after_analyze_of_skewed_chunks(db_url: str) -> None:
+    """After ANALYZE has seen many chunks per conversation thread, the prepared
+    single-row read must not be re-planned on every call. Its tree walk looked up
+    nodes through a join whose generic estimate grew with the chunks a thread is
+    guessed to hold (read.sql: tree_node_probe), so PostgreSQL kept choosing a
+    custom plan (0 generic plans in pg_prepared_statements) and get_tuple paid 1-2 ms
+    of planning per call (issue 16)."""
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=5) as conn:
+        saver = PostgresSaver(conn)
+        big_value = base64.b64encode(_data(200_000)).decode()
+        config = cfg("short")
+        for step in range(3):
+            value = make_checkpoint({"v": big_value if step == 1 else f"small {step}"})
+            config = saver.put(config, value, {"step": step}, dict(value["channel_versions"]))
+        assert _rows(db_url, "SELECT count(*) FROM blobs WHERE chunk_refs IS NOT NULL")[0][0] > 0
+        conn.execute(
+            "INSERT INTO checkpoints (thread_id, checkpoint_id, type, checkpoint) "
+            "SELECT 'long', lpad(g::text, 20, '0'), 'msgpack', '\\x00' "
+            "FROM generate_series(1, 20000) g"
+        )
+        conn.execute(
+            "INSERT INTO checkpoints (thread_id, checkpoint_id, type, checkpoint) "
+            "SELECT 'small-' || t, lpad(g::text, 20, '0'), 'msgpack', '\\x00' "
+            "FROM generate_series(1, 5000) t, generate_series(1, 3) g"
+        )
+        conn.execute(
+            "INSERT INTO chunks (thread_id, hash, compressed, data) "
+            "SELECT 'conversation-' || (g % 40), decode(md5(g::text), 'hex'), false, '\\x00' "
+            "FROM generate_series(1, 16000) g"
+        )
+        conn.execute("ANALYZE")
+        for _ in range(12):
+            got = saver.get_tuple(cfg("short"))
+            assert got is not None and got.checkpoint["channel_values"]["v"] == "small 2"
+        # get_tuple's read (read_checkpoints, the latest checkpoint of a thread).
+        plans = conn.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%array_agg(x.channel)%'"
+        ).fetchall()
+        assert len(plans) == 1, plans
+        generic, custom = plans[0]
+        assert generic > 0, (generic, custom)

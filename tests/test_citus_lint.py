@@ -59,7 +59,7 @@ PER_THREAD = {
     "retention_set_thread", "retention_get_thread", "retention_pin_thread",
     "retention_pin_checkpoint", "copy_thread", "thread_graph",
     # read_checkpoints with where_thread: get_tuple and list(config) (assembled below).
-    "read_checkpoints[where_thread]",
+    "read_checkpoints[where_thread]", "read_checkpoints[where_thread,single]",
 }  # fmt: skip
 MULTI_THREAD = {
     # A list of threads (thread_id = ANY (...)): one task per shard holding one of them.
@@ -90,7 +90,7 @@ CROSS_THREAD = {
     "security_probe",
 }  # fmt: skip
 # Pieces assembled into other statements (checked as part of those).
-FRAGMENTS = {n for n in _raw_statements() if n.startswith("where_")} | {
+FRAGMENTS = {n for n in _raw_statements() if n.startswith(("where_", "tree_node_"))} | {
     "put_chunks", "put_blobs", "put_writes_row",
 }  # fmt: skip
 
@@ -226,6 +226,10 @@ def _all_violations(catalog: psycopg.Connection[object]) -> dict[tuple[str, str]
         statements[name] = Queries("public").put_writes(upsert=name.endswith("upsert"), rows=2)
     statements["read_checkpoints[where_thread]"] = Queries("public").read_checkpoints(
         ["where_thread"]
+    )
+    # get_tuple's variant: its tree walk probes nodes (read.sql: tree_node_probe).
+    statements["read_checkpoints[where_thread,single]"] = Queries("public").read_checkpoints(
+        ["where_thread"], single=True
     )
     # part_tree_walk's thread is filled in by Queries.
     statements["fetch_value_chunks"] = Queries("public")["fetch_value_chunks"]

@@ -5,9 +5,9 @@ file per owner (``put``, ``read``, ``delete``, ``threads``, ``transfer``,
 ``retention``, ``maintenance``, ``migrations``, ``distribution``, ``roles``,
 and the ``official`` importer's source tables). A block starts with a
 ``-- name: NAME`` line and runs to the next one; names are unique across the
-files. Blocks named ``where_*``, ``put_chunks``, ``put_blobs`` and
-``put_writes_row`` are fragments that ``read_checkpoints``, ``put_checkpoint``
-and ``put_writes_*`` are assembled from.
+files. Blocks named ``where_*``, ``tree_node_*``, ``put_chunks``, ``put_blobs``
+and ``put_writes_row`` are fragments that ``read_checkpoints``,
+``fetch_value_chunks``, ``put_checkpoint`` and ``put_writes_*`` are assembled from.
 A block named ``part_*`` is text several statements share: each ``{part_*}``
 in another block is replaced by it when the files are read, and it is not a
 statement of its own.
@@ -133,8 +133,10 @@ class Queries:
         }
         # part_tree_walk's thread: this statement's parameter (read_checkpoints
         # fills it per variant, below).
-        self._sql["fetch_value_chunks"] = self._sql["fetch_value_chunks"].replace(
-            "{thread}", "%(thread_id)s"
+        self._sql["fetch_value_chunks"] = (
+            self._sql["fetch_value_chunks"]
+            .replace("{tree_node}", self._sql["tree_node_join"])
+            .replace("{thread}", "%(thread_id)s")
         )
         self._read_cache: dict[tuple[str, ...], str] = {}
         self._writes: dict[tuple[bool, int], str] = {}
@@ -195,8 +197,12 @@ class Queries:
             clause = " AND ".join(self._sql[name] for name in key[:-1])
             # One thread: its id pins every table, so Citus routes to one shard.
             thread = "%(thread_id)s" if "where_thread" in key else "c.thread_id"
+            # The tree walk's node lookup: a probe for get_tuple (the generic
+            # plan stays cheap), a join for pages (read.sql: tree_node_probe).
+            node = self._sql["tree_node_probe" if single else "tree_node_join"]
             text = (
                 self._sql["read_checkpoints"]
+                .replace("{tree_node}", node)
                 .replace("{where}", clause)
                 .replace("{limit}", "1" if single else "%(limit)s")
                 .replace("{thread}", thread)

@@ -206,7 +206,8 @@ JOIN {schema}.chunks y ON y.thread_id = %(thread_id)s AND y.hash = h.hash;
 -- tree (a tag byte, its depth, its top nodes: chunking.py): nodes, stored under
 -- their address and the byte 'n', are expanded one level per step, each through
 -- a primary-key probe on the thread `{thread}` (Queries fills it in). Shared by
--- read_checkpoints and fetch_value_chunks.
+-- read_checkpoints and fetch_value_chunks. `{tree_node}`, the node lookup, is
+-- one of the two tree_node_* fragments below (Queries picks it).
 WITH RECURSIVE e(hash, depth) AS (
     SELECT substring(r.refs FROM g.i * 16 + 1 + pg_catalog.mod(pg_catalog.length(r.refs), 16) FOR 16),
            CASE WHEN pg_catalog.mod(pg_catalog.length(r.refs), 16) = 2
@@ -218,14 +219,40 @@ WITH RECURSIVE e(hash, depth) AS (
   UNION
     SELECT substring(n.data FROM g.i * 16 + 1 FOR 16), e.depth - 1
     FROM e
-    JOIN {schema}.chunks n
-      ON n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea,
+    {tree_node},
          pg_catalog.unnest(ARRAY(SELECT pg_catalog.generate_series(
                                       0, pg_catalog.length(n.data) / 16 - 1))) AS g(i)
     WHERE e.depth > 0
 )
 SELECT DISTINCT CASE WHEN e.depth > 0 THEN e.hash || '\x6e'::bytea ELSE e.hash END
 FROM e
+
+-- name: tree_node_join
+-- The node lookup of part_tree_walk as a join (list pages, fetch_value_chunks).
+JOIN {schema}.chunks n
+  ON n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea
+
+-- name: tree_node_probe
+-- The node lookup of part_tree_walk as one primary-key probe per node, for the
+-- single-row read (get_tuple). Same rows as tree_node_join, but its estimate
+-- does not depend on how many chunks the thread is guessed to hold, so the
+-- generic plan of the prepared get_tuple statement costs what a custom one
+-- does and PostgreSQL keeps it after five executions. With the join, once
+-- ANALYZE had seen skewed data (the bench's conversations, then one thread of
+-- 100,000 checkpoints and 10,000 of 3), the generic plan was estimated at
+-- 20,559 against 2,160 for a custom one, so every call was re-planned
+-- (pg_prepared_statements: 0 generic / 307 custom plans). get_tuple of a
+-- 10-checkpoint thread, interleaved, load 4.5 on 2 cores: official 1.91 /
+-- 1.72 ms, join 3.01 / 2.31 ms, probe 1.63 / 1.61 ms (302 generic / 5
+-- custom). Estimates with the probe: 58,474 generic and custom, under
+-- jit_above_cost (100,000). Not used for pages: a page of 10 is estimated
+-- at 105,546 with it, so custom plans pay JIT compilation (133 ms for
+-- list(limit=10) in one bench state) (issue 16).
+CROSS JOIN LATERAL (
+    SELECT n.data FROM {schema}.chunks n
+    WHERE n.thread_id = {thread} AND n.hash = e.hash || '\x6e'::bytea
+    LIMIT 1
+) n
 
 -- name: latest_id
 SELECT checkpoint_id FROM {schema}.checkpoints
