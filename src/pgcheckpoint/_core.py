@@ -70,7 +70,7 @@ PUT_WRITES_ROWS = 8
 # cores, load 3-5), 20 rounds of 20 calls each, interleaved, medians of wall /
 # client CPU: 20 writes arrays 6.40 ms / 361 us, function 4.87 / 351, VALUES
 # 3.10 / 819; 130 writes arrays 10.81 / 1005, function 9.94 / 1007, VALUES
-# 16.64 / 5161 (docs/scaling.md, "Figures measured").
+# 16.64 / 5161 (docs/scaling.md, "Figures measured"; python -m bench.citus_writes).
 
 
 def put_writes_params(params: dict[str, Any]) -> dict[str, Any]:
