@@ -164,9 +164,10 @@ class SaverCore(BaseCheckpointSaver[str]):
         # Shared by with_allowlist clones (a shallow copy), as it should be.
         self.guard_memory = GuardMemory()
         # Whether the database has the citus extension (a list of every thread then
-        # reads keys first, listing.py; put calls pgcheckpoint_put instead of the
-        # put_checkpoint statement, docs/scaling.md): asked by the first such list()
-        # or put and kept,
+        # reads keys first, listing.py; put and the batch put call pgcheckpoint_put
+        # instead of the put_checkpoint statement, put_writes of more than
+        # PUT_WRITES_ROWS writes pgcheckpoint_put_writes, docs/scaling.md): asked by
+        # the first such list(), put, batch or put_writes and kept,
         # so later ones cost no extra round trip; None again after setup(), which
         # may have distributed the schema.
         self.has_citus: bool | None = None
