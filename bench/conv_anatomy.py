@@ -118,7 +118,9 @@ def measure(admin_dsn: str, n: int, threads: int, window: int) -> dict[str, Any]
         rel0, rows0 = relations(conn), rows(conn)
         by_node = {node: name for name, (node, _) in rel0.items()}
         wal: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-        lsn = "select pg_current_wal_lsn()::text"
+        # The flush position: pg_walinspect refuses an end past it ("cannot accept
+        # future end LSN"), which the insert position can be on a busy server.
+        lsn = "select pg_current_wal_flush_lsn()::text"
         start = str((conn.execute(lsn).fetchone() or ("",))[0])
         for thread in histories:
             config = {"configurable": {"thread_id": thread}}

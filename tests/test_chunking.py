@@ -411,3 +411,43 @@ def test_a_tree_value_encrypted_later_reads_and_survives_collection(
         enc.prune(["e"], strategy="keep_latest")
         got = enc.get_tuple(cfg("e"))
         assert got is not None and got.checkpoint["channel_values"]["items"] == items
+
+
+def _walk_loops(url: str, statement: str, params: dict[str, Any]) -> int:
+    """How many times the read's chunk-reference walk (its recursive UNION) ran, by
+    EXPLAIN ANALYZE of ``statement`` (0: gated off; absent node: also 0)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params)
+        (plan,) = cur.fetchone()  # type: ignore[misc]
+    loops = 0
+    todo = [plan[0]["Plan"]]
+    while todo:
+        node = todo.pop()
+        if node["Node Type"] == "Recursive Union":
+            loops += node["Actual Loops"]
+        todo.extend(node.get("Plans", []))
+    return loops
+
+
+def test_read_walks_chunk_references_only_for_chunked_values(
+    saver: PostgresSaver, db_url: str
+) -> None:
+    """read_checkpoints gates its chunk-reference walk on the row having chunk_refs:
+    a checkpoint of small values never runs it (its hash tables, sized by row
+    estimates, were built for every row: issue 16), a chunked one does and reads back."""
+    small = make_checkpoint({"v": "small"})
+    saver.put(cfg("small"), small, {}, dict(small["channel_versions"]))
+    big_value = base64.b64encode(_data(200_000)).decode()
+    big = make_checkpoint({"v": big_value})
+    saver.put(cfg("big"), big, {}, dict(big["channel_versions"]))
+    assert _rows(db_url, "SELECT count(*) FROM blobs WHERE chunk_refs IS NOT NULL")[0][0] == 1
+    single = saver.queries.read_checkpoints(["where_thread", "where_ns"], single=True)
+    page = saver.queries.read_checkpoints(["where_thread", "where_ns"])
+    for statement, extra in ((single, {}), (page, {"limit": 10})):
+        small_args = {"thread_id": "small", "checkpoint_ns": ""} | extra
+        big_args = {"thread_id": "big", "checkpoint_ns": ""} | extra
+        assert _walk_loops(db_url, statement, small_args) == 0
+        assert _walk_loops(db_url, statement, big_args) > 0
+    got = saver.get_tuple(cfg("big"))
+    assert got is not None and got.checkpoint["channel_values"]["v"] == big_value

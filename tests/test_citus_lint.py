@@ -45,7 +45,7 @@ FUNCTION_PIN = r"\b(?:p_thread_id|v_thread)\b"
 # Every statement of queries.sql, by how many threads it touches.
 PER_THREAD = {
     # One thread, named by a scalar parameter: must route to one shard.
-    "put_checkpoint", "put_head", "put_writes_upsert", "put_writes_insert",
+    "put_checkpoint", "put_head", "put_head_new", "put_writes_upsert", "put_writes_insert",
     # More writes than PUT_WRITES_ROWS on plain PostgreSQL: one thread, INSERT ...
     # SELECT FROM unnest (on Citus inside pgcheckpoint_put_writes, put_writes_function).
     "put_writes_upsert_arrays", "put_writes_insert_arrays",

@@ -108,6 +108,34 @@ def test_puts_keep_head_and_a_run_step_is_one_statement(
     assert _head(db_url, thread) == before
 
 
+@pytest.mark.parametrize(("age", "moves"), [("5 seconds", False), ("1 minute", True),
+                                           ("-1 hour", True)])
+def test_a_run_moves_updated_at_only_once_it_is_10_seconds_old(
+    saver: PostgresSaver, db_url: str, plain_postgres: None, age: str, moves: bool
+) -> None:
+    """put_head leaves a recent ``updated_at`` as it is, so the update of the thread
+    row changes no indexed column and is HOT; an older one, or one ahead of the
+    server's clock, is set to now."""
+    thread = _thread(saver)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "UPDATE threads SET updated_at = now() - %s::interval WHERE thread_id = %s "
+            "RETURNING updated_at, now()", (age, thread)).fetchone()
+        assert row is not None
+        before, started = row
+        with _puts_sent() as sent:
+            counter_graph(saver, delay=0).invoke({"target": 5}, config(thread))
+        assert sent and set(sent) == {"put_head"}
+        after = conn.execute("SELECT updated_at FROM threads WHERE thread_id = %s",
+                             (thread,)).fetchone()
+    assert after is not None
+    if moves:
+        assert after[0] != before and after[0] >= started
+    else:
+        assert after[0] == before
+    assert _head(db_url, thread) == _newest(db_url, thread)
+
+
 @pytest.mark.parametrize("head", ["cleared", "lagging"])
 def test_an_unknown_or_lagging_head_never_refuses_a_put(
     saver: PostgresSaver, db_url: str, plain_postgres: None, head: str

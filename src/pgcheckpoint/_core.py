@@ -232,7 +232,11 @@ class SaverCore(BaseCheckpointSaver[str]):
         # (put_head); any other put, or one put_head refused, is checked by
         # put_checkpoint, which raises the precise error or writes (issue 16).
         cas = (
-            self.queries.put_head(**parts)
+            (
+                self.queries.put_head(**parts)
+                if params["parent_checkpoint_id"] is not None
+                else self.queries.put_head_new(**parts)
+            )
             if params["guard"] == HEAD and params["checkpoint_ns"] == ""
             else None
         )

@@ -138,10 +138,13 @@ class Queries:
         )
         self._read_cache: dict[tuple[str, ...], str] = {}
         self._writes: dict[tuple[bool, int], str] = {}
-        self._puts = {name: self._parts(name) for name in ("put_checkpoint", "put_head")}
+        self._puts = {
+            name: self._parts(name) for name in ("put_checkpoint", "put_head", "put_head_new")
+        }
         # The whole statements, for callers whose rows may hold anything (batches, imports).
         self._sql["put_checkpoint"] = self._puts["put_checkpoint"][(True, True)]
         self._sql["put_head"] = self._puts["put_head"][(True, True)]
+        self._sql["put_head_new"] = self._puts["put_head_new"][(True, True)]
 
     def _parts(self, name: str) -> dict[tuple[bool, bool], str]:
         template = self._sql[name]
@@ -175,6 +178,10 @@ class Queries:
     def put_head(self, *, chunks: bool, blobs: bool) -> str:
         """``put_head`` (the compare-and-set put) with only the CTEs a put needs."""
         return self._puts["put_head"][(chunks, blobs)]
+
+    def put_head_new(self, *, chunks: bool, blobs: bool) -> str:
+        """``put_head_new`` (a thread's first checkpoint) with only the CTEs a put needs."""
+        return self._puts["put_head_new"][(chunks, blobs)]
 
     def __getitem__(self, name: str) -> str:
         return self._sql[name]

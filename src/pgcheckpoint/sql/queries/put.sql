@@ -3,52 +3,73 @@
 
 -- name: put_head
 -- The common put, one statement and one round trip: a run's next checkpoint in
--- the root namespace (guard 'head', concurrency.py). The one-writer rule is a
--- compare-and-set on the thread row this upsert already writes: `head`
--- (migration 0010) must still be the parent, or already this checkpoint (a
--- retried put). ON CONFLICT DO UPDATE judges that on the row's latest
--- committed version once it holds the row's lock (taken even when the WHERE is
--- false, so garbage collection's lock_threads is respected either way): a
--- second writer waits for the first one's commit and compares with the head it
--- committed. The parent must also still exist, probed by primary key before any
--- row is proposed: `head` names it, but a row lost or deleted outside the
--- library leaves `head` as it was (the lost-checkpoint case of
--- tests/test_one_writer.py), and a thread deleted under a running run has no
--- row, so the INSERT arm would start it again on a parent that is gone. The
--- probe reads the statement's snapshot, which sees the parent: it committed
--- before its writer could read it.
--- When either test fails `t` returns no row and nothing is written (every later
--- CTE reads `t`): the statement returns no row and the saver runs
--- put_checkpoint instead, which raises the precise error, or writes when
--- `head` was only unknown or lagging (NULL). A thread with no row has no
--- checkpoint (rows go only with their thread: delete_thread,
--- pgcheckpoint_delete_threads), so the INSERT arm starts the head at this
--- checkpoint.
--- Measured (2026-12-01, PostgreSQL 15, load average 11-13 on 2 CPUs):
--- `python -m bench.put_variants --sync-off --calls 600`, median per call of
--- interleaved calls: this statement 0.170 ms, the same with no one-writer check
--- 0.166, put_checkpoint (the guard call every put made before 0010) 0.223.
--- Server time (EXPLAIN (ANALYZE, WAL), rolled back, 600 interleaved pairs, two
--- runs): execution 0.180 / 0.159 ms against put_checkpoint's 0.245 / 0.214;
--- planning (skipped once prepared) 0.02-0.05 ms more, the probe's subplan; WAL
--- the same, 1.2 KB (docs/benchmarks.md).
--- GREATEST keeps the newest id should a caller's ids not grow; like every
--- expression in DO UPDATE SET here it calls no function (tests/test_citus_lint.py).
+-- the root namespace (guard 'head', concurrency.py) whose parent the thread
+-- row names. The one-writer rule is a compare-and-set on the thread row the put
+-- writes anyway: `head` (migration 0010) must still be the parent. A plain
+-- UPDATE judges that on the row's latest committed version once it holds the
+-- row's lock (READ COMMITTED re-checks the WHERE on the version a concurrent
+-- writer committed, so a second writer compares with the head the first one
+-- committed); garbage collection's lock_threads takes the same lock. The parent
+-- must also still exist, probed by primary key: `head` names it, but a row lost
+-- or deleted outside the library leaves `head` as it was (the lost-checkpoint
+-- case of tests/test_one_writer.py). The probe reads the statement's snapshot,
+-- which sees the parent: it committed before its writer could read it.
+-- When a test fails, or the thread has no row (a thread deleted under a running
+-- run), `t` returns no row and nothing is written (every later CTE reads `t`):
+-- the statement returns no row and the saver runs put_checkpoint instead,
+-- which raises the precise error, or writes when `head` was only unknown or
+-- lagging (NULL), or replaces the row of a repeated put.
+-- Storage (issue 16, target 4): per superstep of the ReAct conversation
+-- (bench.conv_anatomy, pg_walinspect, 10 turns) the INSERT ... ON CONFLICT DO
+-- UPDATE this replaces logged a tuple lock and a non-HOT update of the thread
+-- row plus an entry in each of its two indexes (threads 217 B, threads_pkey
+-- 92, threads_updated_idx 102 a superstep). Here:
+--   * an UPDATE takes its row lock without a WAL record of its own;
+--   * `updated_at` moves only when it is 10 s old (or ahead of the clock), so
+--     the updates of a run's quick steps change no indexed column and are HOT
+--     (no index entry); the thread list by activity and the idle TTL read it
+--     to within those 10 s (docs/schema.md);
+--   * the checkpoint row is a plain INSERT (part_checkpoint_row alone), not an
+--     INSERT ... ON CONFLICT, whose speculative insertion logs a confirmation
+--     record per row: this checkpoint cannot exist yet, its id is newer than
+--     `head`, and `head` is the newest root checkpoint of the thread or NULL
+--     (migration 0010's invariant), which the WHERE excludes. A repeated put
+--     (same id) finds head = its own id and goes to put_checkpoint's upsert.
 WITH t AS (
-    INSERT INTO {schema}.threads AS th (thread_id, updated_at, head)
-    SELECT %(thread_id)s, pg_catalog.now(), %(checkpoint_id)s
-    WHERE %(parent_checkpoint_id)s::text IS NULL
-       OR EXISTS (SELECT FROM {schema}.checkpoints p
+    UPDATE {schema}.threads AS th
+    SET (updated_at, head) = (
+        CASE WHEN th.updated_at > pg_catalog.now() - interval '10 seconds'
+                  AND th.updated_at <= pg_catalog.now()
+             THEN th.updated_at ELSE pg_catalog.now() END,
+        %(checkpoint_id)s)
+    WHERE th.thread_id = %(thread_id)s
+      AND th.head = %(parent_checkpoint_id)s
+      AND %(checkpoint_id)s::text > th.head
+      AND EXISTS (SELECT FROM {schema}.checkpoints p
                   WHERE p.thread_id = %(thread_id)s AND p.checkpoint_ns = ''
                     AND p.checkpoint_id = %(parent_checkpoint_id)s)
-    ON CONFLICT (thread_id) DO UPDATE
-        SET updated_at = EXCLUDED.updated_at, head = GREATEST(th.head, EXCLUDED.head)
-        WHERE th.head = %(parent_checkpoint_id)s OR th.head = EXCLUDED.head
     RETURNING th.thread_id
 ){put_chunks}{put_blobs}
 {part_checkpoint_row}
 FROM t
-{part_checkpoint_upsert}
+RETURNING true;
+
+-- name: put_head_new
+-- put_head for a thread's first checkpoint (no parent): the thread row is
+-- created with `head` at this checkpoint. A thread with no row has no
+-- checkpoint (rows go only with their thread: delete_thread,
+-- pgcheckpoint_delete_threads), so the checkpoint row is a plain INSERT (see
+-- put_head). When the row exists (a repeated put, or a second root on a thread
+-- that has one) `t` is empty, nothing is written, and the saver runs
+-- put_checkpoint, which checks and writes or refuses.
+WITH t AS (
+    INSERT INTO {schema}.threads AS th (thread_id, updated_at, head)
+    VALUES (%(thread_id)s, pg_catalog.now(), %(checkpoint_id)s)
+    ON CONFLICT (thread_id) DO NOTHING
+    RETURNING th.thread_id
+){put_chunks}{put_blobs}
+{part_checkpoint_row}
+FROM t
 RETURNING true;
 
 -- name: put_checkpoint

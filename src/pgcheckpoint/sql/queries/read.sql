@@ -71,6 +71,17 @@ LEFT JOIN LATERAL (
         WHERE y.thread_id = {thread} AND y.hash = h.hash
         LIMIT 1
     ) y
+    -- Only when some value has chunk_refs: a condition on the outer row alone,
+    -- so PostgreSQL gates the walk (a one-time filter) and never runs it for a
+    -- checkpoint without chunked values. Ungated, the walk's hash tables (the
+    -- recursive UNION's and the DISTINCT's), sized by the row estimates and not
+    -- by the rows, were built and cleared for every row even when empty, and
+    -- the estimates grow with the chunks table (no statistics: its size /
+    -- 200 per thread). In the bench's state after the conversation and put
+    -- sections (16,000 chunks), prepared, interleaved, on a loaded 2-core box:
+    -- get_tuple of a 10-checkpoint thread 1.03 -> 0.75 ms, list(limit=10)
+    -- 7.9 -> 2.9 ms; without the walk at all 0.23 / 1.36 ms (issue 16).
+    WHERE pg_catalog.cardinality(pg_catalog.array_remove(b.refs, NULL)) > 0
 ) k ON true
 LEFT JOIN LATERAL (
     SELECT pg_catalog.array_agg(x.task_id ORDER BY x.task_path, x.task_id, x.idx) AS task_ids,
