@@ -131,7 +131,8 @@ def test_setup_distributes_every_table_in_one_colocation_group(citus_url: str) -
         functions = routed_functions(citus_url)
         assert functions["pgcheckpoint_fork_guard"] == (0, False), functions
         for name in ("pgcheckpoint_prune_thread", "pgcheckpoint_delete_checkpoint",
-                     "pgcheckpoint_lock_thread", "pgcheckpoint_put"):  # fmt: skip
+                     "pgcheckpoint_lock_thread", "pgcheckpoint_put",
+                     "pgcheckpoint_put_writes"):  # fmt: skip
             assert functions[name] == (0, True), functions
         before = (layout, functions)
         saver.setup()  # a no-op: nothing re-distributed, no new colocation group
@@ -527,6 +528,36 @@ def _put(saver: PostgresSaver, ids: list[str]) -> None:
     )
 
 
+def _many_writes(count: int) -> Callable[[PostgresSaver, list[str]], Any]:
+    """put_writes of ``count`` writes (more than PUT_WRITES_ROWS: the array form,
+    on Citus inside pgcheckpoint_put_writes)."""
+
+    def run(saver: PostgresSaver, ids: list[str]) -> None:
+        config = cfg("t1", checkpoint_id=ids[-1])
+        writes = [(f"c{i}", {"i": i, "v": "w" * i}) for i in range(count)]
+        saver.put_writes(config, writes, f"task-{count}")
+        got = saver.get_tuple(config)
+        assert got is not None
+        assert [(c, v) for t, c, v in got.pending_writes if t == f"task-{count}"] == writes
+
+    return run
+
+
+def _batch_put(saver: PostgresSaver, ids: list[str]) -> None:
+    """batch_save_checkpoints of t1's next checkpoint and of two new threads."""
+    items = [
+        (cfg(thread, checkpoint_id=parent), make_checkpoint({"steps": n, "messages": ["b" * 3000]}),
+         {"source": "loop", "step": n, "parents": {}},
+         {"steps": f"{n + 20:032}.0", "messages": f"{n + 20:032}.0"})
+        for n, (thread, parent) in enumerate([("t1", ids[-1]), ("t-new-1", None),
+                                              ("t-new-2", None)])
+    ]  # fmt: skip
+    configs = saver.batch_save_checkpoints(items)
+    for n, config in enumerate(configs):
+        got = saver.get_tuple(config)
+        assert got is not None and got.checkpoint["channel_values"]["steps"] == n
+
+
 # Each per-thread operation on thread t1, given its root checkpoint ids (oldest
 # first), read beforehand with a plain query so that only the operation's own
 # statements are explained.
@@ -535,6 +566,9 @@ OPERATIONS: dict[str, Callable[[PostgresSaver, list[str]], Any]] = {
     "put_writes": lambda s, ids: s.put_writes(
         cfg("t1", checkpoint_id=ids[-1]), [("messages", ["w"])], "task-1"
     ),
+    "put_writes_20": _many_writes(20),
+    "put_writes_130": _many_writes(130),
+    "batch_put": _batch_put,
     "put_writes_special": lambda s, ids: s.put_writes(
         cfg("t1", checkpoint_id=ids[-1]), [("__error__", "boom")], "task-2"
     ),
@@ -621,3 +655,56 @@ def test_per_thread_operation_is_routed_to_one_shard(
             pytest.xfail(NOT_ROUTED_YET[operation])
         pytest.fail(f"{operation} is now routed to one shard: remove it from NOT_ROUTED_YET")
     assert not problems and error is None, f"{operation}: {error!r}\n" + "\n".join(problems)
+
+
+# --- the batch put across nodes, and a schema older than the code ----------------------
+
+
+def test_a_refused_batch_item_leaves_no_thread_of_the_batch_written(citus_url: str) -> None:
+    """A batch whose threads live on both workers (each item a pgcheckpoint_put call
+    delegated to its thread's node, in one transaction): when its last item is
+    refused (its parent does not exist), no row of any item stays, on any node."""
+    from pgcheckpoint.errors import MissingParentError
+
+    with PostgresSaver.from_conn_string(citus_url) as saver:
+        saver.setup()
+        saver.put(cfg("other"), make_checkpoint({"v": 0}), {"step": 0}, {})
+        nodes: dict[tuple[str, int], str] = {}
+        for n in range(64):
+            nodes.setdefault(_placement(citus_url, f"batch-{n}")[1:], f"batch-{n}")
+        assert len(nodes) == 2, nodes
+        items: list[Any] = [
+            (cfg(thread), make_checkpoint({"v": thread, "blob": "z" * 4000}),
+             {"step": 0}, {"v": f"{1:032}.0", "blob": f"{1:032}.0"})
+            for thread in sorted(nodes.values())
+        ]  # fmt: skip
+        items.append((cfg("orphan", checkpoint_id="1f000000-0000-6000-8000-000000000000"),
+                      make_checkpoint({"v": 1}), {"step": 1}, {}))  # fmt: skip
+        before = db_snapshot(citus_url)
+        with pytest.raises(MissingParentError):
+            saver.batch_save_checkpoints(items)
+        assert db_snapshot(citus_url) == before
+        assert saver.batch_save_checkpoints(items[:-1])  # the same items without it save
+        for thread in nodes.values():
+            got = saver.get_tuple(cfg(thread))
+            assert got is not None and got.checkpoint["channel_values"]["v"] == thread
+
+
+def test_code_newer_than_a_distributed_schema_says_to_run_setup(citus_url: str) -> None:
+    """A rolling upgrade: this release's saver on a distributed schema whose
+    pgcheckpoint_put is missing (made by a release before it) raises SchemaError
+    telling to run setup(), and writes nothing; setup() brings the function back."""
+    from pgcheckpoint.errors import SchemaError
+
+    with PostgresSaver.from_conn_string(citus_url) as saver:
+        saver.setup()
+        with psycopg.connect(citus_url, autocommit=True) as conn:
+            conn.execute("DROP FUNCTION public.pgcheckpoint_put")
+        before = db_snapshot(citus_url)
+        cp = make_checkpoint({"v": 1})
+        with pytest.raises(SchemaError, match=r"pgcheckpoint_put.*run setup\(\)"):
+            saver.put(cfg("late"), cp, {"step": 0}, {})
+        assert db_snapshot(citus_url) == before
+        saver.setup()
+        saver.put(cfg("late"), cp, {"step": 0}, {})
+        assert saver.get_tuple(cfg("late")) is not None

@@ -46,13 +46,13 @@ FUNCTION_PIN = r"\b(?:p_thread_id|v_thread)\b"
 PER_THREAD = {
     # One thread, named by a scalar parameter: must route to one shard.
     "put_checkpoint", "put_head", "put_head_new", "put_writes_upsert", "put_writes_insert",
-    # More writes than PUT_WRITES_ROWS: one thread, but INSERT ... SELECT FROM unnest
-    # runs through the coordinator on Citus (docs/scaling.md).
+    # More writes than PUT_WRITES_ROWS on plain PostgreSQL: one thread, INSERT ...
+    # SELECT FROM unnest (on Citus inside pgcheckpoint_put_writes, put_writes_function).
     "put_writes_upsert_arrays", "put_writes_insert_arrays",
     "delta_history", "fetch_chunks", "fetch_value_chunks", "delete_thread", "thread_exists",
     "latest_id",
     "thread_stats", "checkpoint_at_time", "list_versions", "lock_thread", "prune_thread",
-    "put_function",
+    "put_function", "put_writes_function",
     "delete_checkpoint", "import_writes", "import_lock_thread", "import_checkpoint",
     "import_blobs", "import_chunks", "rows_checkpoints", "rows_blobs", "rows_chunk_hashes",
     "rows_writes", "verify_checkpoints", "verify_blobs", "verify_writes",

@@ -200,11 +200,12 @@ async def test_pending_writes_order(api: Api) -> None:
     assert (await api.call("get_tuple", saved)).pending_writes == expected
 
 
-@pytest.mark.parametrize("count", [1, 8, 9, 40])
+@pytest.mark.parametrize("count", [1, 8, 9, 40, 130])
 async def test_put_writes_as_rows_or_arrays(api: Api, count: int) -> None:
-    """Up to PUT_WRITES_ROWS writes go as VALUES rows (routed on Citus), more as
-    arrays: both save every write in order, a retry of regular writes changes
-    nothing and special writes (upsert) replace the task's earlier outcome."""
+    """Up to PUT_WRITES_ROWS writes go as VALUES rows, more as arrays (on Citus
+    through pgcheckpoint_put_writes): each saves every write in order, a retry
+    of regular writes changes nothing and special writes (upsert) replace the
+    task's earlier outcome."""
     from pgcheckpoint._core import PUT_WRITES_ROWS
 
     assert PUT_WRITES_ROWS == 8  # the parameters straddle it

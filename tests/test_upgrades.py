@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES
 
@@ -263,6 +263,27 @@ def test_the_release_before_function_files_carries_on(
     assert report.ok
     assert _gc_body(db_url) == before
 
+
+def test_a_function_this_release_calls_missing_says_to_run_setup(db_url: str) -> None:
+    """Code newer than its schema (a rolling upgrade before setup() ran): a call of a
+    function the database lacks raises SchemaError naming it and telling to run
+    setup(), changes nothing, and setup() brings it back (on Citus:
+    tests/test_citus.py, pgcheckpoint_put)."""
+    with PostgresSaver.from_conn_string(db_url) as saver:
+        saver.setup()
+        thread: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        head = thread
+        for _ in range(2):
+            head = saver.put(head, empty_checkpoint(), {}, {})
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DROP FUNCTION pgcheckpoint_prune_thread(text)")
+        missing = r"no function \S*pgcheckpoint_prune_thread.*run setup\(\)"
+        with pytest.raises(SchemaError, match=missing):
+            saver.prune(["t"])
+        assert len(list(saver.list(thread))) == 2
+        saver.setup()
+        saver.prune(["t"])
+        assert len(list(saver.list(thread))) == 1
 
 
 def test_a_function_older_than_its_file_is_reported_until_setup(db_url: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from typing import Any
 
 import psycopg
@@ -22,6 +23,7 @@ from ._conninfo import mask
 from .errors import (
     ConcurrentUpdateError,
     MissingParentError,
+    SchemaError,
     StorageError,
     TransientStorageError,
 )
@@ -33,6 +35,10 @@ AsyncSource = psycopg.AsyncConnection[Any] | AsyncConnectionPool[Any]
 
 FORK_GUARD_STATE = "PGC01"
 MISSING_PARENT_STATE = "PGC02"
+UNDEFINED_FUNCTION_STATE = "42883"
+# The function PostgreSQL names in "function <schema>.pgcheckpoint_x(<types>) does
+# not exist": one of ours that the schema lacks.
+_OUR_FUNCTION = re.compile(r"function (\S*pgcheckpoint_\w+)\(")
 
 
 def translate(
@@ -52,6 +58,20 @@ def translate(
     state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
     text = mask(str(exc).strip() or type(exc).__name__, secrets)
     message = f"{operation} failed{state}: {text}"
+    missing = (
+        _OUR_FUNCTION.match(exc.diag.message_primary or "")
+        if exc.sqlstate == UNDEFINED_FUNCTION_STATE
+        else None
+    )
+    if missing:
+        # A schema older than this release (a rolling upgrade: new code on a
+        # database that setup() has not upgraded yet, e.g. a Citus schema
+        # without pgcheckpoint_put).
+        return SchemaError(
+            f"{operation} failed: the database has no function {missing.group(1)}, which "
+            "this release of pgcheckpoint calls; run setup() (or `pgcheckpoint setup`) "
+            f"with this release to upgrade the schema ({text})"
+        )
     if isinstance(exc, PoolClosed):
         return StorageError(f"{message} (open the pool before using the saver)")
     if is_transient(exc):

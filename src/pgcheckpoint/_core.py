@@ -62,6 +62,16 @@ SMALL_WRITE_BYTES = 64 * 1024
 # than psycopg caches its parsed form for (4 KB), and every call parses it again.
 PUT_WRITES_ROWS = 8
 
+# On Citus (has_citus) put_writes of more writes calls pgcheckpoint_put_writes:
+# the array form inside a function delegated to the thread's node (one task),
+# where as a statement Citus pulls its INSERT ... SELECT to the coordinator; as
+# one VALUES statement it is routed too, but past ~10 rows the client parses
+# the text again every call. Per call on the test cluster (Citus 13.2, 2 shared
+# cores, load 3-5), 20 rounds of 20 calls each, interleaved, medians of wall /
+# client CPU: 20 writes arrays 6.40 ms / 361 us, function 4.87 / 351, VALUES
+# 3.10 / 819; 130 writes arrays 10.81 / 1005, function 9.94 / 1007, VALUES
+# 16.64 / 5161 (docs/scaling.md, "Figures measured"; python -m bench.citus_writes).
+
 
 def put_writes_params(params: dict[str, Any]) -> dict[str, Any]:
     """encode_writes' array parameters as the per-row ones of Queries.put_writes."""
@@ -154,9 +164,10 @@ class SaverCore(BaseCheckpointSaver[str]):
         # Shared by with_allowlist clones (a shallow copy), as it should be.
         self.guard_memory = GuardMemory()
         # Whether the database has the citus extension (a list of every thread then
-        # reads keys first, listing.py; put calls pgcheckpoint_put instead of the
-        # put_checkpoint statement, docs/scaling.md): asked by the first such list()
-        # or put and kept,
+        # reads keys first, listing.py; put and the batch put call pgcheckpoint_put
+        # instead of the put_checkpoint statement, put_writes of more than
+        # PUT_WRITES_ROWS writes pgcheckpoint_put_writes, docs/scaling.md): asked by
+        # the first such list(), put, batch or put_writes and kept,
         # so later ones cost no extra round trip; None again after setup(), which
         # may have distributed the schema.
         self.has_citus: bool | None = None
@@ -265,6 +276,9 @@ class SaverCore(BaseCheckpointSaver[str]):
         if rows <= PUT_WRITES_ROWS:
             sql = self.queries.put_writes(upsert=upsert, rows=rows)
             params = put_writes_params(params)
+        elif self.has_citus:
+            sql = self.queries["put_writes_function"]
+            params["upsert"] = upsert
         else:
             sql = self.queries["put_writes_upsert_arrays" if upsert else "put_writes_insert_arrays"]
 
@@ -272,6 +286,18 @@ class SaverCore(BaseCheckpointSaver[str]):
             yield Query(sql, params, reuse_cursor=small)
 
         return Plan("put_writes", make)
+
+    def citus_plan(self) -> Plan[bool]:
+        """Ask whether the database has the citus extension and keep the answer
+        (``has_citus``); put_writes asks it before its first call, as put does
+        within its own."""
+
+        def make() -> PlanGen[bool]:
+            found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
+            self.has_citus = bool(found and found[0][0])
+            return self.has_citus
+
+        return Plan("has_citus", make)
 
     # --- reads --------------------------------------------------------------
     def _get_plan(self, config: RunnableConfig) -> Plan[CheckpointTuple | None]:

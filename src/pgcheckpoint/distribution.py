@@ -12,9 +12,10 @@ making the schema a distributed one:
   ``CREATE OR REPLACE`` reaches the workers; a function whose first argument is
   ``p_thread_id text`` is distributed by that argument and colocated with the
   tables, so a call is delegated to the node holding the thread; the ones the
-  saver calls inside its transactions (``FORCE_DELEGATED``: put on Citus,
-  prune, delete_checkpoint, rollback's lock) carry ``force_delegation``, without
-  which Citus runs a call in a transaction block on the coordinator.
+  saver calls inside its transactions (``FORCE_DELEGATED``: put and
+  put_writes on Citus, prune, delete_checkpoint, rollback's lock) carry
+  ``force_delegation``, without which Citus runs a call in a transaction block
+  on the coordinator.
 
 Each step first reads Citus's catalog (``pg_dist_partition``, ``pg_dist_object``)
 and runs only what is missing, so re-running is a no-op. Tables that already
@@ -48,7 +49,7 @@ REFERENCE_TABLES = ("pgcheckpoint_migrations",)
 # one thread id: Citus delegates its calls to the node holding that thread.
 THREAD_ARGUMENT = "p_thread_id"
 # Functions of one thread called on their own by the saver, also inside its
-# transactions (put, prune, delete_checkpoint, rollback): distributed with
+# transactions (put, put_writes, prune, delete_checkpoint, rollback): distributed with
 # force_delegation, so Citus sends each call whole to the thread's node even in
 # a transaction block. Each touches only rows of p_thread_id (Citus checks it on
 # the worker). The other thread-id functions (the put guard, the sweep's) are
@@ -56,7 +57,7 @@ THREAD_ARGUMENT = "p_thread_id"
 # apply, and keep the plain distribution.
 FORCE_DELEGATED = (
     "pgcheckpoint_delete_checkpoint", "pgcheckpoint_lock_thread", "pgcheckpoint_prune_thread",
-    "pgcheckpoint_put",
+    "pgcheckpoint_put", "pgcheckpoint_put_writes",
 )  # fmt: skip
 
 NO_CITUS = (

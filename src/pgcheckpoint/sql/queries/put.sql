@@ -178,7 +178,8 @@ SELECT {schema}.pgcheckpoint_put(
 -- per write (Queries.put_writes): with the thread id parameter in every row,
 -- Citus routes it to the thread's shard, where INSERT ... SELECT FROM unnest(...)
 -- was pulled to the coordinator (docs/scaling.md). Calls with more than
--- PUT_WRITES_ROWS writes use the unnest form (put_writes_*_arrays).
+-- PUT_WRITES_ROWS writes use the unnest form (put_writes_*_arrays), on Citus
+-- inside pgcheckpoint_put_writes (put_writes_function).
 INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
                              type, value, task_path)
 VALUES {rows}
@@ -202,9 +203,19 @@ ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 (%(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, %(idx{n})s::integer,
  %(channel{n})s::text, %(type{n})s::text, %(value{n})b::bytea, %(task_path)s)
 
+-- name: put_writes_function
+-- put_writes_*_arrays on Citus: pgcheckpoint_put_writes, distributed by its
+-- thread id with force_delegation, runs whole on the thread's node (one hop);
+-- `upsert` picks the conflict rule. Same array parameters as put_writes_*_arrays.
+SELECT {schema}.pgcheckpoint_put_writes(
+    %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, %(task_path)s,
+    %(upsert)s::boolean, %(idx)b::integer[], %(channels)b::text[], %(types)b::text[],
+    %(values)b::bytea[]);
+
 -- name: part_put_writes
--- A put_writes call's rows as arrays, unnested (runs on Citus through the
--- coordinator: INSERT ... SELECT is pulled there).
+-- A put_writes call's rows as arrays, unnested (on Citus INSERT ... SELECT is
+-- pulled to the coordinator: the saver calls put_writes_function there). KEEP IN
+-- STEP WITH sql/functions/pgcheckpoint_put_writes.sql.
 INSERT INTO {schema}.writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel,
                              type, value, task_path)
 SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(task_id)s, u.idx, u.channel,
@@ -214,11 +225,11 @@ FROM unnest(%(idx)b::integer[], %(channels)b::text[], %(types)b::text[], %(value
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 
 -- name: put_writes_upsert_arrays
--- put_writes_upsert for more than PUT_WRITES_ROWS writes.
+-- put_writes_upsert for more than PUT_WRITES_ROWS writes (not on Citus).
 {part_put_writes} DO UPDATE SET
     channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value,
     task_path = EXCLUDED.task_path;
 
 -- name: put_writes_insert_arrays
--- put_writes_insert for more than PUT_WRITES_ROWS writes.
+-- put_writes_insert for more than PUT_WRITES_ROWS writes (not on Citus).
 {part_put_writes} DO NOTHING;
