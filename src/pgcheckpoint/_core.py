@@ -246,10 +246,7 @@ class SaverCore(BaseCheckpointSaver[str]):
         )
 
         def make() -> PlanGen[RunnableConfig]:
-            if self.has_citus is None:
-                found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
-                self.has_citus = bool(found and found[0][0])
-            if self.has_citus:
+            if (yield from self.citus()):
                 yield Query(self.queries["put_function"], params, fetch="all", reuse_cursor=small)
             elif cas is None or not (yield Query(cas, params, fetch="all", reuse_cursor=small)):
                 yield Query(sql, params, reuse_cursor=small)
@@ -276,28 +273,27 @@ class SaverCore(BaseCheckpointSaver[str]):
         if rows <= PUT_WRITES_ROWS:
             sql = self.queries.put_writes(upsert=upsert, rows=rows)
             params = put_writes_params(params)
-        elif self.has_citus:
-            sql = self.queries["put_writes_function"]
-            params["upsert"] = upsert
         else:
             sql = self.queries["put_writes_upsert_arrays" if upsert else "put_writes_insert_arrays"]
 
         def make() -> PlanGen[None]:
-            yield Query(sql, params, reuse_cursor=small)
+            if rows > PUT_WRITES_ROWS and (yield from self.citus()):
+                yield Query(self.queries["put_writes_function"], {**params, "upsert": upsert},
+                            reuse_cursor=small)
+            else:
+                yield Query(sql, params, reuse_cursor=small)
 
         return Plan("put_writes", make)
 
-    def citus_plan(self) -> Plan[bool]:
-        """Ask whether the database has the citus extension and keep the answer
-        (``has_citus``); put_writes asks it before its first call, as put does
-        within its own."""
-
-        def make() -> PlanGen[bool]:
+    def citus(self) -> PlanGen[bool]:
+        """Whether the database has the citus extension, for a plan to ``yield from``:
+        asked by the first plan that needs it (one round trip) and kept in
+        ``has_citus`` (put, put_writes of more than PUT_WRITES_ROWS writes, the
+        batch put, a list of every thread)."""
+        if self.has_citus is None:
             found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
             self.has_citus = bool(found and found[0][0])
-            return self.has_citus
-
-        return Plan("has_citus", make)
+        return self.has_citus
 
     # --- reads --------------------------------------------------------------
     def _get_plan(self, config: RunnableConfig) -> Plan[CheckpointTuple | None]:

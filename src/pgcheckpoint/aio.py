@@ -224,8 +224,6 @@ class AsyncPostgresSaver(LoopBridges):
         task_path: str = "",
     ) -> None:
         """Store a task's pending writes against the checkpoint in ``config``."""
-        if self.has_citus is None:  # once per saver (put asks it too): _core.CITUS_WRITES_ROWS
-            await self.runner.run(self.citus_plan())
         plan = self._put_writes_plan(config, writes, task_id, task_path)
         if plan is not None:
             await self.runner.run(plan)

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._guard import guard_put
-from ._plans import PipelinePlan, Plan, PlanGen, Query, QueryMany
-from .distribution import HAS_CITUS
+from ._plans import PipelinePlan, Plan, PlanGen, QueryMany
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -49,15 +48,13 @@ def batch_plan(core: SaverCore, items: Sequence[BatchItem]) -> Plan[list[Runnabl
     def make() -> PlanGen[list[RunnableConfig]]:
         if not encoded:
             return []
-        if core.has_citus is None:
-            found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
-            core.has_citus = bool(found and found[0][0])
+        citus = yield from core.citus()
         # Each put checks its own thread (put_checkpoint's guard); a refused
         # item rolls the whole batch back. On Citus each is a call of
         # pgcheckpoint_put, delegated to its thread's node (put_checkpoint's
         # CTEs would go through the coordinator); the transaction spans the
         # nodes the threads are on and commits on all or none (two-phase commit).
-        sql = queries["put_function" if core.has_citus else "put_checkpoint"]
+        sql = queries["put_function" if citus else "put_checkpoint"]
         yield QueryMany(sql, None, params_seq=[p for p, _ in encoded])
         for params, _ in encoded:
             core.guard_memory.saved(params)

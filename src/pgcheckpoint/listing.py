@@ -16,7 +16,6 @@ from langgraph.checkpoint.base import CheckpointTuple
 from . import codec
 from ._guard import tag_read
 from ._plans import Plan, PlanGen, Query, Rows
-from .distribution import HAS_CITUS
 
 if TYPE_CHECKING:
     from ._core import SaverCore
@@ -55,10 +54,7 @@ class Lister:
 
         def make() -> PlanGen[list[CheckpointTuple]]:
             # A list of every thread on Citus reads keys first (_page_by_keys).
-            if every_thread and core.has_citus is None:
-                found = yield Query(HAS_CITUS, None, fetch="all", prepare=False)
-                core.has_citus = bool(found and found[0][0])
-            if every_thread and core.has_citus:
+            if every_thread and (yield from core.citus()):
                 keys, rows = yield from self._page_by_keys(where, params)
             else:
                 rows = (

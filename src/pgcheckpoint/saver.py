@@ -223,8 +223,6 @@ class PostgresSaver(ThreadBridges):
         task_path: str = "",
     ) -> None:
         """Store a task's pending writes against the checkpoint in ``config``."""
-        if self.has_citus is None:  # once per saver (put asks it too): _core.CITUS_WRITES_ROWS
-            self.runner.run(self.citus_plan())
         plan = self._put_writes_plan(config, writes, task_id, task_path)
         if plan is not None:
             self.runner.run(plan)
