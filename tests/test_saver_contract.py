@@ -274,6 +274,15 @@ def test_put_function_writes_what_the_statement_does(databases: Any, template_db
         name = databases.create(template=template_db)
         try:
             url = databases.url(name)
+            with psycopg.connect(url) as conn:
+                on_citus = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')"
+                ).fetchone()
+            if on_citus and on_citus[0]:
+                # The saver never runs the statement on Citus (put calls
+                # pgcheckpoint_put once has_citus is known), and Citus refuses
+                # put_head's UPDATE, whose SET computes updated_at with now() in a CASE.
+                pytest.skip("put_head and put_checkpoint are the plain-PostgreSQL path")
             with PostgresSaver.from_conn_string(url) as saver:
                 saver.has_citus = by_function  # what the citus probe would set
                 parent: str | None = None
